@@ -1,0 +1,1 @@
+from .slice_batch import SliceBatchInferer

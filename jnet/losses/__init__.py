@@ -1,0 +1,1 @@
+from .multistage_loss import MultiStageLoss, level_targets

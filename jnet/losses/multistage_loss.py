@@ -1,0 +1,90 @@
+"""The J-Net multi-stage loss: one loss term per head level against the ground truth resized to that level."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.losses import DeepSupervisionLoss, DiceCELoss
+from torch.nn.modules.loss import _Loss
+
+__all__ = ["MultiStageLoss", "level_targets"]
+
+TARGET_MODES = ("nearest", "soft")
+
+
+def level_targets(target: torch.Tensor, sizes: Sequence[Sequence[int]], intermediate: str = "nearest") -> list[torch.Tensor]:
+    """
+    The ground truth resized to every level's spatial size.
+
+    Args:
+        target: ``(B, K, H, W)`` float one-hot / multi-channel target at full resolution.
+        sizes: spatial size of each level, highest resolution first.
+        intermediate: ``"nearest"`` (``nearest-exact``) for every level, or ``"soft"``: area-averaged (the
+            share of each class in the covered high-resolution pixels) for the levels between the highest and
+            the lowest, nearest at the lowest - as the paper's code (linear in between, nearest at the ends).
+    """
+    if intermediate not in TARGET_MODES:
+        raise ValueError(f"intermediate must be one of {TARGET_MODES}, got {intermediate!r}.")
+    resized = []
+    for index, size in enumerate(sizes):
+        if tuple(size) == tuple(target.shape[2:]):
+            resized.append(target)
+        elif intermediate == "soft" and 0 < index < len(sizes) - 1:
+            resized.append(F.adaptive_avg_pool2d(target, tuple(size)))
+        else:
+            resized.append(F.interpolate(target, size=tuple(size), mode="nearest-exact"))
+    return resized
+
+
+class MultiStageLoss(DeepSupervisionLoss):
+    """
+    Multi-stage loss of J-Net (Ostrowski et al., arXiv 2403.05340): the weighted sum, over the head's levels,
+    of ``loss(level_logits, target resized to the level)``. Builds on MONAI's ``DeepSupervisionLoss`` (its
+    weighting), adding one-hot conversion before resizing and soft intermediate targets.
+
+    Shapes: ``input`` is a list of logits ``(B, K, h_l, w_l)`` highest resolution first (or one tensor);
+    ``target`` is ``(B, 1, H, W)`` class indices (when ``num_classes`` is set) or ``(B, K, H, W)`` channels
+    (BraTS-style overlapping regions), at the highest resolution.
+
+    Args:
+        loss: the per-level loss, taking one-hot/multi-channel targets (default ``DiceCELoss(softmax=True)``).
+        num_classes: convert class-index targets to this many one-hot channels; ``None`` if already channels.
+        weights: one weight per level, highest resolution first; default equal weights (1.0 each).
+        intermediate_targets: ``"nearest"`` or ``"soft"``, see :func:`level_targets`.
+    """
+
+    def __init__(
+        self,
+        loss: _Loss | None = None,
+        num_classes: int | None = None,
+        weights: Sequence[float] | None = None,
+        intermediate_targets: str = "nearest",
+    ) -> None:
+        super().__init__(
+            loss if loss is not None else DiceCELoss(softmax=True),
+            weight_mode="same",
+            weights=None if weights is None else [float(w) for w in weights],
+        )
+        if intermediate_targets not in TARGET_MODES:
+            raise ValueError(f"intermediate_targets must be one of {TARGET_MODES}, got {intermediate_targets!r}.")
+        self.num_classes = num_classes
+        self.intermediate_targets = intermediate_targets
+
+    def forward(self, input: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        logits = list(input) if isinstance(input, (list, tuple)) else [input]
+        if self.weights is not None and len(self.weights) < len(logits):
+            raise ValueError(f"{len(self.weights)} loss weights given for {len(logits)} output levels.")
+        if isinstance(target, MetaTensor):
+            target = target.as_tensor()
+        target = target.float()
+        if self.num_classes is not None and target.shape[1] == 1:
+            target = F.one_hot(target[:, 0].long(), self.num_classes).permute(0, 3, 1, 2).float()
+        targets = level_targets(target, [x.shape[2:] for x in logits], self.intermediate_targets)
+        weights = self.get_weights(levels=len(logits))
+        total = torch.zeros((), dtype=torch.float, device=target.device)
+        for weight, level_logits, level_target in zip(weights, logits, targets):
+            total = total + weight * self.loss(level_logits.float(), level_target)
+        return total

@@ -1,0 +1,3 @@
+from .elunet import DoubleConv, ELUNet, elunet_for_input, max_pools_for
+from .jnet import JNet
+from .upscaling_head import UpscalingHead, UpscalingLevel

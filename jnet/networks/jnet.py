@@ -1,0 +1,77 @@
+"""J-Net: any 2D segmentation backbone followed by the upscaling head."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .upscaling_head import UpscalingHead
+
+__all__ = ["JNet"]
+
+
+class JNet(nn.Module):
+    """
+    J-Net (Ostrowski et al., arXiv 2403.05340): a segmentation backbone on a low-resolution input, whose class
+    logits an :class:`UpscalingHead` brings to ``2**levels`` times the input resolution.
+
+    Any module mapping ``(B, in_channels, r, r)`` to ``(B, num_classes, r, r)`` logits is a backbone: the
+    project's :class:`ELUNet`, or MONAI's ``UNet`` / ``BasicUNet`` with ``spatial_dims=2`` where their depth
+    allows ``r``.
+
+    Outputs:
+        - training mode: a list of every level's logits, highest resolution first (the order of MONAI's
+          ``DeepSupervisionLoss`` and ``DynUNet``): ``levels + 1`` maps from ``(B, C, r * 2**levels, ...)`` down to
+          ``(B, C, r, r)``.
+        - eval mode: one tensor, ``(B, C, *output_size)``: the head's highest level, resized bilinearly only
+          when ``output_size`` differs from it (with ``levels=0``: the backbone logits upsampled bilinearly,
+          the baseline's way of producing a full-resolution prediction). One tensor keeps TorchScript, ONNX
+          and TensorRT export simple.
+
+    Args:
+        backbone: the segmentation network at input resolution.
+        num_classes: number of logit channels of the backbone.
+        levels: head levels (resolution doublings); 0 means no head.
+        output_size: spatial size of the eval output; ``None`` keeps the head's output size.
+        head_skip: J-Net's output-end skip connections in the head.
+        head_init: ``"bilinear"`` or ``"default"``, see :class:`UpscalingHead`.
+        upsample_in_training: with ``levels=0``, also return the bilinearly upsampled logits in training (the
+            "bilinear" ablation, trained against the full-resolution ground truth).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        levels: int,
+        output_size: int | tuple[int, int] | None = None,
+        head_skip: bool = False,
+        head_init: str = "bilinear",
+        upsample_in_training: bool = False,
+    ) -> None:
+        super().__init__()
+        if upsample_in_training and (levels != 0 or output_size is None):
+            raise ValueError("upsample_in_training needs levels=0 and an output_size.")
+        self.backbone = backbone
+        self.head = UpscalingHead(num_classes, levels, skip=head_skip, init=head_init)
+        self.output_size: tuple[int, int] | None = (
+            None if output_size is None else (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        )
+        self.upsample_in_training = upsample_in_training
+
+    def _to_output_size(self, logits: torch.Tensor) -> torch.Tensor:
+        size = self.output_size
+        if size is None or (logits.shape[-2] == size[0] and logits.shape[-1] == size[1]):
+            return logits
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007 (TorchScript)
+        levels = self.head(self.backbone(x))
+        if self.training:
+            if self.upsample_in_training:
+                return [self._to_output_size(levels[0])]
+            return levels
+        return self._to_output_size(levels[0])

@@ -1,0 +1,3 @@
+from .checks import CheckChannelsd, CheckLabelValuesd, source_file
+from .lowres import LOWRES_MODES, LowResInputd
+from .slices import RandSliceSamplerd, SquarePadd
