@@ -1,0 +1,3 @@
+from jnet.cli import main
+
+main()
