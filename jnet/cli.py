@@ -36,7 +36,7 @@ def generate(configs_dir: str = "configs", bundles_dir: str = "bundles", check: 
         print(f"generated {bundles_dir}/{name}")
 
 
-def demo(work_dir: str = "demo_output", epochs: int = 60, num_train: int = 16, seed: int = 0) -> None:
+def demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 16, seed: int = 0) -> None:
     """Synthetic data -> train the 16x16 bundle with and without the head -> evaluate both -> print a table."""
     from jnet.demo import run_demo
 

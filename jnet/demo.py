@@ -63,7 +63,7 @@ def format_table(results: list[VariantResult], class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(work_dir: str = "demo_output", epochs: int = 60, num_train: int = 16, seed: int = 0) -> list[VariantResult]:
+def run_demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 16, seed: int = 0) -> list[VariantResult]:
     from jnet.data.synthetic import write_prostate_task
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -83,6 +83,9 @@ class ELUNet(nn.Module):
         self.out_conv = nn.Conv2d(widths[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        factor = 2**self.num_pools
+        if x.shape[-2] % factor != 0 or x.shape[-1] % factor != 0:
+            raise ValueError(f"ELUNet with {self.num_pools} pools needs H and W divisible by {factor}, got {x.shape}.")
         encoded = [self.in_conv(x)]
         for down in self.down:
             encoded.append(down(encoded[-1]))

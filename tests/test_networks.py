@@ -1,0 +1,120 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import BasicUNet, UNet
+
+from jnet.networks import ELUNet, JNet, UpscalingHead, elunet_for_input
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("size", [16, 32, 64, 128])
+def test_output_shapes_for_every_input_size(size):
+    levels = {16: 4, 32: 3, 64: 2, 128: 1}[size]
+    net = JNet(elunet_for_input(2, 3, size, features=4), num_classes=3, levels=levels, output_size=256)
+    x = torch.randn(2, 2, size, size)
+    net.train()
+    outputs = net(x)
+    assert [tuple(o.shape) for o in outputs] == [(2, 3, 256 // 2**k, 256 // 2**k) for k in range(levels + 1)]
+    net.eval()
+    with torch.no_grad():
+        assert tuple(net(x).shape) == (2, 3, 256, 256)
+
+
+def test_head_adds_at_most_200_parameters_for_3_classes_and_4_levels():
+    assert count(UpscalingHead(3, 4)) == 180  # 15 per class and level
+    assert count(UpscalingHead(1, 4)) == 60
+    # the J-Net output-end skip option costs more; the count is reported, not hidden
+    assert count(UpscalingHead(3, 4, skip=True)) == 351
+    assert count(UpscalingHead(1, 4, skip=True)) == 117
+
+
+def test_levels_zero_head_is_identity_and_wrapper_upsamples_in_eval():
+    x = torch.randn(1, 3, 16, 16)
+    assert UpscalingHead(3, 0)(x)[0] is x
+    net = JNet(elunet_for_input(2, 3, 16, features=4), 3, levels=0, output_size=256).eval()
+    inp = torch.randn(1, 2, 16, 16)
+    with torch.no_grad():
+        logits = net.backbone(inp)
+        assert torch.allclose(net(inp), F.interpolate(logits, size=(256, 256), mode="bilinear", align_corners=False))
+    net.train()
+    assert tuple(net(torch.randn(2, 2, 16, 16))[0].shape) == (2, 3, 16, 16)  # the paper's baseline: input resolution
+
+
+def test_bilinear_variant_trains_at_output_resolution():
+    net = JNet(elunet_for_input(2, 3, 16, features=4), 3, levels=0, output_size=256, upsample_in_training=True)
+    outputs = net.train()(torch.randn(2, 2, 16, 16))
+    assert len(outputs) == 1 and tuple(outputs[0].shape) == (2, 3, 256, 256)
+    assert count(net) == count(net.backbone)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize("classes", [1, 3])
+def test_fast_head_equals_the_plain_layers(skip, classes):
+    torch.manual_seed(0)
+    head = UpscalingHead(classes, 4, skip=skip, init="default")
+    x = torch.randn(2, classes, 16, 12)
+    reference, chained = [x], x
+    for k, level in enumerate(head.level_modules):
+        if head.skip and k >= 1:
+            chained = head.skip_chain[k - 1](chained)
+            reference.append(level.reference_forward(reference[-1], chained))
+        else:
+            reference.append(level.reference_forward(reference[-1]))
+    for fast, plain in zip(head(x), reference[::-1]):
+        assert fast.shape == plain.shape
+        assert torch.allclose(fast, plain, atol=1e-5), (fast - plain).abs().max()
+
+
+def test_bilinear_init_is_bilinear_upsampling_away_from_the_border():
+    x = torch.randn(1, 3, 8, 8)
+    out = UpscalingHead(3, 1)(x)[0]
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(out[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], atol=1e-6)
+    assert not torch.allclose(out, expected)  # zero "same" padding at the border, as the layer it replaces
+
+
+def test_gradients_reach_head_and_backbone():
+    from jnet.losses import MultiStageLoss
+
+    net = JNet(elunet_for_input(2, 3, 16, features=4), 3, levels=4, output_size=256, head_init="default").train()
+    loss = MultiStageLoss(num_classes=3)(net(torch.randn(2, 2, 16, 16)), torch.randint(0, 3, (2, 1, 256, 256)))
+    loss.backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert any(p.grad.abs().sum() > 0 for p in net.head.parameters())
+    assert net.backbone.in_conv[0].weight.grad.abs().sum() > 0
+
+
+def test_elunet_depth_follows_input_size():
+    assert elunet_for_input(1, 1, 16).num_pools == 4
+    assert elunet_for_input(1, 1, 8).num_pools == 3
+    assert ELUNet(1, 1, features=16).num_pools == 4
+    with pytest.raises(ValueError, match="divisible by 16"):
+        ELUNet(1, 1, features=4, num_pools=4)(torch.randn(1, 1, 12, 12))
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [
+        lambda: UNet(2, 2, 3, channels=(8, 16, 32, 64), strides=(2, 2, 2), norm="batch"),
+        lambda: BasicUNet(2, 2, 3, features=(8, 8, 16, 32, 64, 8)),
+    ],
+)
+def test_monai_unets_plug_in_as_backbones(backbone):
+    net = JNet(backbone(), 3, levels=3, output_size=256)
+    outputs = net.train()(torch.randn(2, 2, 32, 32))
+    assert tuple(outputs[0].shape) == (2, 3, 256, 256)
+    with torch.no_grad():
+        assert tuple(net.eval()(torch.randn(1, 2, 32, 32)).shape) == (1, 3, 256, 256)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_torchscript_and_eval_output_agree(skip):
+    net = JNet(elunet_for_input(2, 3, 16, features=4), 3, levels=4, output_size=256, head_skip=skip).eval()
+    scripted = torch.jit.script(net)
+    x = torch.randn(2, 2, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), net(x), atol=1e-5)
