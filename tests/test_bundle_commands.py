@@ -134,3 +134,14 @@ def test_wrong_channel_count_fails_clearly_at_inference(trained_root, tiny_datas
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[..., :1], image.affine), os.path.join(data, "imagesTs", "one.nii.gz"))
     result = run_bundle(BUNDLE_16, ["configs/inference.json"], bundle_root=trained_root, dataset_dir=data, **TINY_OVERRIDES)
     _assert_clean_error(result, "one.nii.gz", "expects 2 channel")
+
+
+def test_inference_on_listed_files_with_device_override(trained_root, tiny_dataset, tmp_path):
+    out = str(tmp_path / "listed")
+    source = os.path.join(tiny_dataset, "imagesTr", "prostate_02.nii.gz")
+    result = run_bundle(
+        BUNDLE_16, ["configs/inference.json"], bundle_root=trained_root, output_dir=out,
+        input_files=f"['{source}']", device="cpu", **TINY_OVERRIDES,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.listdir(out) == ["prostate_02_seg.nii.gz"]

@@ -45,3 +45,13 @@ def test_soft_intermediate_targets_are_class_shares():
 def test_wrong_number_of_weights_is_refused():
     with pytest.raises(ValueError, match="weights"):
         MultiStageLoss(num_classes=2, weights=[1.0])([torch.randn(1, 2, 4, 4)] * 2, torch.zeros(1, 1, 4, 4))
+
+
+def test_paper_recipe_bce_with_logits_per_level():
+    torch.manual_seed(1)
+    target = torch.randint(0, 3, (2, 1, 8, 8))
+    logits = [torch.randn(2, 3, 8, 8), torch.randn(2, 3, 4, 4)]
+    one_hot = F.one_hot(target[:, 0], 3).permute(0, 3, 1, 2).float()
+    bce = torch.nn.BCEWithLogitsLoss()
+    expected = bce(logits[0], one_hot) + bce(logits[1], F.interpolate(one_hot, size=(4, 4), mode="nearest-exact"))
+    assert MultiStageLoss(bce, num_classes=3)(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
