@@ -20,19 +20,21 @@ def synthetic(out_dir: str, num_train: int = 16, num_test: int = 2, seed: int = 
     return write_prostate_task(out_dir, num_train=num_train, num_test=num_test, seed=seed, **kwargs)
 
 
-def generate(configs_dir: str = "configs", bundles_dir: str = "bundles", check: bool = False) -> None:
+def generate(
+    configs_dir: str = "configs", bundles_dir: str = "bundles", table_file: str = "docs/bundles.md", check: bool = False
+) -> None:
     """Regenerate bundles/ from configs/ (with --check: only report what is out of date, exit 1 if anything)."""
     from jnet.bundlegen import check_bundles, generate_bundles
 
     if check:
-        differences = check_bundles(configs_dir, bundles_dir)
+        differences = check_bundles(configs_dir, bundles_dir, table_file)
         for line in differences:
             print(line)
         if differences:
             sys.exit(1)
         print("bundles are in sync with configs/")
         return
-    for name in generate_bundles(configs_dir, bundles_dir):
+    for name in generate_bundles(configs_dir, bundles_dir, table_file):
         print(f"generated {bundles_dir}/{name}")
 
 

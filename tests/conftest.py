@@ -60,3 +60,19 @@ def trained_root(tiny_dataset, tmp_path_factory) -> str:
     result = run_bundle(BUNDLE_16, ["configs/train.json"], bundle_root=root, dataset_dir=tiny_dataset, epochs=1, **TINY_OVERRIDES)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_brats_decathlon(tmp_path_factory) -> str:
+    """6 labelled + 1 test synthetic BraTS volume (96x96, 6-8 slices) in the Decathlon Task01 layout."""
+    from jnet.data.synthetic_brats import write_brats_task
+
+    return write_brats_task(str(tmp_path_factory.mktemp("Task01_tiny")), "decathlon", 6, 1, seed=2, size=(96, 96), num_slices=(6, 8))
+
+
+@pytest.fixture(scope="session")
+def tiny_brats2021(tmp_path_factory) -> str:
+    """The same in the BraTS 2018-2021 case-folder layout (TrainingData/ and ValidationData/)."""
+    from jnet.data.synthetic_brats import write_brats_task
+
+    return write_brats_task(str(tmp_path_factory.mktemp("BraTS2021_tiny")), "brats2021", 6, 1, seed=2, size=(96, 96), num_slices=(6, 8))

@@ -1,0 +1,1 @@
+from .macs import count_macs, head_macs

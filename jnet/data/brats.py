@@ -1,0 +1,166 @@
+"""BraTS brain-tumour data: the two public layouts, their label codes, and MONAI's TC / WT / ET regions.
+
+- ``"decathlon"``: Medical Segmentation Decathlon Task01_BrainTumour - ``dataset.json``, 4D images
+  (FLAIR, T1w, T1gd, T2w), labels 1 edema, 2 non-enhancing tumour, 3 enhancing tumour.
+- ``"brats2021"``: BraTS 2018-2021 case folders - ``<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz``, labels 1
+  necrotic / non-enhancing core, 2 edema, 4 enhancing tumour.
+
+Regions (MONAI's convention, overlapping sigmoid channels): tumour core TC, whole tumour WT, enhancing tumour ET.
+MONAI's ``ConvertToMultiChannelBasedOnBratsClasses`` hard-codes the BraTS 2018-21 codes (and has differed across
+MONAI versions), so the mapping lives here, one table per layout.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from jnet.errors import InputError
+
+from .checks import check_image_header, check_pair_headers
+from .decathlon import decathlon_datalist, split_folds
+
+__all__ = [
+    "BratsLayout",
+    "LAYOUTS",
+    "MODALITY_SUFFIXES",
+    "labels_to_regions",
+    "regions_to_labels",
+    "brats_case_datalist",
+    "labelled_datalist",
+    "inference_datalist",
+]
+
+MODALITY_SUFFIXES = ("flair", "t1", "t1ce", "t2")  # channel order of every BraTS bundle
+
+
+@dataclass(frozen=True)
+class BratsLayout:
+    edema: int
+    core: int  # necrotic / non-enhancing tumour core
+    enhancing: int
+
+    @property
+    def label_values(self) -> tuple[int, ...]:
+        return tuple(sorted((0, self.edema, self.core, self.enhancing)))
+
+
+LAYOUTS = {"decathlon": BratsLayout(edema=1, core=2, enhancing=3), "brats2021": BratsLayout(edema=2, core=1, enhancing=4)}
+
+
+def _layout(name: str) -> BratsLayout:
+    if name not in LAYOUTS:
+        raise InputError(f"unknown BraTS layout '{name}'; use one of {sorted(LAYOUTS)}.")
+    return LAYOUTS[name]
+
+
+def labels_to_regions(label: torch.Tensor | np.ndarray, layout: str) -> torch.Tensor:
+    """``(1, ...)`` label codes -> ``(3, ...)`` float regions TC, WT, ET."""
+    codes = _layout(layout)
+    label = torch.as_tensor(label)[0]
+    tc = (label == codes.core) | (label == codes.enhancing)
+    wt = tc | (label == codes.edema)
+    et = label == codes.enhancing
+    return torch.stack([tc, wt, et]).float()
+
+
+def regions_to_labels(regions: torch.Tensor | np.ndarray, layout: str, threshold: float = 0.5) -> torch.Tensor:
+    """``(3, ...)`` TC / WT / ET (probabilities or masks) -> ``(1, ...)`` label codes of the layout.
+
+    Nested by construction: ET wins over TC, TC over WT, so every voxel gets one code.
+    """
+    codes = _layout(layout)
+    tc, wt, et = (torch.as_tensor(regions) > threshold).unbind(0)
+    label = torch.zeros_like(tc, dtype=torch.uint8)
+    label[wt] = codes.edema
+    label[tc] = codes.core
+    label[et] = codes.enhancing
+    return label[None]
+
+
+def _case_files(case_dir: str) -> dict[str, str]:
+    case = os.path.basename(os.path.normpath(case_dir))
+    files = {}
+    for suffix in MODALITY_SUFFIXES + ("seg",):
+        matches = [p for p in glob.glob(os.path.join(case_dir, f"*_{suffix}.nii*"))]
+        if len(matches) == 1:
+            files[suffix] = matches[0]
+        elif len(matches) > 1:
+            raise InputError(f"{case_dir}: case {case} has {len(matches)} files for '{suffix}': {sorted(matches)}.")
+    return files
+
+
+def brats_case_datalist(dataset_dir: str, labelled: bool = True) -> list[dict]:
+    """
+    Every case folder of a BraTS 2018-2021 layout: ``[{"image": [flair, t1, t1ce, t2], "label": seg}, ...]``
+    (``labelled=False``: every case with its four modalities, no label). Errors name the case: a missing
+    modality, a missing segmentation, a Decathlon ``dataset.json`` in the same folder (mixed layouts).
+    """
+    if not dataset_dir or not os.path.isdir(dataset_dir):
+        raise InputError(f"dataset_dir '{dataset_dir}' does not exist or is not a folder (set --dataset_dir).")
+    cases = sorted(d for d in glob.glob(os.path.join(dataset_dir, "*")) if os.path.isdir(d))
+    if os.path.isfile(os.path.join(dataset_dir, "dataset.json")):
+        raise InputError(
+            f"{dataset_dir}: mixed layouts - a Decathlon dataset.json next to BraTS case folders; "
+            "set dataset_layout to 'decathlon' or remove one of them."
+        )
+    if not cases:
+        raise InputError(f"{dataset_dir}: no BraTS case folders (expected <case>/<case>_flair.nii.gz, ...).")
+    items = []
+    for case_dir in cases:
+        files = _case_files(case_dir)
+        missing = [s for s in MODALITY_SUFFIXES if s not in files]
+        if missing:
+            raise InputError(f"{case_dir}: case misses modality file(s) {', '.join(f'*_{m}.nii.gz' for m in missing)}.")
+        images = [files[s] for s in MODALITY_SUFFIXES]
+        if not labelled:
+            for path in images:
+                check_image_header(path, 1)
+            items.append({"image": images})
+            continue
+        if "seg" not in files:
+            raise InputError(f"{case_dir}: case has no segmentation (*_seg.nii.gz).")
+        for path in images:
+            check_pair_headers(path, files["seg"], 1)
+        items.append({"image": images, "label": files["seg"]})
+    return items
+
+
+def labelled_datalist(
+    dataset_dir: str,
+    layout: str = "decathlon",
+    split: str = "train",
+    num_folds: int = 5,
+    val_fold: int = 0,
+    seed: int = 0,
+    in_channels: int | None = None,
+) -> list[dict]:
+    """The labelled volumes of one split, from a Decathlon task (``layout="decathlon"``, prostate or BraTS
+    Task01) or from BraTS 2018-2021 case folders (``layout="brats2021"``)."""
+    if layout == "decathlon":
+        return decathlon_datalist(dataset_dir, split, num_folds, val_fold, seed, in_channels)
+    _layout(layout)
+    items = brats_case_datalist(dataset_dir)
+    if split == "all":
+        return items
+    train, val = split_folds(items, num_folds, val_fold, seed)
+    return train if split == "train" else val
+
+
+def inference_datalist(
+    dataset_dir: str | None, layout: str = "decathlon", input_files: str | list | None = None, in_channels: int | None = None
+) -> list[dict]:
+    """Volumes to segment: ``input_files`` (a glob or a list of 4D NIfTI files) when given; otherwise
+    ``<dataset_dir>/imagesTs/*.nii.gz`` (Decathlon) or every case folder of a BraTS 2018-2021 layout."""
+    from .decathlon import image_datalist
+
+    if input_files:
+        return image_datalist(input_files, in_channels)
+    if layout == "decathlon":
+        return image_datalist(os.path.join(dataset_dir or "", "imagesTs", "*.nii.gz"), in_channels)
+    _layout(layout)
+    return brats_case_datalist(dataset_dir or "", labelled=False)

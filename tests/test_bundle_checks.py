@@ -1,0 +1,82 @@
+"""MONAI's own bundle checks, for every generated bundle (in-process: the same functions `python -m monai.bundle`
+calls), plus the metadata schema."""
+
+import json
+import os
+import shutil
+
+import jsonschema
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, ckpt_export, load, verify_net_in_out
+
+from conftest import BUNDLES, REPO
+from jnet.bundle_io import bundle_network
+from jnet.bundlegen import bundle_specs
+
+SPECS = list(bundle_specs(os.path.join(REPO, "configs")))
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_metadata_matches_the_schema(spec):
+    schema = json.load(open(os.path.join(REPO, "tests", "metadata_schema.json")))
+    meta = json.load(open(os.path.join(BUNDLES, spec.name, "configs", "metadata.json")))
+    jsonschema.validate(meta, schema)
+    assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == spec.profile["config"]["in_channels"]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_verify_net_in_out_and_the_256_output(spec):
+    bundle = os.path.join(BUNDLES, spec.name)
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=os.path.join(bundle, "configs", "metadata.json"),
+        config_file=os.path.join(bundle, "configs", "train.json"),
+        bundle_root=bundle,
+    )
+    network = bundle_network(bundle).eval()  # verify_net_in_out checks channels and dtype only
+    with torch.no_grad():
+        out = network(torch.randn(2, spec.profile["config"]["in_channels"], spec.input_size, spec.input_size))
+    assert tuple(out.shape) == (2, len(spec.profile["output_channels"]), 256, 256)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_ckpt_export_to_torchscript_loads_with_monai_bundle_load(spec, tmp_path):
+    bundle = str(tmp_path / spec.name)
+    shutil.copytree(os.path.join(BUNDLES, spec.name), bundle, ignore=shutil.ignore_patterns("models", "eval"))
+    os.makedirs(os.path.join(bundle, "models"))
+    network = bundle_network(bundle).eval()
+    torch.save(network.state_dict(), os.path.join(bundle, "models", "model.pt"))
+    ckpt_export(
+        net_id="network_def",
+        filepath=os.path.join(bundle, "models", "model.ts"),
+        ckpt_file=os.path.join(bundle, "models", "model.pt"),
+        meta_file=os.path.join(bundle, "configs", "metadata.json"),
+        config_file=os.path.join(bundle, "configs", "train.json"),
+        bundle_root=bundle,
+    )
+    loaded = load(spec.name, bundle_dir=str(tmp_path), load_ts_module=True)
+    scripted = loaded[0] if isinstance(loaded, tuple) else loaded
+    x = torch.randn(1, spec.profile["config"]["in_channels"], spec.input_size, spec.input_size)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), network(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.input_size == 16], ids=lambda s: s.name)
+@pytest.mark.parametrize("workflow_type", ["train", "infer"])
+def test_config_workflow_properties_are_complete(spec, workflow_type, tiny_dataset, tiny_brats_decathlon):
+    bundle = os.path.join(BUNDLES, spec.name)
+    config = "train.json" if workflow_type == "train" else "inference.json"
+    workflow = ConfigWorkflow(
+        config_file=os.path.join(bundle, "configs", config),
+        meta_file=os.path.join(bundle, "configs", "metadata.json"),
+        logging_file=os.path.join(bundle, "configs", "logging.conf"),
+        workflow_type=workflow_type,
+        bundle_root=bundle,
+        dataset_dir=tiny_dataset if spec.dataset == "prostate" else tiny_brats_decathlon,
+        num_folds=3,
+        features=4,
+    )
+    workflow.initialize()
+    assert workflow.check_properties() == []
