@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 
 from monai.bundle import ConfigParser
 from torch import nn
 
-__all__ = ["bundle_parser", "bundle_network", "count_parameters"]
+__all__ = ["bundle_parser", "bundle_network", "count_parameters", "bundle_command", "run_bundle_command", "read_metric_summary"]
 
 
 def bundle_parser(bundle_dir: str, overrides: Sequence[str] = (), base: str = "configs/train.json") -> ConfigParser:
@@ -27,3 +31,34 @@ def bundle_network(bundle_dir: str, overrides: Sequence[str] = (), base: str = "
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def bundle_command(config_files: Sequence[str], overrides: dict[str, object]) -> list[str]:
+    """``python -m monai.bundle run`` with ``config_files`` merged in order, as a user types it in the bundle folder."""
+    files = "[" + ",".join(f"'{f}'" for f in config_files) + "]"
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files]
+    command += ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
+    for key, value in overrides.items():
+        command += [f"--{key}", str(value)]
+    return command
+
+
+def run_bundle_command(bundle_dir: str, config_files: Sequence[str], overrides: dict[str, object], log_path: str) -> float:
+    """Run a bundle command from ``bundle_dir`` with its output in ``log_path``; exit with a clear message on
+    failure. Returns the wall time in seconds."""
+    command = bundle_command(config_files, overrides)
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        result = subprocess.run(command, cwd=bundle_dir, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        sys.exit(f"ERROR: '{' '.join(command)}' failed (exit {result.returncode}); see {log_path}")
+    return time.perf_counter() - start
+
+
+def read_metric_summary(path: str, class_names: list[str]) -> dict[str, float]:
+    """Per-class means from a MetricsSaver ``*_summary.csv`` (rows ``class0``, ``class1``, ..., ``mean``)."""
+    with open(path) as f:
+        rows = {row["class"]: float(row["mean"]) for row in csv.DictReader(f)}
+    values = {name: rows[f"class{k}"] for k, name in enumerate(class_names)}
+    values["mean"] = sum(values.values()) / len(values)
+    return values

@@ -73,8 +73,23 @@ def _fill(template: dict, values: dict) -> dict:
     return {key: values.get(key, value) for key, value in template.items()}
 
 
-def metadata(spec: BundleSpec, matrix: dict) -> dict:
+def _eval_metrics(configs_dir: str) -> dict:
+    path = os.path.join(configs_dir, "eval_metrics.json")
+    return _load_json(path) if os.path.isfile(path) else {}
+
+
+def _results_section(spec: BundleSpec, measured: dict) -> str:
+    metrics = measured.get(spec.name)
+    if not metrics:
+        return "Not measured yet (`python -m jnet eval_metrics` fills `eval_metrics` in `configs/metadata.json`)."
+    rows = ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in metrics.items()]
+    return "\n".join(rows) + "\n\nSource: " + measured["_provenance"]
+
+
+def metadata(spec: BundleSpec, matrix: dict, measured: dict | None = None) -> dict:
     profile, versions = spec.profile, matrix["versions"]
+    measured = measured or {}
+    source = f" eval_metrics: {measured['_provenance']}" if spec.name in measured else ""
     r, out = spec.input_size, spec.output_size
     return {
         "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json",
@@ -90,7 +105,7 @@ def metadata(spec: BundleSpec, matrix: dict) -> dict:
         "description": (
             f"J-Net: an ELU-Net backbone on a {r}x{r} input with a {spec.head_levels}-level upscaling head, "
             f"trained with a multi-stage loss against the {out}x{out} ground truth, predicting at {out}x{out}. "
-            "Predictions are written at each input volume's original shape, spacing and affine."
+            "Predictions are written at each input volume's original shape, spacing and affine." + source
         ),
         "authors": matrix["authors"],
         "copyright": matrix["copyright"],
@@ -99,7 +114,7 @@ def metadata(spec: BundleSpec, matrix: dict) -> dict:
         "image_classes": profile["image_classes"],
         "label_classes": profile["label_classes"],
         "pred_classes": ", ".join(f"{k} {v}" for k, v in profile["output_channels"].items()),
-        "eval_metrics": {},
+        "eval_metrics": measured.get(spec.name, {}),
         "intended_use": "Research only. Not a medical device; not for diagnostic use.",
         "references": matrix["references"] + [profile["dataset_reference"]],
         "network_data_format": {
@@ -141,7 +156,8 @@ def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: 
     for name in BASE_CONFIGS + OVERRIDE_CONFIGS:
         content = _load_json(os.path.join(templates, name))
         _write_json(os.path.join(bundle_dir, "configs", name), _fill(content, values) if name in BASE_CONFIGS else content)
-    _write_json(os.path.join(bundle_dir, "configs", "metadata.json"), metadata(spec, matrix))
+    measured = _eval_metrics(configs_dir)
+    _write_json(os.path.join(bundle_dir, "configs", "metadata.json"), metadata(spec, matrix, measured))
     shutil.copyfile(os.path.join(templates, "logging.conf"), os.path.join(bundle_dir, "configs", "logging.conf"))
     shutil.copyfile(os.path.join(templates, "LICENSE"), os.path.join(bundle_dir, "LICENSE"))
     with open(os.path.join(bundle_dir, "docs", "data_license.txt"), "w") as f:
@@ -160,6 +176,8 @@ def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: 
         "channels": ", ".join(spec.profile["input_channels"].values()),
         "classes": ", ".join(f"{k} {v}" for k, v in spec.profile["output_channels"].items()),
         "version": matrix["version"],
+        "results": _results_section(spec, measured),
+        "layout_option": spec.profile.get("layout_option", ""),
     }
     with open(os.path.join(bundle_dir, "docs", "README.md"), "w") as f:
         f.write(readme.format(**fields))

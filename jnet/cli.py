@@ -45,9 +45,16 @@ def demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 16, s
     run_demo(work_dir=work_dir, epochs=epochs, num_train=num_train, seed=seed)
 
 
+def eval_metrics(epochs: int = 20, num_train: int = 16, seed: int = 0, out_file: str = "configs/eval_metrics.json") -> None:
+    """Measure every bundle's eval_metrics (a short training on synthetic data) into OUT_FILE; resumable."""
+    from jnet.eval_metrics import measure_eval_metrics
+
+    measure_eval_metrics(out_file=out_file, epochs=epochs, num_train=num_train, seed=seed)
+
+
 def main() -> None:
     install_excepthook()
-    fire.Fire({"synthetic": synthetic, "generate": generate, "demo": demo})
+    fire.Fire({"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics})
 
 
 if __name__ == "__main__":

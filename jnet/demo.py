@@ -3,16 +3,12 @@ head on the same budget, both evaluated at 256x256 by the bundle's own evaluate 
 
 from __future__ import annotations
 
-import csv
 import os
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 
-from jnet.bundle_io import bundle_network, count_parameters
+from jnet.bundle_io import bundle_network, count_parameters, read_metric_summary, run_bundle_command
 
-__all__ = ["run_demo", "VariantResult", "read_metric_summary", "format_table"]
+__all__ = ["run_demo", "VariantResult", "format_table"]
 
 BUNDLE = "prostate_mri_lowres_16"
 VARIANTS = {"head": [], "baseline (levels=0)": ["configs/train_baseline.json"]}
@@ -26,29 +22,6 @@ class VariantResult:
     parameters: int
     added_parameters: int
     train_seconds: float
-
-
-def read_metric_summary(path: str, class_names: list[str]) -> dict[str, float]:
-    """Per-class means from a MetricsSaver ``*_summary.csv`` (rows ``class0``, ``class1``, ..., ``mean``)."""
-    with open(path) as f:
-        rows = {row["class"]: float(row["mean"]) for row in csv.DictReader(f)}
-    values = {name: rows[f"class{k}"] for k, name in enumerate(class_names)}
-    values["mean"] = sum(values.values()) / len(values)
-    return values
-
-
-def _bundle_run(bundle_dir: str, config_files: list[str], overrides: dict[str, object], log_path: str) -> float:
-    files = "[" + ",".join(f"'{f}'" for f in config_files) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files]
-    command += ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        result = subprocess.run(command, cwd=bundle_dir, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        sys.exit(f"ERROR: '{' '.join(command)}' failed (exit {result.returncode}); see {log_path}")
-    return time.perf_counter() - start
 
 
 def format_table(results: list[VariantResult], class_names: list[str]) -> str:
@@ -81,10 +54,10 @@ def run_demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 1
         os.makedirs(root, exist_ok=True)
         print(f"[{step}/3] {name}: train {epochs} epochs, then evaluate on the held-out fold (logs in {root})")
         train_overrides = {**common, "bundle_root": root, "epochs": epochs, "val_interval": 5}
-        seconds = _bundle_run(bundle_dir, ["configs/train.json"] + extra, train_overrides, os.path.join(root, "train.log"))
+        seconds = run_bundle_command(bundle_dir, ["configs/train.json"] + extra, train_overrides, os.path.join(root, "train.log"))
         eval_dir = os.path.join(root, "eval")
         eval_files = ["configs/train.json", "configs/evaluate.json"] + extra
-        _bundle_run(bundle_dir, eval_files, {**common, "bundle_root": root, "output_dir": eval_dir}, os.path.join(root, "evaluate.log"))
+        run_bundle_command(bundle_dir, eval_files, {**common, "bundle_root": root, "output_dir": eval_dir}, os.path.join(root, "evaluate.log"))
         network = bundle_network(bundle_dir, extra)
         backbone = count_parameters(network.backbone)
         results.append(

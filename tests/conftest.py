@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 
 import pytest
+
+from jnet.bundle_io import bundle_command
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLES = os.path.join(REPO, "bundles")
@@ -23,19 +23,10 @@ TINY_OVERRIDES = {
 }
 
 
-def bundle_command(bundle_dir: str, config_files: list[str], **overrides: object) -> list[str]:
-    files = "[" + ",".join(f"'{f}'" for f in config_files) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files]
-    command += ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    return command
-
-
 def run_bundle(bundle_dir: str, config_files: list[str], timeout: int = 600, **overrides: object):
     """Run ``python -m monai.bundle run`` as a user types it, from the bundle folder."""
     return subprocess.run(
-        bundle_command(bundle_dir, config_files, **overrides),
+        bundle_command(config_files, overrides),
         cwd=bundle_dir,
         capture_output=True,
         text=True,
