@@ -52,9 +52,27 @@ def eval_metrics(epochs: int = 20, num_train: int = 16, seed: int = 0, out_file:
     measure_eval_metrics(out_file=out_file, epochs=epochs, num_train=num_train, seed=seed)
 
 
+def bench(out_dir: str = "bench_output", budget_s: float = 0.5) -> None:
+    """Inference benchmark of every bundle (parameters, MACs, CPU eager/ONNX Runtime speed, memory, Jetson
+    estimates): writes OUT_DIR/bench.json and OUT_DIR/bench.md and prints the table."""
+    import json
+    import os
+
+    from jnet.bench.bundles import bench_bundles, format_bench_table
+
+    os.makedirs(out_dir, exist_ok=True)
+    report = bench_bundles(budget_s=budget_s)
+    with open(os.path.join(out_dir, "bench.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    table = format_bench_table(report)
+    with open(os.path.join(out_dir, "bench.md"), "w") as f:
+        f.write(table)
+    print(table)
+
+
 def main() -> None:
     install_excepthook()
-    fire.Fire({"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics})
+    fire.Fire({"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,91 @@
+"""The ``bench`` verb: parameters, MACs, CPU speed (eager and ONNX Runtime) and peak memory of every bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+
+import torch
+
+import monai
+from jnet.bench.jetson import ASSUMED_EFFICIENCY, DEVICES, estimate_images_per_s
+from jnet.bench.macs import count_macs
+from jnet.bench.memory import peak_forward_memory
+from jnet.bench.speed import eager_speed, onnxruntime_speed
+from jnet.bundle_io import bundle_network, count_parameters
+from jnet.bundlegen import bundle_specs
+from jnet.export.onnx import export_onnx
+
+__all__ = ["bench_bundles", "bench_network", "format_bench_table"]
+
+BATCH = 32
+
+
+def bench_network(network: torch.nn.Module, input_shape: tuple[int, int, int], budget_s: float = 0.5) -> dict:
+    """Every inference figure of one network for a ``(C, r, r)`` input."""
+    network.eval()
+    macs = count_macs(network, (1, *input_shape))
+    result = {"parameters": count_parameters(network), "macs": macs}
+    result["eager"] = eager_speed(network, input_shape, BATCH, budget_s)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(network, (1, *input_shape), os.path.join(tmp, "model.onnx"))
+        result["onnxruntime"] = onnxruntime_speed(path, input_shape, BATCH, budget_s)
+    peak = peak_forward_memory(network, torch.randn(BATCH, *input_shape))
+    result["peak_memory_mb_b32"] = None if peak is None else peak / 2**20
+    result["jetson_estimate_images_per_s"] = {d: estimate_images_per_s(macs, d) for d in DEVICES}
+    return result
+
+
+def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", budget_s: float = 0.5) -> dict:
+    torch.set_num_threads(os.cpu_count() or 1)
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), MONAI {monai.__version__}",
+        "batch": BATCH,
+        "jetson_assumption": f"fp16 peak FLOP/s {DEVICES}, efficiency {ASSUMED_EFFICIENCY:.0%}, 2 FLOP per MAC",
+        "bundles": {},
+    }
+    for spec in bundle_specs(configs_dir):
+        bundle = os.path.join(bundles_dir, spec.name)
+        shape = (spec.profile["config"]["in_channels"], spec.input_size, spec.input_size)
+        head = bench_network(bundle_network(bundle), shape, budget_s)
+        plain = bench_network(bundle_network(bundle, ["configs/train_bilinear.json"]), shape, budget_s)
+        head["added_parameters"] = head["parameters"] - plain["parameters"]
+        head["share_of_bilinear_throughput"] = {
+            f"{runtime}_{key}": head[runtime][key] / plain[runtime][key]
+            for runtime in ("eager", "onnxruntime")
+            for key in ("images_per_s_b1", "images_per_s")
+        }
+        report["bundles"][spec.name] = {"head": head, "bilinear": plain}
+        print(f"{spec.name}: done")
+    return report
+
+
+def format_bench_table(report: dict) -> str:
+    lines = [
+        f"Machine: {report['machine']}. Batch-1 latency and batch-{report['batch']} throughput on CPU.",
+        "",
+        "| bundle | output | parameters | added | MACs (M) | eager b1 img/s | eager b32 img/s | ORT b1 img/s "
+        "| ORT b32 img/s | peak MB b32 | Nano est. img/s | Orin Nano est. img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, variants in report["bundles"].items():
+        for variant, r in variants.items():
+            nano = r["jetson_estimate_images_per_s"]["jetson_nano"]
+            flag = " (under 20)" if nano < 20 else ""
+            memory = "n/a" if r["peak_memory_mb_b32"] is None else f"{r['peak_memory_mb_b32']:.0f}"
+            lines.append(
+                f"| {name} | {variant} | {r['parameters']:,} | {r.get('added_parameters', 0)} | {r['macs'] / 1e6:.1f} "
+                f"| {r['eager']['images_per_s_b1']:.0f} | {r['eager']['images_per_s']:.0f} "
+                f"| {r['onnxruntime']['images_per_s_b1']:.0f} | {r['onnxruntime']['images_per_s']:.0f} | {memory} "
+                f"| {nano:.0f}{flag} | {r['jetson_estimate_images_per_s']['jetson_orin_nano']:.0f} |"
+            )
+    lines += ["", "Head throughput as a share of the same network with a plain bilinear output (target >= 75 %):", ""]
+    lines += ["| bundle | eager b1 | eager b32 | ORT b1 | ORT b32 |", "|---|---|---|---|---|"]
+    for name, variants in report["bundles"].items():
+        share = variants["head"]["share_of_bilinear_throughput"]
+        cells = [share[k] for k in ("eager_images_per_s_b1", "eager_images_per_s", "onnxruntime_images_per_s_b1", "onnxruntime_images_per_s")]
+        lines.append(f"| {name} | " + " | ".join(f"{c:.0%}" for c in cells) + " |")
+    return "\n".join(lines) + "\n"

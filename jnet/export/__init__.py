@@ -1,0 +1,1 @@
+from .onnx import INPUT_NAME, OUTPUT_NAME, export_onnx

@@ -1,0 +1,53 @@
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from jnet.bench.jetson import estimate_images_per_s
+from jnet.bench.macs import count_macs, head_macs
+from jnet.bench.memory import peak_forward_memory
+from jnet.export import export_onnx
+from jnet.networks import JNet, UpscalingHead, elunet_for_input
+
+
+def test_macs_of_a_single_conv_and_transposed_conv_match_a_hand_count():
+    assert count_macs(nn.Conv2d(3, 8, 3, padding=1), (1, 3, 10, 10)) == 10 * 10 * 8 * 3 * 9
+    assert count_macs(nn.Conv2d(4, 4, 3, padding=1, groups=4), (2, 4, 6, 6)) == 2 * 6 * 6 * 4 * 1 * 9
+    assert count_macs(nn.ConvTranspose2d(4, 6, 2, stride=2), (1, 4, 5, 5)) == 5 * 5 * 4 * 6 * 4
+
+
+def test_head_macs_match_a_hand_count():
+    # level k reads a 3 x (16 * 2**k)^2 map: a class-wise 2x2 transposed conv (4 MACs per input pixel), then a
+    # class-wise 3x3 conv on the doubled map (9 MACs per output pixel, 4 output pixels per input pixel)
+    pixels = sum(3 * (16 * 2**k) ** 2 for k in range(4))
+    assert head_macs(UpscalingHead(3, 4), 1, 16, 16) == pixels * (4 + 4 * 9) == 2_611_200
+    net = JNet(elunet_for_input(2, 3, 16, features=4), 3, levels=4, output_size=256)
+    assert count_macs(net, (1, 2, 16, 16)) - count_macs(net.backbone, (1, 2, 16, 16)) == 2_611_200
+
+
+def test_jetson_estimate_is_labelled_arithmetic():
+    assert estimate_images_per_s(10_000_000, "jetson_nano") == pytest.approx(0.10 * 472e9 / 2e7)
+
+
+def test_peak_memory_counts_at_least_the_output():
+    peak = peak_forward_memory(nn.Upsample(scale_factor=4), torch.randn(8, 3, 64, 64))
+    if peak is None:
+        pytest.skip("glibc mallinfo2 is not available on this platform")
+    assert peak >= 8 * 3 * 256 * 256 * 4
+
+
+@pytest.mark.parametrize("opset", [17, 13])
+@pytest.mark.parametrize("skip", [False, True])
+def test_onnx_export_matches_pytorch(opset, skip, tmp_path):
+    torch.manual_seed(0)
+    net = JNet(elunet_for_input(2, 3, 16, features=4), 3, levels=4, output_size=256, head_skip=skip, head_init="default").eval()
+    path = export_onnx(net, (1, 2, 16, 16), str(tmp_path / "net.onnx"), opset=opset)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 2, 16, 16)  # a batch other than the exported one: the batch axis is dynamic
+    onnx_out = session.run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        torch_out = net(x).numpy()
+    assert onnx_out.shape == (3, 3, 256, 256)
+    assert np.abs(onnx_out - torch_out).max() <= 1e-4
+    assert (onnx_out.argmax(1) == torch_out.argmax(1)).mean() >= 0.999
