@@ -22,7 +22,7 @@ import torch
 from jnet.errors import InputError
 
 from .checks import check_image_header, check_pair_headers
-from .decathlon import decathlon_datalist, split_folds
+from .decathlon import decathlon_datalist, select_split
 
 __all__ = [
     "BratsLayout",
@@ -144,11 +144,7 @@ def labelled_datalist(
     if layout == "decathlon":
         return decathlon_datalist(dataset_dir, split, num_folds, val_fold, seed, in_channels)
     _layout(layout)
-    items = brats_case_datalist(dataset_dir)
-    if split == "all":
-        return items
-    train, val = split_folds(items, num_folds, val_fold, seed)
-    return train if split == "train" else val
+    return select_split(brats_case_datalist(dataset_dir), split, num_folds, val_fold, seed)
 
 
 def inference_datalist(

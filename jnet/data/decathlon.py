@@ -13,7 +13,7 @@ from jnet.errors import InputError
 
 from .checks import check_image_header, check_pair_headers
 
-__all__ = ["decathlon_datalist", "image_datalist", "split_folds", "read_dataset_json"]
+__all__ = ["decathlon_datalist", "image_datalist", "select_split", "split_folds", "read_dataset_json"]
 
 SPLITS = ("train", "val", "all")
 
@@ -59,6 +59,16 @@ def split_folds(items: Sequence[dict], num_folds: int, val_fold: int, seed: int 
     return train, list(folds[val_fold])
 
 
+def select_split(items: Sequence[dict], split: str, num_folds: int, val_fold: int, seed: int) -> list[dict]:
+    """``split`` (``"train"``, ``"val"`` or ``"all"``) of ``items`` under the seeded k-fold assignment."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    if split == "all":
+        return list(items)
+    train, val = split_folds(items, num_folds, val_fold, seed)
+    return train if split == "train" else val
+
+
 def decathlon_datalist(
     dataset_dir: str,
     split: str = "train",
@@ -82,8 +92,6 @@ def decathlon_datalist(
         seed: seed of the fold assignment.
         in_channels: expected image channels, checked from the headers when given.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
     content = read_dataset_json(dataset_dir)
     json_path = os.path.join(dataset_dir, "dataset.json")
     items = [
@@ -92,10 +100,7 @@ def decathlon_datalist(
     ]
     for item in items:
         check_pair_headers(item["image"], item["label"], in_channels, listed_in=json_path)
-    if split == "all":
-        return items
-    train, val = split_folds(items, num_folds, val_fold, seed)
-    return train if split == "train" else val
+    return select_split(items, split, num_folds, val_fold, seed)
 
 
 def image_datalist(pattern_or_files: str | Sequence[str], in_channels: int | None = None) -> list[dict]:
