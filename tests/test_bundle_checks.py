@@ -63,7 +63,7 @@ def test_ckpt_export_to_torchscript_loads_with_monai_bundle_load(spec, tmp_path)
         assert torch.allclose(scripted(x), network(x), atol=1e-4)
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.input_size == 16], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 @pytest.mark.parametrize("workflow_type", ["train", "infer"])
 def test_config_workflow_properties_are_complete(spec, workflow_type, tiny_dataset, tiny_brats_decathlon):
     bundle = os.path.join(BUNDLES, spec.name)
