@@ -79,47 +79,39 @@ class UpscalingLevel(nn.Module):
         return self.conv(stacked)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        batch, classes, height, width = x.shape
+        classes, height, width = self.num_classes, x.shape[2], x.shape[3]  # an int attribute: static for export
         row_mask, col_mask = _border_masks(height, width, x)
-        kernel, patches, bias = self._input_terms(x, self.up.weight, self.up.bias, 0, row_mask, col_mask)
+        kernel, bias = self._input_terms(self.up.weight, self.up.bias, 0, row_mask, col_mask)
         conv_bias = self.conv.bias
         assert conv_bias is not None
         bias = bias + conv_bias.view(classes, 1, 1)
+        inputs = x
         if self.skip_up is not None and skip is not None:
-            skip_kernel, skip_patches, skip_bias = self._input_terms(
-                skip, self.skip_up.weight, self.skip_up.bias, 1, row_mask, col_mask
-            )
-            kernel = torch.cat([kernel, skip_kernel], dim=2)
-            patches = torch.cat([patches, skip_patches], dim=2)
+            skip_kernel, skip_bias = self._input_terms(self.skip_up.weight, self.skip_up.bias, 1, row_mask, col_mask)
+            kernel = torch.stack([kernel, skip_kernel], dim=2).flatten(1, 2)  # (C, 4 phases, inputs, 3, 3)
+            inputs = torch.stack([x, skip], dim=2).flatten(1, 2)  # per-class interleaving, as groups=C expects
             bias = bias + skip_bias
-        stacked = patches.reshape(batch, classes, kernel.shape[2], height * width)
-        phases = torch.matmul(kernel, stacked)  # (B, C, 4, H*W): output phase (a, b) at every input pixel
-        out = phases.reshape(batch, classes, 2, 2, height, width).permute(0, 1, 4, 2, 5, 3)
-        return out.reshape(batch, classes, 2 * height, 2 * width) + bias
+        weight = kernel.reshape(classes * 4, self.num_inputs, 3, 3)
+        phases = F.conv2d(inputs, weight, padding=1, groups=classes)  # (B, 4C, H, W): phase (a, b) of class c
+        return F.pixel_shuffle(phases, 2) + bias
 
     def _input_terms(
         self,
-        low: torch.Tensor,
         up_weight: torch.Tensor,
         up_bias: torch.Tensor | None,
         index: int,
         row_mask: torch.Tensor,
         col_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For one input: the low-resolution kernel (C, 4, 9), its 3x3 patches (B, C, 9, H, W), its bias map."""
-        classes, height, width = low.shape[1], low.shape[2], low.shape[3]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For one input: the equivalent low-resolution kernel (C, 4, 3, 3) and its bias map (C, 2H, 2W)."""
+        classes = self.num_classes
         conv_w = self.conv.weight[:, index]  # (C, 3, 3)
         outer = conv_w[:, :, :, None, None] * up_weight[:, 0, None, None, :, :]  # (C, 3, 3, 2, 2)
-        kernel = (outer.reshape(classes, 36) @ self.scatter).reshape(classes, 4, 9)
-        padded = F.pad(low, (1, 1, 1, 1))
-        shifts: list[torch.Tensor] = []
-        for dy in range(3):
-            for dx in range(3):
-                shifts.append(padded[:, :, dy : dy + height, dx : dx + width])
+        kernel = (outer.reshape(classes, 36) @ self.scatter).reshape(classes, 4, 3, 3)
         # the transposed conv's bias is constant on the upsampled grid; the zero-padded 3x3 conv sees it partially
         assert up_bias is not None  # built with bias=True; narrows the Optional for TorchScript
         bias = up_bias.view(classes, 1, 1) * torch.einsum("dh,cde,ew->chw", row_mask, conv_w, col_mask)
-        return kernel, torch.stack(shifts, dim=2), bias
+        return kernel, bias
 
 
 def _border_masks(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
