@@ -70,9 +70,39 @@ def bench(out_dir: str = "bench_output", budget_s: float = 0.5) -> None:
     print(table)
 
 
+def sweep(
+    work_dir: str = "sweep_output",
+    dataset: str = "prostate",
+    dataset_dir: str | None = None,
+    dataset_layout: str | None = None,
+    resolutions: tuple = (16, 32, 64, 128),
+    variants: tuple = ("baseline", "bilinear", "head", "head_paper"),
+    seeds: int = 3,
+    iterations: int = 600,
+    reference: bool = True,
+    num_train: int = 16,
+) -> None:
+    """Resolution sweep: every variant at every input size on the same data and budget (DATASET_DIR in either
+    layout, or a synthetic default); JSON, Markdown table and plots in WORK_DIR; resumable."""
+    from jnet.sweep import run_sweep
+
+    run_sweep(
+        work_dir=work_dir,
+        dataset=dataset,
+        dataset_dir=dataset_dir,
+        dataset_layout=dataset_layout,
+        resolutions=tuple(int(r) for r in resolutions),
+        variants=tuple(variants),
+        seeds=seeds,
+        iterations=iterations,
+        reference=reference,
+        num_train=num_train,
+    )
+
+
 def main() -> None:
     install_excepthook()
-    fire.Fire({"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench})
+    fire.Fire({"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "sweep": sweep})
 
 
 if __name__ == "__main__":

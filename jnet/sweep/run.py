@@ -1,0 +1,109 @@
+"""The ``sweep`` verb: every variant at every input resolution, trained on the same cached data with the same
+budget, scored on the same held-out volumes at 256x256, with inference cost; resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+import torch
+from tqdm import tqdm
+
+import monai
+from jnet.bench.bundles import bench_network
+from jnet.bundle_io import count_parameters
+
+from .data import load_sweep_data
+from .report import write_reports
+from .train import REFERENCE, VARIANTS, Variant, build_network, score_volumes, train_run
+
+__all__ = ["run_sweep"]
+
+BUNDLE_FOR = {"prostate": "prostate_mri_lowres_16", "brats": "brats_mri_lowres_16"}
+
+
+def _default_dataset(work_dir: str, dataset: str, num_train: int, seed: int) -> str:
+    from jnet.data.synthetic import write_prostate_task
+    from jnet.data.synthetic_brats import write_brats_task
+
+    out = os.path.join(work_dir, f"{dataset}_synthetic_seed{seed}")
+    if not os.path.isfile(os.path.join(out, "dataset.json")):
+        if dataset == "prostate":
+            write_prostate_task(out, num_train=num_train, num_test=0, seed=seed)
+        else:
+            write_brats_task(out, "decathlon", num_train=num_train, num_test=0, seed=seed)
+    return out
+
+
+def _save(results: dict, path: str) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def run_sweep(
+    work_dir: str = "sweep_output",
+    dataset: str = "prostate",
+    dataset_dir: str | None = None,
+    dataset_layout: str | None = None,
+    resolutions: tuple[int, ...] = (16, 32, 64, 128),
+    variants: tuple[str, ...] = ("baseline", "bilinear", "head", "head_paper"),
+    seeds: int = 3,
+    single_seed_from: int = 128,
+    iterations: int = 600,
+    batch_size: int = 16,
+    features: int = 8,
+    reference: bool = True,
+    num_train: int = 16,
+    data_seed: int = 0,
+    speed_budget_s: float = 0.5,
+) -> dict:
+    """Run (or resume) the sweep; writes ``sweep.json``, ``sweep.md``, ``quality_vs_throughput.png`` and
+    ``examples.png`` into ``work_dir``. Resolutions >= ``single_seed_from`` and the reference use one seed."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    os.makedirs(work_dir, exist_ok=True)
+    generated = dataset_dir is None
+    dataset_dir = dataset_dir or _default_dataset(work_dir, dataset, num_train, data_seed)
+    bundle_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles", BUNDLE_FOR[dataset])
+    data = load_sweep_data(bundle_dir, dataset_dir, os.path.join(work_dir, "slices.pt"), dataset_layout=dataset_layout)
+    path = os.path.join(work_dir, "sweep.json")
+    results = json.load(open(path)) if os.path.isfile(path) else {"runs": {}, "speed": {}}
+    results["config"] = {
+        "dataset": dataset,
+        "dataset_dir": os.path.abspath(dataset_dir),
+        "synthetic": generated,
+        "synthetic_generator": {"num_train": num_train, "seed": data_seed} if generated else None,
+        "train_slices": int(len(data.train_images)),
+        "held_out_volumes": len(data.val_images),
+        "iterations": iterations,
+        "batch_size": batch_size,
+        "features": features,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, MONAI {monai.__version__}",
+    }
+    plan: list[tuple[Variant, int, int]] = []
+    for r in resolutions:
+        for name in variants:
+            for seed in range(1 if r >= single_seed_from else seeds):
+                plan.append((VARIANTS[name], r, seed))
+    if reference:
+        plan.append((REFERENCE, 256, 0))
+    in_channels = int(data.train_images.shape[1])
+    for variant, r, seed in tqdm(plan, desc="sweep runs"):
+        key = f"{variant.name}@{r}"
+        if f"{key}#{seed}" not in results["runs"]:
+            network, seconds = train_run(variant, data, r, seed, iterations, batch_size, features)
+            scores = score_volumes(network, data, r, variant)
+            results["runs"][f"{key}#{seed}"] = {**scores, "train_s": seconds}
+            torch.save(network.state_dict(), os.path.join(work_dir, f"{key}#{seed}.pt"))
+            _save(results, path)
+        if key not in results["speed"]:
+            network = build_network(variant, in_channels, data.num_classes, r, features)
+            speed = bench_network(network, (in_channels, 256 if variant.full_resolution else r, 256 if variant.full_resolution else r), speed_budget_s)
+            speed["added_parameters"] = count_parameters(network) - count_parameters(network.backbone)
+            results["speed"][key] = speed
+            _save(results, path)
+    write_reports(results, data, work_dir, features)  # adds the per-variant summary to results
+    _save(results, path)
+    return results
