@@ -34,9 +34,11 @@ class UpscalingLevel(nn.Module):
 
     The parameters live in the standard layers (``up``, ``skip_up``, ``conv``), so a state dict is that of the
     plain layers and :meth:`reference_forward` runs them as PyTorch defines them. :meth:`forward` computes
-    the same function (to float rounding) as one low-resolution matrix product per level followed by a pixel
-    shuffle: PyTorch's CPU kernels for grouped (transposed) convs on 1-3 channels are an order of magnitude
-    slower than their size warrants.
+    the same function (to float rounding) as ONE class-wise conv at the LOW resolution with 4 outputs per class
+    (the four output phases: the 2x2 transposed conv folded into the 3x3 kernel), then a pixel shuffle, plus a
+    precomputable bias map. PyTorch's CPU kernels for grouped (transposed) convs with one channel per group at the
+    high resolution are an order of magnitude slower than the layer's size warrants, and the folded form exports
+    to three ONNX nodes per level.
 
     Shapes: ``x`` ``(B, C, H, W)`` (and ``skip`` of the same shape when ``with_skip``) -> ``(B, C, 2H, 2W)``.
 
