@@ -11,13 +11,21 @@ from jnet.errors import install_excepthook
 __all__ = ["main"]
 
 
-def synthetic(out_dir: str, num_train: int = 16, num_test: int = 2, seed: int = 0, small: bool = False) -> str:
-    """Write a synthetic Decathlon Task05_Prostate-format dataset to OUT_DIR (small: 128-160 px, 6-8 slices)."""
+def synthetic(
+    out_dir: str, dataset: str = "prostate", layout: str = "decathlon", num_train: int = 16, num_test: int = 2, seed: int = 0, small: bool = False
+) -> str:
+    """Write a synthetic dataset to OUT_DIR: DATASET prostate (Decathlon Task05 layout) or brats (LAYOUT
+    decathlon = Task01, or brats2021 = case folders); --small: small slices and few of them, for quick tries."""
     from jnet.data.synthetic import write_prostate_task
+    from jnet.data.synthetic_brats import write_brats_task
 
-    sizes = ((128, 128), (160, 128)) if small else None
-    kwargs = {"slice_sizes": sizes, "num_slices": (6, 8)} if small else {}
-    return write_prostate_task(out_dir, num_train=num_train, num_test=num_test, seed=seed, **kwargs)
+    if dataset == "brats":
+        size = {"size": (96, 96), "num_slices": (6, 8)} if small else {}
+        return write_brats_task(out_dir, layout, num_train=num_train, num_test=num_test, seed=seed, **size)
+    if dataset != "prostate":
+        sys.exit(f"ERROR: dataset must be 'prostate' or 'brats', got '{dataset}'.")
+    size = {"slice_sizes": ((128, 128), (160, 128)), "num_slices": (6, 8)} if small else {}
+    return write_prostate_task(out_dir, num_train=num_train, num_test=num_test, seed=seed, **size)
 
 
 def generate(
