@@ -16,7 +16,7 @@ import jnet
 __all__ = ["BundleSpec", "bundle_specs", "generate_bundles", "check_bundles", "render_bundle"]
 
 BASE_CONFIGS = ("train.json", "inference.json")  # hold the per-bundle values at their top level
-OVERRIDE_CONFIGS = ("evaluate.json", "train_baseline.json", "train_bilinear.json")  # merged on top, copied as they are
+OVERRIDE_CONFIGS = ("evaluate.json", "train_baseline.json", "train_bilinear.json", "inference_trt.json")  # merged on top, copied as they are
 PACKAGE_NAME = "jnet-lowres"
 
 

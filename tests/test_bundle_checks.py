@@ -80,3 +80,29 @@ def test_config_workflow_properties_are_complete(spec, workflow_type, tiny_datas
     )
     workflow.initialize()
     assert workflow.check_properties() == []
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_inference_trt_override_parses_and_merges(spec):
+    from monai.bundle import ConfigParser
+
+    bundle = os.path.join(BUNDLES, spec.name)
+    parser = ConfigParser()
+    parser.read_config([os.path.join(bundle, "configs", "inference.json"), os.path.join(bundle, "configs", "inference_trt.json")])
+    assert parser["network"].startswith("$trt_compile(@network_def")
+    assert parser["evaluator"]["network"] == "@network"  # the evaluator runs the TensorRT-compiled network
+    assert parser["trt_args"]["dynamic_batchsize"] == [1, 16, 32]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the TensorRT path cannot run here")
+def test_inference_trt_runs_where_cuda_and_tensorrt_exist(tiny_dataset, trained_root, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install jnet-lowres[tensorrt])")
+    from conftest import BUNDLE_16, TINY_OVERRIDES, run_bundle
+
+    out = str(tmp_path / "trt")
+    result = run_bundle(
+        BUNDLE_16, ["configs/inference.json", "configs/inference_trt.json"], bundle_root=trained_root,
+        dataset_dir=tiny_dataset, output_dir=out, **TINY_OVERRIDES,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.listdir(out)
