@@ -15,6 +15,7 @@ import torch
 import monai
 from jnet.bundle_io import read_metric_summary, run_bundle_command
 from jnet.bundlegen import BundleSpec, bundle_specs
+from jnet.data.defaults import synthetic_dataset
 
 __all__ = ["measure_eval_metrics", "metric_class_names"]
 
@@ -24,19 +25,6 @@ def metric_class_names(spec: BundleSpec) -> list[str]:
     channels = spec.profile["output_channels"]
     keep_background = spec.profile["config"].get("include_background", False)
     return [name for key, name in channels.items() if keep_background or key != "0"]
-
-
-def _synthetic_dataset(dataset: str, root: str, num_train: int, seed: int) -> str:
-    from jnet.data.synthetic import write_prostate_task
-    from jnet.data.synthetic_brats import write_brats_task
-
-    out = os.path.join(root, f"{dataset}_synthetic")
-    if not os.path.isfile(os.path.join(out, "dataset.json")):
-        if dataset == "prostate":
-            write_prostate_task(out, num_train=num_train, num_test=2, seed=seed)
-        else:
-            write_brats_task(out, "decathlon", num_train=num_train, num_test=2, seed=seed)
-    return out
 
 
 def measure_eval_metrics(
@@ -58,7 +46,7 @@ def measure_eval_metrics(
     for spec in bundle_specs(configs_dir):
         if spec.name in results:
             continue
-        data = _synthetic_dataset(spec.dataset, work_dir, num_train, seed)
+        data = synthetic_dataset(spec.dataset, os.path.join(work_dir, f"{spec.dataset}_synthetic"), num_train, 2, seed)
         root = os.path.abspath(os.path.join(work_dir, spec.name))
         os.makedirs(root, exist_ok=True)
         bundle = os.path.join(bundles_dir, spec.name)

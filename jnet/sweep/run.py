@@ -14,6 +14,7 @@ from tqdm import tqdm
 import monai
 from jnet.bench.bundles import bench_network
 from jnet.bundle_io import count_parameters
+from jnet.data.defaults import synthetic_dataset
 
 from .data import load_sweep_data
 from .report import write_reports
@@ -22,19 +23,6 @@ from .train import REFERENCE, VARIANTS, Variant, build_network, score_volumes, t
 __all__ = ["run_sweep"]
 
 BUNDLE_FOR = {"prostate": "prostate_mri_lowres_16", "brats": "brats_mri_lowres_16"}
-
-
-def _default_dataset(work_dir: str, dataset: str, num_train: int, seed: int) -> str:
-    from jnet.data.synthetic import write_prostate_task
-    from jnet.data.synthetic_brats import write_brats_task
-
-    out = os.path.join(work_dir, f"{dataset}_synthetic_seed{seed}")
-    if not os.path.isfile(os.path.join(out, "dataset.json")):
-        if dataset == "prostate":
-            write_prostate_task(out, num_train=num_train, num_test=0, seed=seed)
-        else:
-            write_brats_task(out, "decathlon", num_train=num_train, num_test=0, seed=seed)
-    return out
 
 
 def _save(results: dict, path: str) -> None:
@@ -65,7 +53,7 @@ def run_sweep(
     torch.set_num_threads(os.cpu_count() or 1)
     os.makedirs(work_dir, exist_ok=True)
     generated = dataset_dir is None
-    dataset_dir = dataset_dir or _default_dataset(work_dir, dataset, num_train, data_seed)
+    dataset_dir = dataset_dir or synthetic_dataset(dataset, os.path.join(work_dir, f"{dataset}_synthetic_seed{data_seed}"), num_train, 0, data_seed)
     bundle_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles", BUNDLE_FOR[dataset])
     data = load_sweep_data(bundle_dir, dataset_dir, os.path.join(work_dir, "slices.pt"), dataset_layout=dataset_layout)
     path = os.path.join(work_dir, "sweep.json")
