@@ -55,3 +55,21 @@ def test_paper_recipe_bce_with_logits_per_level():
     bce = torch.nn.BCEWithLogitsLoss()
     expected = bce(logits[0], one_hot) + bce(logits[1], F.interpolate(one_hot, size=(4, 4), mode="nearest-exact"))
     assert MultiStageLoss(bce, num_classes=3)(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_dice_bce_keeps_overlapping_channels_binary():
+    from monai.losses import DiceLoss
+
+    from jnet.losses import DiceBCELoss
+
+    torch.manual_seed(2)
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    target = (torch.rand(2, 3, 8, 8) > 0.7).float()
+    expected = DiceLoss(sigmoid=True)(logits, target) + torch.nn.BCEWithLogitsLoss()(logits, target)
+    assert DiceBCELoss()(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    # where every region channel is empty, the loss must push every logit down (MONAI's DiceCELoss with
+    # sigmoid=True uses a softmax cross-entropy across channels and gives no such push)
+    empty = torch.zeros(1, 3, 8, 8)
+    zero_logits = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    DiceBCELoss(lambda_dice=0.0)(zero_logits, empty).backward()
+    assert (zero_logits.grad > 0).all()

@@ -1,1 +1,2 @@
+from .dice_bce import DiceBCELoss
 from .multistage_loss import MultiStageLoss, level_targets

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss
 from monai.metrics import compute_dice, compute_iou
 
-from jnet.losses import MultiStageLoss
+from jnet.losses import DiceBCELoss, MultiStageLoss
 from jnet.networks import JNet, elunet_for_input
 
 from .data import SweepData
@@ -58,7 +58,10 @@ def build_network(variant: Variant, in_channels: int, num_classes: int, input_si
 
 
 def _loss(variant: Variant, data: SweepData) -> MultiStageLoss:
-    base = torch.nn.BCEWithLogitsLoss() if variant.loss == "bce" else DiceCELoss(softmax=not data.multilabel, sigmoid=data.multilabel)
+    if variant.loss == "bce":
+        base = torch.nn.BCEWithLogitsLoss()
+    else:
+        base = DiceBCELoss() if data.multilabel else DiceCELoss(softmax=True)
     return MultiStageLoss(base, num_classes=None if data.multilabel else data.num_classes)
 
 
