@@ -65,7 +65,7 @@ def test_ckpt_export_to_torchscript_loads_with_monai_bundle_load(spec, tmp_path)
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 @pytest.mark.parametrize("workflow_type", ["train", "infer"])
-def test_config_workflow_properties_are_complete(spec, workflow_type, tiny_dataset, tiny_brats_decathlon):
+def test_config_workflow_properties_are_complete(spec, workflow_type, tiny_dataset, tiny_brats_decathlon, tmp_path):
     bundle = os.path.join(BUNDLES, spec.name)
     config = "train.json" if workflow_type == "train" else "inference.json"
     workflow = ConfigWorkflow(
@@ -73,7 +73,7 @@ def test_config_workflow_properties_are_complete(spec, workflow_type, tiny_datas
         meta_file=os.path.join(bundle, "configs", "metadata.json"),
         logging_file=os.path.join(bundle, "configs", "logging.conf"),
         workflow_type=workflow_type,
-        bundle_root=bundle,
+        bundle_root=str(tmp_path),  # where models/ and eval/ would go: never inside the repository
         dataset_dir=tiny_dataset if spec.dataset == "prostate" else tiny_brats_decathlon,
         num_folds=3,
         features=4,
