@@ -16,16 +16,11 @@ def synthetic(
 ) -> str:
     """Write a synthetic dataset to OUT_DIR: DATASET prostate (Decathlon Task05 layout) or brats (LAYOUT
     decathlon = Task01, or brats2021 = case folders); --small: small slices and few of them, for quick tries."""
-    from jnet.data.synthetic import write_prostate_task
-    from jnet.data.synthetic_brats import write_brats_task
+    from jnet.data.defaults import DATASETS, write_synthetic
 
-    if dataset == "brats":
-        size = {"size": (96, 96), "num_slices": (6, 8)} if small else {}
-        return write_brats_task(out_dir, layout, num_train=num_train, num_test=num_test, seed=seed, **size)
-    if dataset != "prostate":
-        sys.exit(f"ERROR: dataset must be 'prostate' or 'brats', got '{dataset}'.")
-    size = {"slice_sizes": ((128, 128), (160, 128)), "num_slices": (6, 8)} if small else {}
-    return write_prostate_task(out_dir, num_train=num_train, num_test=num_test, seed=seed, **size)
+    if dataset not in DATASETS:
+        sys.exit(f"ERROR: dataset must be one of {', '.join(DATASETS)}, got '{dataset}'.")
+    return write_synthetic(dataset, out_dir, layout, num_train, num_test, seed, small)
 
 
 def generate(

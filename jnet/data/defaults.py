@@ -1,4 +1,4 @@
-"""The synthetic default dataset of each bundle family, written once and reused."""
+"""Synthetic datasets of each bundle family: one writer for the CLI, the sweep and eval_metrics."""
 
 from __future__ import annotations
 
@@ -7,20 +7,32 @@ import os
 from .synthetic import write_prostate_task
 from .synthetic_brats import write_brats_task
 
-__all__ = ["DATASETS", "synthetic_dataset"]
+__all__ = ["DATASETS", "write_synthetic", "synthetic_dataset"]
 
 DATASETS = ("prostate", "brats")
+SMALL_SIZES = {
+    "prostate": {"slice_sizes": ((128, 128), (160, 128)), "num_slices": (6, 8)},
+    "brats": {"size": (96, 96), "num_slices": (6, 8)},
+}
+
+
+def write_synthetic(
+    dataset: str, out_dir: str, layout: str = "decathlon", num_train: int = 16, num_test: int = 2, seed: int = 0, small: bool = False
+) -> str:
+    """Write a synthetic ``dataset`` (prostate: Decathlon Task05; brats: ``layout`` decathlon or brats2021) to
+    ``out_dir``; ``small``: small slices and few of them, for quick tries. Returns ``out_dir``."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}.")
+    size = SMALL_SIZES[dataset] if small else {}
+    if dataset == "prostate":
+        write_prostate_task(out_dir, num_train=num_train, num_test=num_test, seed=seed, **size)
+    else:
+        write_brats_task(out_dir, layout, num_train=num_train, num_test=num_test, seed=seed, **size)
+    return out_dir
 
 
 def synthetic_dataset(dataset: str, out_dir: str, num_train: int = 16, num_test: int = 2, seed: int = 0, small: bool = False) -> str:
-    """Write (unless already there) a synthetic ``dataset`` in its Decathlon layout and return its folder."""
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}.")
+    """The Decathlon-layout synthetic ``dataset`` in ``out_dir``, written only if it is not there yet."""
     if not os.path.isfile(os.path.join(out_dir, "dataset.json")):
-        if dataset == "prostate":
-            size = {"slice_sizes": ((128, 128), (160, 128)), "num_slices": (6, 8)} if small else {}
-            write_prostate_task(out_dir, num_train=num_train, num_test=num_test, seed=seed, **size)
-        else:
-            size = {"size": (96, 96), "num_slices": (6, 8)} if small else {}
-            write_brats_task(out_dir, "decathlon", num_train=num_train, num_test=num_test, seed=seed, **size)
+        write_synthetic(dataset, out_dir, "decathlon", num_train, num_test, seed, small)
     return out_dir
