@@ -50,22 +50,60 @@ def test_bilinear_variant_trains_at_output_resolution():
     assert count(net) == count(net.backbone)
 
 
+def plain_layers(head, x):
+    """The head as torch.nn's own ConvTranspose2d and Conv2d modules compute it, level by level."""
+    outputs, skip = [x], x
+    for k, level in enumerate(head.level_modules):
+        ups = [level.up(outputs[-1])]
+        if head.skip and k >= 1:
+            skip = head.skip_chain[k - 1](skip)
+            ups.append(level.skip_up(skip))
+        outputs.append(level.conv(torch.stack(ups, dim=2).flatten(1, 2)))
+    return outputs[::-1]
+
+
 @pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("classes", [1, 3])
-def test_fast_head_equals_the_plain_layers(skip, classes):
+@pytest.mark.parametrize("size", [(16, 12), (3, 5), (2, 4)])
+def test_folded_head_equals_the_plain_layers(skip, classes, size):
     torch.manual_seed(0)
     head = UpscalingHead(classes, 4, skip=skip, init="default")
-    x = torch.randn(2, classes, 16, 12)
-    reference, chained = [x], x
-    for k, level in enumerate(head.level_modules):
-        if head.skip and k >= 1:
-            chained = head.skip_chain[k - 1](chained)
-            reference.append(level.reference_forward(reference[-1], chained))
-        else:
-            reference.append(level.reference_forward(reference[-1]))
-    for fast, plain in zip(head(x), reference[::-1]):
+    x = torch.randn(2, classes, *size)
+    reference = plain_layers(head, x)
+    for fast, plain in zip(head(x), reference):
         assert fast.shape == plain.shape
         assert torch.allclose(fast, plain, atol=1e-5), (fast - plain).abs().max()
+    with torch.no_grad():
+        assert torch.allclose(head(x, highest_only=True)[0], reference[0], atol=1e-5)
+
+
+def test_folded_head_gradients_equal_the_plain_layers():
+    torch.manual_seed(1)
+    head = UpscalingHead(3, 3, skip=True, init="default")
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    target = [torch.randn_like(o) for o in plain_layers(head, x)]
+    grads = []
+    for run in (lambda: head(x), lambda: plain_layers(head, x)):
+        head.zero_grad()
+        x.grad = None
+        sum(((o - t) ** 2).mean() for o, t in zip(run(), target)).backward()
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in head.parameters()])
+    for fast, plain in zip(*grads):
+        assert torch.allclose(fast, plain, atol=1e-5, rtol=1e-4)
+
+
+def test_cached_kernels_follow_parameter_changes():
+    head = UpscalingHead(3, 2).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        before = head(x, highest_only=True)[0]
+        other = UpscalingHead(3, 2, init="default")
+        head.load_state_dict(other.state_dict())  # in-place copy: the cache must notice
+        after = head(x, highest_only=True)[0]
+        assert not torch.allclose(before, after)
+        assert torch.allclose(after, plain_layers(other, x)[0], atol=1e-5)
+        head.level_modules[0].conv.bias.add_(1.0)  # an optimizer-style in-place update
+        assert torch.allclose(head(x, highest_only=True)[0], plain_layers(head, x)[0], atol=1e-5)
 
 
 def test_bilinear_init_is_bilinear_upsampling_away_from_the_border():

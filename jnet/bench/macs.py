@@ -53,10 +53,12 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         batch, _, height, width = inputs[0].shape
         total += head_macs(module, batch, height, width)
 
+    # the head is counted as the layers that define it; its own modules only run on its tiny kernel-folding probe
+    in_heads = {id(m) for head in model.modules() if isinstance(head, UpscalingHead) for m in head.modules()}
     for module in model.modules():
         if isinstance(module, UpscalingHead):
             handles.append(module.register_forward_hook(head_hook))
-        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and id(module) not in in_heads:
             handles.append(module.register_forward_hook(conv_hook))
     was_training = model.training
     try:

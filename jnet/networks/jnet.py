@@ -69,9 +69,9 @@ class JNet(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007 (TorchScript)
-        levels = self.head(self.backbone(x))
+        logits = self.backbone(x)
         if self.training:
             if self.upsample_in_training:
-                return [self._to_output_size(levels[0])]
-            return levels
-        return self._to_output_size(levels[0])
+                return [self._to_output_size(logits)]
+            return self.head(logits)
+        return self._to_output_size(self.head(logits, highest_only=True)[0])

@@ -1,4 +1,4 @@
-"""The J-Net upscaling head: class-wise (transposed conv 2x2 + 3x3 conv) levels, computed as sub-pixel convolutions."""
+"""The J-Net upscaling head: class-wise (transposed conv 2x2 + 3x3 conv) levels, computed as one folded conv per level."""
 
 from __future__ import annotations
 
@@ -6,25 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UpscalingHead", "UpscalingLevel"]
+__all__ = ["UpscalingHead", "UpscalingLevel", "classwise_up"]
 
 HEAD_INITS = ("bilinear", "default")
-
-
-def _subpixel_scatter() -> torch.Tensor:
-    """
-    Constant 0/1 matrix (36, 36) that maps the outer product of a 3x3 conv kernel and a 2x2 transposed-conv
-    kernel, indexed ``(dy, dx, s, t)``, to the equivalent low-resolution kernel indexed ``(a, b, oy, ox)``:
-    output phase ``(a, b)`` of the 2x upsampled map reads input pixel offset ``(oy, ox)`` in {-1, 0, 1}.
-    """
-    scatter = torch.zeros(3, 3, 2, 2, 2, 2, 3, 3)
-    for a in range(2):
-        for b in range(2):
-            for dy in range(3):
-                for dx in range(3):
-                    row, col = a + dy - 1, b + dx - 1  # high-resolution offset of this tap from (2i, 2j)
-                    scatter[dy, dx, row % 2, col % 2, a, b, row // 2 + 1, col // 2 + 1] = 1.0
-    return scatter.reshape(36, 36)
 
 
 class UpscalingLevel(nn.Module):
@@ -32,13 +16,8 @@ class UpscalingLevel(nn.Module):
     One head level: a class-wise ConvTranspose2d(kernel 2, stride 2) on each input, then a class-wise 3x3 conv
     (zero "same" padding) over the concatenated results. Doubles the resolution; no norm, no activation.
 
-    The parameters live in the standard layers (``up``, ``skip_up``, ``conv``), so a state dict is that of the
-    plain layers and :meth:`reference_forward` runs them as PyTorch defines them. :meth:`forward` computes
-    the same function (to float rounding) as ONE class-wise conv at the LOW resolution with 4 outputs per class
-    (the four output phases: the 2x2 transposed conv folded into the 3x3 kernel), then a pixel shuffle, plus a
-    precomputable bias map. PyTorch's CPU kernels for grouped (transposed) convs with one channel per group at the
-    high resolution are an order of magnitude slower than the layer's size warrants, and the folded form exports
-    to three ONNX nodes per level.
+    This module is the definition: :class:`UpscalingHead` computes the same function without running it
+    level by level on the full image (see there).
 
     Shapes: ``x`` ``(B, C, H, W)`` (and ``skip`` of the same shape when ``with_skip``) -> ``(B, C, 2H, 2W)``.
 
@@ -55,7 +34,6 @@ class UpscalingLevel(nn.Module):
         self.up = nn.ConvTranspose2d(num_classes, num_classes, 2, stride=2, groups=num_classes)
         self.skip_up = nn.ConvTranspose2d(num_classes, num_classes, 2, stride=2, groups=num_classes) if with_skip else None
         self.conv = nn.Conv2d(num_classes * self.num_inputs, num_classes, 3, padding=1, groups=num_classes)
-        self.register_buffer("scatter", _subpixel_scatter(), persistent=False)
 
     def reset_to_bilinear(self) -> None:
         """Initialise as 2x bilinear upsampling (``align_corners=False``; exact away from the border).
@@ -74,66 +52,34 @@ class UpscalingLevel(nn.Module):
             self.conv.weight[:, 0] = torch.outer(smooth, smooth)
             self.conv.bias.zero_()
 
-    def reference_forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        """The level as the plain PyTorch layers compute it (slow on CPU; the definition ``forward`` matches)."""
-        ups = [self.up(x)] if self.skip_up is None else [self.up(x), self.skip_up(skip)]
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        ups = [classwise_up(self.up.weight, self.up.bias, x)]
+        if self.skip_up is not None and skip is not None:
+            ups.append(classwise_up(self.skip_up.weight, self.skip_up.bias, skip))
         stacked = torch.stack(ups, dim=2).flatten(1, 2)  # per-class interleaving, as groups=C expects
         return self.conv(stacked)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        classes, height, width = self.num_classes, x.shape[2], x.shape[3]  # an int attribute: static for export
-        row_mask, col_mask = _border_masks(height, width, x)
-        kernel, bias = self._input_terms(self.up.weight, self.up.bias, 0, row_mask, col_mask)
-        conv_bias = self.conv.bias
-        assert conv_bias is not None
-        bias = bias + conv_bias.view(classes, 1, 1)
-        inputs = x
-        if self.skip_up is not None and skip is not None:
-            skip_kernel, skip_bias = self._input_terms(self.skip_up.weight, self.skip_up.bias, 1, row_mask, col_mask)
-            kernel = torch.stack([kernel, skip_kernel], dim=2).flatten(1, 2)  # (C, 4 phases, inputs, 3, 3)
-            inputs = torch.stack([x, skip], dim=2).flatten(1, 2)  # per-class interleaving, as groups=C expects
-            bias = bias + skip_bias
-        weight = kernel.reshape(classes * 4, self.num_inputs, 3, 3)
-        phases = F.conv2d(inputs, weight, padding=1, groups=classes)  # (B, 4C, H, W): phase (a, b) of class c
-        return F.pixel_shuffle(phases, 2) + bias
-
-    def _input_terms(
-        self,
-        up_weight: torch.Tensor,
-        up_bias: torch.Tensor | None,
-        index: int,
-        row_mask: torch.Tensor,
-        col_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """For one input: the equivalent low-resolution kernel (C, 4, 3, 3) and its bias map (C, 2H, 2W)."""
-        classes = self.num_classes
-        conv_w = self.conv.weight[:, index]  # (C, 3, 3)
-        outer = conv_w[:, :, :, None, None] * up_weight[:, 0, None, None, :, :]  # (C, 3, 3, 2, 2)
-        kernel = (outer.reshape(classes, 36) @ self.scatter).reshape(classes, 4, 3, 3)
-        # the transposed conv's bias is constant on the upsampled grid; the zero-padded 3x3 conv sees it partially
-        assert up_bias is not None  # built with bias=True; narrows the Optional for TorchScript
-        bias = up_bias.view(classes, 1, 1) * torch.einsum("dh,cde,ew->chw", row_mask, conv_w, col_mask)
-        return kernel, bias
-
-
-def _border_masks(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(3, 2H) and (3, 2W) masks: which 3x3 taps fall inside the upsampled grid at each row / column."""
-
-    return _tap_mask(2 * height, like), _tap_mask(2 * width, like)
-
-
-def _tap_mask(size: int, like: torch.Tensor) -> torch.Tensor:
-    ones = torch.ones(size - 1, dtype=like.dtype, device=like.device)
-    return torch.stack([F.pad(ones, (1, 0)), F.pad(ones, (0, 1), value=1.0), F.pad(ones, (0, 1))])
 
 
 class UpscalingHead(nn.Module):
     """
     J-Net upscaling head (Ostrowski et al., "Embedded Deployment of Semantic Segmentation in Medicine through
     Low-Resolution Inputs", arXiv 2403.05340): ``levels`` doublings of the backbone's class logits, each a
-    class-wise ConvTranspose2d(2, 2) and a class-wise 3x3 conv. It costs ``15 * C`` parameters per level
-    (180 for 3 classes and 4 levels); with ``skip`` the base logits also travel up their own transposed-conv
-    chain and are concatenated (per class) into every level from the second on (``117 * C`` for 4 levels).
+    class-wise ConvTranspose2d(2, 2) and a class-wise 3x3 conv (:class:`UpscalingLevel`). It costs ``15 * C``
+    parameters per level (180 for 3 classes and 4 levels); with ``skip`` the base logits also travel up their own
+    transposed-conv chain and are concatenated (per class) into every level from the second on (``117 * C`` for
+    4 levels).
+
+    How it is computed: the head is affine and class-wise, and a level's 3x3 conv reaches one pixel of its own
+    resolution, so ``k`` levels reach ``2**k - 1`` output pixels: less than one input pixel. Output pixel
+    ``(2**k * i + a, 2**k * j + b)`` of level ``k`` is therefore an affine function of the 3x3 input neighbourhood
+    of ``(i, j)``, the same for every interior ``(i, j)``, and one of 8 other functions on the border ring (where
+    the layers' zero padding is seen). :meth:`folded` reads those 9 kernels (``4**k`` outputs per class each) off
+    the plain layers run on a 3x3 probe; :meth:`forward` applies them at the INPUT resolution as one small matmul
+    per region and rearranges the phases into the larger map (a pixel shuffle). This equals running the layers (to
+    float rounding, tested), in training too (the kernels are differentiable functions of the parameters; without
+    autograd they are cached until a parameter changes), and costs about as much as writing the output once - not
+    grouped (transposed) convs on 1-3 channels at the output resolution, which PyTorch's CPU kernels run an order of
+    magnitude slower than their size warrants. Inputs smaller than 3x3 run the plain layers.
 
     Shapes: ``(B, C, H, W)`` -> a list of ``levels + 1`` logit maps, highest resolution first:
     ``[(B, C, H * 2**levels, W * 2**levels), ..., (B, C, H, W)]`` (the last is the input itself).
@@ -153,6 +99,7 @@ class UpscalingHead(nn.Module):
             raise ValueError(f"levels must be >= 0, got {levels}.")
         if init not in HEAD_INITS:
             raise ValueError(f"init must be one of {HEAD_INITS}, got {init!r}.")
+        self.num_classes = num_classes
         self.levels = levels
         self.skip = skip and levels >= 2
         self.level_modules = nn.ModuleList(UpscalingLevel(num_classes, self.skip and k >= 1) for k in range(levels))
@@ -168,25 +115,129 @@ class UpscalingHead(nn.Module):
                 for up in self.skip_chain:
                     up.weight.fill_(1.0)
                     up.bias.zero_()
+        self._folded_cache: list[torch.Tensor] = []
+        self._folded_key: tuple = ()
+        self.register_buffer("probe", _impulse_probe(num_classes), persistent=False)
+        self.register_buffer("tap_source", _tap_sources(), persistent=False)
 
-    def forward(self, logits: torch.Tensor) -> list[torch.Tensor]:
+    def reference_forward(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        """The head as its plain layers compute it, level by level (the definition :meth:`forward` equals)."""
         outputs = [logits]
         skip = logits
         for k, level in enumerate(self.level_modules):
             if self.skip and k >= 1:
                 for j, up in enumerate(self.skip_chain):  # TorchScript cannot index a ModuleList by a variable
                     if j == k - 1:
-                        skip = _classwise_up(up.weight, up.bias, skip)  # base logits at this level's input size
+                        skip = classwise_up(up.weight, up.bias, skip)  # base logits at this level's input size
                 outputs.append(level(outputs[-1], skip))
             else:
                 outputs.append(level(outputs[-1], None))
         outputs.reverse()
         return outputs
 
+    def folded(self) -> list[torch.Tensor]:
+        """Per level ``k`` (1 .. levels): the region kernels, ``(9 regions, C, 10, 4**k)``.
 
-def _classwise_up(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """A class-wise ConvTranspose2d(2, 2) as a broadcast: each pixel times the class's 2x2 kernel, plus bias."""
+        Region ``3 * row + col`` (row/col 0 = first, 1 = interior, 2 = last) maps the 3x3 neighbourhood of an input
+        pixel (taps ``3 * (dy + 1) + (dx + 1)``) and a constant 1 (tap 9: the bias) to the ``4**k`` output phases
+        ``a * 2**k + b`` of that pixel, per class.
+        """
+        responses = self.reference_forward(self.probe)  # (10, C, 3 * 2**k, 3 * 2**k): 9 impulses, then zeros
+        responses.reverse()
+        classes = self.num_classes
+        kernels: list[torch.Tensor] = []
+        for k in range(1, self.levels + 1):
+            cells = F.pixel_unshuffle(responses[k], 1 << k)  # (10, C * 4**k, 3, 3): per probe, per cell, every phase
+            bias = cells[9]  # the response to the zero input
+            linear = torch.cat([cells[:9] - bias, torch.zeros_like(cells[:1])])  # index 9: a tap outside the probe
+            by_cell = linear.flatten(2).permute(2, 0, 1)  # (9 cells, 10 probes, C * 4**k)
+            taps = by_cell[self.tap_source[0], self.tap_source[1]].view(9, 9, classes, -1).transpose(1, 2)
+            bias_taps = bias.flatten(1).t().reshape(9, classes, 1, -1)
+            kernels.append(torch.cat([taps, bias_taps], dim=2))
+        return kernels
+
+    def forward(self, logits: torch.Tensor, highest_only: bool = False) -> list[torch.Tensor]:
+        """Every level's logits, highest resolution first; with ``highest_only`` just ``[highest]`` (inference)."""
+        if self.levels == 0 or logits.shape[2] < 3 or logits.shape[3] < 3:
+            outputs = self.reference_forward(logits)
+            return outputs[:1] if highest_only else outputs
+        patches = _patches(logits)
+        kernels = self._kernels()
+        if highest_only:
+            return [_apply_folded(patches, kernels[-1], 1 << self.levels)]
+        outputs = [logits]
+        for k, kernel in enumerate(kernels):
+            outputs.append(_apply_folded(patches, kernel, 2 << k))
+        outputs.reverse()
+        return outputs
+
+    def _kernels(self) -> list[torch.Tensor]:
+        """:meth:`folded`, reused across calls without autograd while the parameters are unchanged."""
+        if torch.jit.is_scripting() or torch.is_grad_enabled():
+            return self.folded()
+        return self._cached_folded()
+
+    @torch.jit.unused
+    def _cached_folded(self) -> list[torch.Tensor]:
+        # any in-place update (optimizer step, load_state_dict) bumps a parameter's version; .to() changes its storage
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
+        if key != self._folded_key:
+            self._folded_cache, self._folded_key = self.folded(), key
+        return self._folded_cache
+
+
+def _patches(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W, 10)``: each pixel's zero-padded 3x3 neighbourhood (row-major) and a constant 1."""
+    height, width = x.shape[2], x.shape[3]
+    padded = F.pad(x, (1, 1, 1, 1))
+    taps = [padded[:, :, t // 3 : t // 3 + height, t % 3 : t % 3 + width] for t in range(9)]
+    return torch.stack(taps + [torch.ones_like(x)], dim=-1)
+
+
+def _apply_folded(patches: torch.Tensor, kernel: torch.Tensor, factor: int) -> torch.Tensor:
+    """One folded head level: per region, a class-wise matmul of the patches with the region's kernel
+    ``(C, 10, factor**2)``; the phases then rearranged into the ``factor`` times larger map (a pixel shuffle
+    whose innermost ``factor`` values stay contiguous)."""
+    batch, classes, height, width = patches.shape[0], patches.shape[1], patches.shape[2], patches.shape[3]
+    spans = [(0, 1), (1, height - 1), (height - 1, height)], [(0, 1), (1, width - 1), (width - 1, width)]
+    rows = []
+    for r, (top, bottom) in enumerate(spans[0]):
+        row = []
+        for c, (left, right) in enumerate(spans[1]):
+            window = patches[:, :, top:bottom, left:right].reshape(batch, classes, -1, 10)
+            phases = torch.matmul(window, kernel[3 * r + c])
+            row.append(phases.view(batch, classes, bottom - top, right - left, factor * factor))
+        rows.append(torch.cat(row, dim=3))
+    phases = torch.cat(rows, dim=2).view(batch, classes, height, width, factor, factor)
+    return phases.permute(0, 1, 2, 4, 3, 5).reshape(batch, classes, height * factor, width * factor)
+
+
+def classwise_up(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """A class-wise ConvTranspose2d(kernel 2, stride 2) with ``weight`` ``(C, 1, 2, 2)`` and ``bias`` ``(C,)``: each
+    pixel times its class's 2x2 kernel, plus bias - a broadcast, several times faster on CPU than PyTorch's grouped
+    transposed-conv kernel."""
     batch, classes, height, width = x.shape
     tiles = x[:, :, :, None, :, None] * weight.view(1, classes, 1, 2, 1, 2)
-    assert bias is not None
+    assert bias is not None  # the layers are built with bias=True; narrows the Optional for TorchScript
     return tiles.reshape(batch, classes, 2 * height, 2 * width) + bias.view(1, classes, 1, 1)
+
+
+def _impulse_probe(num_classes: int) -> torch.Tensor:
+    """(10, C, 3, 3): probe ``n < 9`` is a unit impulse at cell ``(n // 3, n % 3)`` in every class; probe 9 is zero."""
+    probe = torch.zeros(10, num_classes, 3, 3)
+    for n in range(9):
+        probe[n, :, n // 3, n % 3] = 1.0
+    return probe
+
+
+def _tap_sources() -> torch.Tensor:
+    """(2, 81) indices: for region ``r`` and tap ``t`` (offset ``(t // 3 - 1, t % 3 - 1)``), the probe cell of region
+    ``r`` and the probe whose impulse sits at that tap (9 when the tap falls outside the 3x3 probe: zero weight)."""
+    cells, probes = [], []
+    for r in range(9):
+        row, col = r // 3, r % 3
+        for t in range(9):
+            y, x = row + t // 3 - 1, col + t % 3 - 1
+            cells.append(r)
+            probes.append(3 * y + x if 0 <= y < 3 and 0 <= x < 3 else 9)
+    return torch.tensor([cells, probes])
