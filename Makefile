@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALL_KEY := $(shell cat setup.cfg Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(INSTALL_KEY)
 
-.PHONY: install demo test generate clean
+.PHONY: install monailabel-env demo test generate clean
 
 $(STAMP):
 	rm -rf $(VENV)
@@ -18,10 +18,15 @@ $(STAMP):
 
 install: $(STAMP)
 
+# MONAI Label's own environment (tests/test_monailabel.py), cached outside the clone and keyed by its pins
+# (tests/monailabel_requirements.txt); without network it is skipped, and so is that test
+monailabel-env:
+	$(PYTHON) tests/monailabel_env.py
+
 demo: install
 	$(PY) -m jnet demo --work_dir demo_output
 
-test: install
+test: install monailabel-env
 	$(PY) -m pytest -q tests
 
 generate: install

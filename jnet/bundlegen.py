@@ -16,7 +16,10 @@ import jnet
 __all__ = ["BundleSpec", "bundle_specs", "generate_bundles", "check_bundles", "render_bundle"]
 
 BASE_CONFIGS = ("train.json", "inference.json")  # hold the per-bundle values at their top level
-OVERRIDE_CONFIGS = ("evaluate.json", "train_baseline.json", "train_bilinear.json", "inference_trt.json")  # merged on top, copied as they are
+OVERRIDE_CONFIGS = (
+    "evaluate.json", "train_baseline.json", "train_bilinear.json", "inference_trt.json",
+    "multi_gpu_train.json", "multi_gpu_evaluate.json",
+)  # merged on top, copied as they are
 PACKAGE_NAME = "jnet-lowres"
 
 
@@ -178,6 +181,8 @@ def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: 
         "version": matrix["version"],
         "results": _results_section(spec, measured),
         "layout_option": spec.profile.get("layout_option", ""),
+        "num_classes": len(spec.profile["output_channels"]),
+        "activation": spec.profile["output_activation"],
     }
     with open(os.path.join(bundle_dir, "docs", "README.md"), "w") as f:
         f.write(readme.format(**fields))

@@ -103,9 +103,48 @@ def sweep(
     )
 
 
+def export(
+    bundle_dir: str, out_dir: str = "deploy", model_file: str | None = None, opset: int = 17, overrides: dict | str | None = None, max_batch: int = 32
+) -> None:
+    """Deployment kit of a trained bundle in OUT_DIR: model.onnx (input `image`, output `pred`, dynamic batch; opset
+    13 for TensorRT 8.2 / JetPack 4.6), deploy.json, jnet_runner.py (numpy + nibabel + ONNX Runtime/TensorRT) and
+    build_engine.sh (trtexec). OVERRIDES: config values the weights were trained with, e.g. "{'features': 4}"."""
+    from jnet.deploy import export_kit
+
+    for path in export_kit(bundle_dir, out_dir, model_file, opset, overrides, max_batch).values():
+        print(path)
+
+
+def trtexec(kit_dir: str = "deploy", max_batch: int = 32, fp16: bool = True, run: bool = False) -> None:
+    """Print (with --run: run) the trtexec commands that build KIT_DIR/model.engine from KIT_DIR/model.onnx on this
+    device and measure it at batch 1 and MAX_BATCH (images/s = trtexec's qps x batch)."""
+    from jnet.deploy.kit import kit_trtexec
+
+    kit_trtexec(kit_dir, max_batch, fp16, run)
+
+
+def pack(bundle_dir: str, out_dir: str = ".", model_file: str | None = None, overrides: dict | str | None = None) -> None:
+    """Pack a trained bundle into OUT_DIR/<name>_v<version>.zip (configs, docs, LICENSE, models/model.pt and
+    model.ts, large_files.yml with sha256). OVERRIDES: config values the weights were trained with."""
+    from jnet.deploy import pack_bundle, sha256_file
+
+    path = pack_bundle(bundle_dir, out_dir, model_file, overrides)
+    print(f"{path}\nsha256 {sha256_file(path)}")
+
+
+def unpack(zip_file: str, out_dir: str = ".", sha256: str | None = None) -> None:
+    """Unpack a packed bundle into OUT_DIR/<name>/ after checking every file of its large_files.yml (and the zip
+    against SHA256 when given); refuses a mismatch and leaves nothing behind."""
+    from jnet.deploy import unpack_bundle
+
+    print(unpack_bundle(zip_file, out_dir, sha256))
+
+
 def main() -> None:
     install_excepthook()
-    fire.Fire({"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "sweep": sweep})
+    verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "sweep": sweep}
+    verbs.update({"export": export, "trtexec": trtexec, "pack": pack, "unpack": unpack})  # deployment (jnet/deploy/)
+    fire.Fire(verbs)
 
 
 if __name__ == "__main__":

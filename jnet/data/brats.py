@@ -32,7 +32,8 @@ __all__ = [
     "regions_to_labels",
     "brats_case_datalist",
     "labelled_datalist",
-    "inference_datalist",
+    "brats_case",
+    "brats_case_dirs",
 ]
 
 MODALITY_SUFFIXES = ("flair", "t1", "t1ce", "t2")  # channel order of every BraTS bundle
@@ -94,12 +95,8 @@ def _case_files(case_dir: str) -> dict[str, str]:
     return files
 
 
-def brats_case_datalist(dataset_dir: str, labelled: bool = True) -> list[dict]:
-    """
-    Every case folder of a BraTS 2018-2021 layout: ``[{"image": [flair, t1, t1ce, t2], "label": seg}, ...]``
-    (``labelled=False``: every case with its four modalities, no label). Errors name the case: a missing
-    modality, a missing segmentation, a Decathlon ``dataset.json`` in the same folder (mixed layouts).
-    """
+def brats_case_dirs(dataset_dir: str) -> list[str]:
+    """The case folders of a BraTS 2018-2021 layout; errors for a missing folder, mixed layouts or no cases."""
     if not dataset_dir or not os.path.isdir(dataset_dir):
         raise InputError(f"dataset_dir '{dataset_dir}' does not exist or is not a folder (set --dataset_dir).")
     cases = sorted(d for d in glob.glob(os.path.join(dataset_dir, "*")) if os.path.isdir(d))
@@ -110,24 +107,35 @@ def brats_case_datalist(dataset_dir: str, labelled: bool = True) -> list[dict]:
         )
     if not cases:
         raise InputError(f"{dataset_dir}: no BraTS case folders (expected <case>/<case>_flair.nii.gz, ...).")
-    items = []
-    for case_dir in cases:
-        files = _case_files(case_dir)
-        missing = [s for s in MODALITY_SUFFIXES if s not in files]
-        if missing:
-            raise InputError(f"{case_dir}: case misses modality file(s) {', '.join(f'*_{m}.nii.gz' for m in missing)}.")
-        images = [files[s] for s in MODALITY_SUFFIXES]
-        if not labelled:
-            for path in images:
-                check_image_header(path, 1)
-            items.append({"image": images})
-            continue
-        if "seg" not in files:
-            raise InputError(f"{case_dir}: case has no segmentation (*_seg.nii.gz).")
+    return cases
+
+
+def brats_case(case_dir: str, labelled: bool = True) -> dict:
+    """One BraTS 2018-2021 case folder as ``{"image": [flair, t1, t1ce, t2], "label": seg}`` (``labelled=False``:
+    no label), its headers checked; errors name the case or the file."""
+    files = _case_files(case_dir)
+    missing = [s for s in MODALITY_SUFFIXES if s not in files]
+    if missing:
+        raise InputError(f"{case_dir}: case misses modality file(s) {', '.join(f'*_{m}.nii.gz' for m in missing)}.")
+    images = [files[s] for s in MODALITY_SUFFIXES]
+    if not labelled:
         for path in images:
-            check_pair_headers(path, files["seg"], 1)
-        items.append({"image": images, "label": files["seg"]})
-    return items
+            check_image_header(path, 1)
+        return {"image": images}
+    if "seg" not in files:
+        raise InputError(f"{case_dir}: case has no segmentation (*_seg.nii.gz).")
+    for path in images:
+        check_pair_headers(path, files["seg"], 1)
+    return {"image": images, "label": files["seg"]}
+
+
+def brats_case_datalist(dataset_dir: str, labelled: bool = True) -> list[dict]:
+    """
+    Every case folder of a BraTS 2018-2021 layout: ``[{"image": [flair, t1, t1ce, t2], "label": seg}, ...]``
+    (``labelled=False``: every case with its four modalities, no label). Errors name the case: a missing
+    modality, a missing segmentation, a Decathlon ``dataset.json`` in the same folder (mixed layouts).
+    """
+    return [brats_case(case_dir, labelled) for case_dir in brats_case_dirs(dataset_dir)]
 
 
 def labelled_datalist(
@@ -145,18 +153,3 @@ def labelled_datalist(
         return decathlon_datalist(dataset_dir, split, num_folds, val_fold, seed, in_channels)
     _layout(layout)
     return select_split(brats_case_datalist(dataset_dir), split, num_folds, val_fold, seed)
-
-
-def inference_datalist(
-    dataset_dir: str | None, layout: str = "decathlon", input_files: str | list | None = None, in_channels: int | None = None
-) -> list[dict]:
-    """Volumes to segment: ``input_files`` (a glob or a list of 4D NIfTI files) when given; otherwise
-    ``<dataset_dir>/imagesTs/*.nii.gz`` (Decathlon) or every case folder of a BraTS 2018-2021 layout."""
-    from .decathlon import image_datalist
-
-    if input_files:
-        return image_datalist(input_files, in_channels)
-    if layout == "decathlon":
-        return image_datalist(os.path.join(dataset_dir or "", "imagesTs", "*.nii.gz"), in_channels)
-    _layout(layout)
-    return brats_case_datalist(dataset_dir or "", labelled=False)

@@ -33,9 +33,9 @@ def check_image_header(path: str, in_channels: int | None = None, listed_in: str
         raise InputError(f"{path}: image has {len(shape)} dimensions {shape}; expected H x W x D or H x W x D x C.")
     if in_channels is not None and image_channels(shape) != in_channels:
         layout = "a 3D volume" if len(shape) == 3 else f"{shape[3]} channels"
+        expected = "a 3D H x W x D NIfTI" if in_channels == 1 else f"a 4D H x W x D x {in_channels} NIfTI"
         raise InputError(
-            f"{path}: image has {layout} (shape {shape}) but the bundle expects {in_channels} channel(s) "
-            f"(a 4D H x W x D x {in_channels} NIfTI)."
+            f"{path}: image has {layout} (shape {shape}) but the bundle expects {in_channels} channel(s) ({expected})."
         )
     return shape
 

@@ -1,0 +1,26 @@
+"""A NIfTI writer that writes a prediction on the grid it already has, for volumes stored in any orientation."""
+
+from __future__ import annotations
+
+from monai.data import NibabelWriter
+
+__all__ = ["NibabelWriterNoResample"]
+
+
+class NibabelWriterNoResample(NibabelWriter):
+    """
+    MONAI's ``NibabelWriter`` for ``SaveImaged(resample=False)``: the array is written with the affine it carries,
+    untouched. The bundles' ``Invertd`` already brings each prediction back to its input's grid and affine.
+
+    MONAI's own writer still passes such data through ``SpatialResample`` (as an identity), and for a channel-less
+    3D array (``squeeze_end_dims``) it takes the spatial rank from the array as if its first axis were a channel:
+    the identity resampling runs on the 2x2 top-left block of the affine, which is singular for a volume stored
+    with its slice axis first or second (sagittal or coronal acquisitions, axes permuted against RAS) - the save
+    fails with "Affine ... is not invertible". Resampling is unchanged when it is asked for.
+    """
+
+    @classmethod
+    def resample_if_needed(cls, data_array, affine=None, target_affine=None, output_spatial_shape=None, **kwargs):
+        if target_affine is None and output_spatial_shape is None:
+            return data_array, affine
+        return super().resample_if_needed(data_array, affine, target_affine, output_spatial_shape, **kwargs)

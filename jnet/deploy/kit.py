@@ -1,0 +1,124 @@
+"""The deployment kit of a trained bundle: one folder to copy to a device that has no MONAI or PyTorch.
+
+``OUT_DIR/model.onnx`` (input ``image`` ``(N, C, r, r)``, output ``pred`` ``(N, K, 256, 256)`` logits, ``N``
+dynamic), ``deploy.json`` (the runner's parameters, derived from the bundle's ``inference.json``),
+``jnet_runner.py`` (a byte copy of :mod:`jnet.deploy.standalone`) and ``build_engine.sh`` (the ``trtexec``
+commands that build and measure a TensorRT engine on the device).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+
+import numpy as np
+import torch
+
+from jnet.bundle_io import bundle_parser
+from jnet.errors import InputError
+from jnet.export import INPUT_NAME, export_onnx
+
+from . import standalone
+from .params import deploy_params
+from .weights import apply_overrides, load_weights, parse_overrides
+
+__all__ = ["export_kit", "build_engine_script", "kit_trtexec", "RUNNER_NAME", "MAX_ABS_DIFF", "TRTEXEC_JETPACK"]
+
+RUNNER_NAME = "jnet_runner.py"
+MAX_ABS_DIFF = 1e-4  # ONNX Runtime vs PyTorch logits, checked on every export
+TRTEXEC_JETPACK = "/usr/src/tensorrt/bin/trtexec"  # where JetPack installs trtexec (not on PATH)
+
+
+def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) -> str:
+    """``build_engine.sh``: build ``model.engine`` from ``model.onnx`` with trtexec, then measure it."""
+    lines = [
+        "#!/bin/sh",
+        "# Build the TensorRT engine ON the device that runs it (engines are specific to the GPU and TensorRT version),",
+        "# then measure it: trtexec prints 'Throughput: X qps'; images/s = X x the batch in --shapes.",
+        "set -e",
+        'cd "$(dirname "$0")"',
+        'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"',
+    ]
+    for command in standalone.trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16):
+        lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in command[1:]))
+    return "\n".join(lines) + "\n"
+
+
+def kit_trtexec(kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool = False) -> list[list[str]]:
+    """Print the trtexec commands for the kit in ``kit_dir`` (build ``model.engine``, measure at batch 1 and
+    ``max_batch``); with ``run``, run them with the trtexec on PATH or JetPack's."""
+    try:
+        params = standalone.load_params(os.path.join(kit_dir, standalone.PARAMS_FILE))
+    except standalone.RunnerError as error:
+        raise InputError(str(error)) from error
+    binary = shutil.which("trtexec") or TRTEXEC_JETPACK
+    onnx, engine = os.path.join(kit_dir, "model.onnx"), os.path.join(kit_dir, "model.engine")
+    commands = standalone.trtexec_commands(onnx, params, engine, max_batch, fp16, trtexec=binary if run else "trtexec")
+    for command in commands:
+        print(" ".join(shlex.quote(part) for part in command))
+    if run:
+        if not os.access(binary, os.X_OK):
+            raise InputError(f"trtexec not found (neither on PATH nor {TRTEXEC_JETPACK}): it ships with TensorRT (JetPack on a Jetson).")
+        for command in commands:
+            if subprocess.run(command).returncode != 0:
+                raise InputError(f"'{' '.join(command)}' failed (see trtexec's output above).")
+    return commands
+
+
+def _check_parity(network: torch.nn.Module, onnx_file: str, shape: tuple[int, ...]) -> float:
+    """Max abs difference of ONNX Runtime and PyTorch logits on a seeded batch of 2 (when onnxruntime is there)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return float("nan")
+    data = torch.randn((2,) + shape[1:], generator=torch.Generator().manual_seed(0))
+    session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {INPUT_NAME: data.numpy()})[0]
+    with torch.no_grad():
+        torch_out = network(data).numpy()
+    difference = float(np.abs(onnx_out - torch_out).max())
+    if not difference <= MAX_ABS_DIFF:
+        raise RuntimeError(f"{onnx_file}: ONNX Runtime differs from PyTorch by {difference:.2e} (> {MAX_ABS_DIFF:g}).")
+    return difference
+
+
+def export_kit(
+    bundle_dir: str,
+    out_dir: str,
+    model_file: str | None = None,
+    opset: int = 17,
+    overrides: dict | str | None = None,
+    max_batch: int = 32,
+    fp16: bool = True,
+) -> dict:
+    """
+    Export the bundle's network with the weights in ``model_file`` (default ``<bundle_dir>/models/model.pt``)
+    into the kit folder ``out_dir``. ``opset`` 13 for TensorRT 8.2 (JetPack 4.6), 17 otherwise; ``overrides``:
+    the config values the weights were trained with (``{"features": 4}``). Returns the kit's file paths.
+    """
+    bundle_dir = os.path.abspath(bundle_dir)
+    source = os.path.join(bundle_dir, "configs", "inference.json")
+    if not os.path.isfile(source):
+        raise InputError(f"{source}: no such file; BUNDLE_DIR must be a bundle folder (configs/inference.json).")
+    parser = bundle_parser(bundle_dir, base="configs/inference.json")
+    apply_overrides(parser, parse_overrides(overrides), source)
+    params = deploy_params(parser, os.path.basename(bundle_dir), source)
+    network = load_weights(parser.get_parsed_content("network_def"), model_file or os.path.join(bundle_dir, "models", "model.pt"))
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {name: os.path.join(out_dir, name) for name in ("model.onnx", standalone.PARAMS_FILE, RUNNER_NAME, "build_engine.sh")}
+    shape = (1, params["in_channels"], params["input_size"], params["input_size"])
+    export_onnx(network, shape, paths["model.onnx"], opset)
+    params["onnx_opset"] = int(opset)
+    params["onnx_max_abs_diff"] = _check_parity(network, paths["model.onnx"], shape)
+    with open(paths[standalone.PARAMS_FILE], "w") as f:
+        json.dump(params, f, indent=4)
+        f.write("\n")
+    shutil.copyfile(standalone.__file__, paths[RUNNER_NAME])
+    with open(paths["build_engine.sh"], "w") as f:
+        f.write(build_engine_script(params, max_batch, fp16))
+    for name in (RUNNER_NAME, "build_engine.sh"):
+        os.chmod(paths[name], 0o755)
+    return paths

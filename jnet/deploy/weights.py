@@ -1,0 +1,62 @@
+"""A bundle's network with trained weights: the overrides it was trained with, and a checkpoint that must fit."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+
+import torch
+from monai.bundle import ConfigParser
+from torch import nn
+
+from jnet.errors import InputError
+
+__all__ = ["parse_overrides", "apply_overrides", "load_weights"]
+
+
+def parse_overrides(overrides: dict | str | None) -> dict:
+    """``{"features": 4}`` from a dict, a JSON or Python-literal string, or None (python-fire passes either)."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(overrides)
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, dict):
+            return value
+    raise InputError(f"--overrides must be a dict such as \"{{'features': 4}}\", got {overrides!r}.")
+
+
+def apply_overrides(parser: ConfigParser, overrides: dict, source: str) -> None:
+    """Set top-level config values, as ``monai.bundle run --key value`` does; unknown keys are an error."""
+    for key, value in overrides.items():
+        if key not in parser:
+            raise InputError(f"{source}: override '{key}' is not a key of the config.")
+        parser[key] = value
+
+
+def load_weights(network: nn.Module, model_file: str) -> nn.Module:
+    """Load a ``CheckpointSaver`` checkpoint (a state dict, or ``{"model": state dict}``) into ``network``; a
+    checkpoint that does not fit (trained with other overrides) is an :class:`InputError` naming the file."""
+    if not os.path.isfile(model_file):
+        raise InputError(f"{model_file}: no such weights file.")
+    try:
+        state = torch.load(model_file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise InputError(f"{model_file}: not a PyTorch checkpoint ({str(error).strip().splitlines()[0]}).") from error
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        lines = str(error).strip().splitlines()
+        detail = (lines[1] if len(lines) > 1 else lines[0]).strip().rstrip(".")
+        raise InputError(
+            f"{model_file}: the weights do not fit the bundle's network_def ({detail}); "
+            "pass the overrides it was trained with, e.g. --overrides \"{'features': 4}\"."
+        ) from error
+    return network.eval()

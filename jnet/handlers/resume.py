@@ -1,0 +1,107 @@
+"""A resume checkpoint of a training run: saved atomically after every epoch, restored with ``--resume True``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+
+import torch
+from ignite.engine import Engine, Events
+
+from jnet.errors import InputError
+
+from .atomic import atomic_save, is_main_process
+
+__all__ = ["ResumeCheckpoint"]
+
+TRAINER_KEY = "trainer"
+BEST_KEY = "best_metric"
+
+
+class ResumeCheckpoint:
+    """
+    Keep what a killed training needs to continue in its own file beside ``model.pt`` (which stays a plain state
+    dict for export): the state dicts of ``save_dict`` (network, optimizer, learning-rate scheduler, ...), the
+    trainer's epoch and iteration, and the evaluator's best key metric (so a resumed run only replaces
+    ``model.pt`` with a better model). Written atomically (:func:`~jnet.handlers.atomic.atomic_save`) after every
+    ``save_interval`` epochs, once validation has run.
+
+    With ``resume=True`` everything is restored when the trainer starts (loaded with ``weights_only=True``), and
+    the run continues at the next epoch up to the trainer's ``max_epochs`` (which may be raised to train longer).
+
+    Args:
+        filepath: the checkpoint file, e.g. ``models/model_resume.pt``.
+        save_dict: objects with ``state_dict``/``load_state_dict`` to keep, e.g. ``{"model": net, "optimizer": opt}``;
+            the trainer this handler is attached to is kept as well (it cannot be referenced from its own handlers).
+        evaluator: the validation evaluator whose ``best_metric`` / ``best_metric_epoch`` are kept.
+        resume: restore from ``filepath`` before training.
+        save_interval: epochs between saves.
+        map_location: ``torch.load``'s ``map_location`` when resuming.
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        save_dict: dict,
+        evaluator: Engine | None = None,
+        resume: bool = False,
+        save_interval: int = 1,
+        map_location: str | torch.device | None = None,
+    ) -> None:
+        if TRAINER_KEY in save_dict or BEST_KEY in save_dict:
+            raise ValueError(f"save_dict keys '{TRAINER_KEY}' and '{BEST_KEY}' are reserved.")
+        self.filepath = filepath
+        self.save_dict = save_dict
+        self.evaluator = evaluator
+        self.resume = resume
+        self.save_interval = save_interval
+        self.map_location = map_location
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        if self.resume:
+            engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
+
+    def _unwrap(self, obj):
+        return obj.module if isinstance(obj, torch.nn.Module) and hasattr(obj, "module") else obj
+
+    def save(self, engine: Engine) -> None:
+        if not is_main_process():
+            return
+        checkpoint = {key: self._unwrap(obj).state_dict() for key, obj in self.save_dict.items()}
+        checkpoint[TRAINER_KEY] = engine.state_dict()
+        if self.evaluator is not None:
+            state = self.evaluator.state
+            checkpoint[BEST_KEY] = {"value": float(state.best_metric), "epoch": int(state.best_metric_epoch)}
+        atomic_save(checkpoint, self.filepath)
+
+    def load(self, engine: Engine) -> None:
+        if not os.path.isfile(self.filepath):
+            raise InputError(f"{self.filepath}: no resume checkpoint to continue from (train without --resume True to start a new run).")
+        try:
+            checkpoint = torch.load(self.filepath, map_location=self.map_location, weights_only=True)
+        except pickle.UnpicklingError as e:  # weights_only refuses anything but tensors and plain containers
+            first = str(e).strip().splitlines()[0]
+            raise InputError(f"{self.filepath}: refused - it holds objects other than weights ({first}).") from e
+        except (RuntimeError, EOFError, OSError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"{self.filepath}: not a readable checkpoint ({first}).") from e
+        try:
+            for key, obj in self.save_dict.items():
+                self._unwrap(obj).load_state_dict(checkpoint[key])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise InputError(f"{self.filepath}: the resume checkpoint does not match this training configuration ({e}).") from e
+        max_epochs = engine.state.max_epochs
+        trainer_state = dict(checkpoint[TRAINER_KEY])
+        done = int(trainer_state["iteration"]) // max(int(trainer_state["epoch_length"]), 1)
+        if done > max_epochs:
+            raise InputError(f"{self.filepath}: the run already trained {done} epochs; set --epochs to at least {done}.")
+        # restart after the last finished epoch; this run's --epochs may extend the killed one
+        epoch_length = engine.state.epoch_length or int(trainer_state["epoch_length"])
+        engine.load_state_dict({"epoch": done, "epoch_length": epoch_length, "max_epochs": max_epochs})
+        if self.evaluator is not None and BEST_KEY in checkpoint:
+            self.evaluator.state.best_metric = checkpoint[BEST_KEY]["value"]
+            self.evaluator.state.best_metric_epoch = checkpoint[BEST_KEY]["epoch"]
+        self.logger.info(f"resumed from {self.filepath} after epoch {engine.state.epoch} of {max_epochs}")

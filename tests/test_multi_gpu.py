@@ -1,0 +1,230 @@
+"""``multi_gpu_train.json`` / ``multi_gpu_evaluate.json`` under ``torchrun``: 2 CPU processes (gloo backend) on a tiny
+synthetic dataset, compared with the single-process commands.
+
+What can be compared, and how:
+
+- Training with 2 processes is NOT the same computation as training with 1: each rank trains on its own shard of
+  the volumes (DistributedSampler, padded to equal length), draws its own random slices and flips, normalises
+  with its own BatchNorm batch statistics, and the optimizer takes half the steps on a twice larger batch. So the
+  trained weights differ from a single-process run by construction, and no tolerance on their Dice would mean
+  anything on a 2-epoch run. What must hold exactly is checked instead: the ranks report the same validation
+  metrics (gathered across ranks), the ranks trained on different shards (different losses), and the best
+  metric the 2-process validation reported equals the single-process ``evaluate.json`` score of the checkpoint
+  it saved, to float32 rounding (1e-6). That equality also proves the gradients were synchronised: rank 1 scored
+  its share of the validation volumes with its own copy of the weights, so if DDP had not kept the copies
+  identical, its volumes' Dice (and so the mean) would differ from rank 0's saved model.
+- Evaluation of a fixed checkpoint IS the same computation: the 2-process metrics files must hold the same
+  volumes (3 - an odd number, so a padding duplicate from ``even_divisible=True`` would show) with the same
+  values as the single-process files.
+
+The network starts from weights drawn from N(0, 0.5): the untrained (and a briefly trained) J-Net predicts
+background everywhere on this data, Dice 0.0 for every volume, which would make all of the equalities above hold
+by accident. These weights predict foreground in scattered places, so every volume gets its own non-zero Dice.
+
+torchrun needs nothing special on this machine (``--standalone`` rendezvous on localhost); where the host name
+does not resolve, gloo is pointed at the loopback device (``GLOO_SOCKET_IFNAME``).
+"""
+
+import csv
+import glob
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from conftest import BUNDLE_16, BUNDLES, REPO, TINY_OVERRIDES, run_bundle
+from jnet.bundle_io import bundle_command, bundle_parser
+from jnet.bundlegen import bundle_specs
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+NPROC = 2
+TRAIN = ["configs/train.json", "configs/multi_gpu_train.json"]
+EVALUATE = ["configs/train.json", "configs/evaluate.json"]
+MULTI_EVALUATE = EVALUATE + ["configs/multi_gpu_evaluate.json"]
+# 2 folds of the 6 tiny volumes: 3 train, 3 validation - odd, so 2 ranks get 2 and 1 (even_divisible=False)
+OVERRIDES = {**TINY_OVERRIDES, "num_folds": 2}
+METRIC_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- val_mean_dice: (\S+) val_mean_jaccard: (\S+)")
+BEST_LINE = re.compile(r"Key metric: val_mean_dice best value: (\S+) at epoch: (\d+)")
+LOSS_LINE = re.compile(r"Epoch: (\d+)/\d+, Iter: \d+/\d+ -- train_loss: (\S+)")
+
+
+def distributed_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"  # 2 processes on 2 cores
+    try:
+        socket.gethostbyname(socket.gethostname())
+    except OSError:  # gloo binds to the host name's address: use the loopback device where it does not resolve
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    return env
+
+
+def run_torchrun(config_files: list[str], log_dir: str, **overrides) -> tuple[subprocess.CompletedProcess, dict[int, str]]:
+    """``torchrun --standalone --nproc_per_node=2 -m monai.bundle run ...`` from the bundle folder, as the README
+    has it; each rank's output goes to its own file under ``log_dir`` (``--redirects 3``). Returns the result and
+    every rank's stdout."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    command = [torchrun, "--standalone", f"--nproc_per_node={NPROC}", "--log-dir", log_dir, "--redirects", "3"]
+    command += bundle_command(config_files, overrides)[1:]  # drop the interpreter: "-m monai.bundle run ..."
+    result = subprocess.run(command, cwd=BUNDLE_16, capture_output=True, text=True, timeout=600, env=distributed_env())
+    logs = {}
+    for rank in range(NPROC):
+        files = glob.glob(os.path.join(log_dir, "*", "attempt_0", str(rank), "stdout.log"))
+        logs[rank] = open(files[0]).read() if files else ""
+    if result.returncode != 0:
+        errors = [open(f).read()[-2000:] for f in glob.glob(os.path.join(log_dir, "*", "attempt_0", "*", "stderr.log"))]
+        pytest.fail(f"torchrun failed ({result.returncode}):\n{result.stderr[-2000:]}\n" + "\n".join(errors))
+    return result, logs
+
+
+def read_rows(path: str) -> list[tuple[str, list[float]]]:
+    """A MetricsSaver ``*_raw.csv`` as (volume, per-class values) rows, duplicates kept."""
+    with open(path) as f:
+        return [(row["filename"], [float(v) for k, v in row.items() if k != "filename"]) for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def start_weights(tmp_path_factory) -> str:
+    """A checkpoint whose predictions give every validation volume a distinct, non-zero Dice (see the module doc)."""
+    parser = bundle_parser(BUNDLE_16)
+    parser["features"] = OVERRIDES["features"]
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def")
+    with torch.no_grad():
+        for p in network.parameters():
+            p.normal_(0.0, 0.5)
+    path = str(tmp_path_factory.mktemp("start") / "start.pt")
+    torch.save(network.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def distributed_training(tiny_dataset, start_weights, tmp_path_factory) -> dict:
+    """2-process training, 2 epochs, every rank logging (``--log_all_ranks True``) to its own file."""
+    root = str(tmp_path_factory.mktemp("trained_ddp"))
+    _, logs = run_torchrun(
+        TRAIN, str(tmp_path_factory.mktemp("torchrun_train_logs")), bundle_root=root, dataset_dir=tiny_dataset,
+        epochs=2, finetune=True, pretrained_file=start_weights, log_all_ranks=True, **OVERRIDES,
+    )
+    return {"root": root, "logs": logs}
+
+
+@pytest.fixture(scope="module")
+def single_evaluation(distributed_training, tiny_dataset, tmp_path_factory) -> str:
+    """``evaluate.json`` in one process on the checkpoint the 2-process training saved; its metrics folder."""
+    out = str(tmp_path_factory.mktemp("eval_single"))
+    result = run_bundle(BUNDLE_16, EVALUATE, bundle_root=distributed_training["root"], dataset_dir=tiny_dataset, output_dir=out, **OVERRIDES)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+def test_training_writes_one_model_from_rank_0_loadable_without_ddp(distributed_training):
+    models = os.path.join(distributed_training["root"], "models")
+    assert "model.pt" in os.listdir(models)
+    # one best-model file; besides it only the resume checkpoint of train.json (if the config keeps one), no partials
+    assert [f for f in os.listdir(models) if f != "model.pt" and not f.endswith("_resume.pt")] == []
+    state = torch.load(os.path.join(models, "model.pt"), weights_only=True)
+    parser = bundle_parser(BUNDLE_16)
+    parser["features"] = OVERRIDES["features"]
+    assert list(state) == list(parser.get_parsed_content("network_def").state_dict())  # no DDP "module." prefix
+    events = glob.glob(os.path.join(distributed_training["root"], "eval", "events.out.tfevents.*"))
+    assert events, "no TensorBoard logs"
+    assert len({os.path.basename(e).split(".")[-2] for e in events}) == 1  # every event file from one process (pid)
+
+
+def test_ranks_agree_on_validation_and_trained_different_shards(distributed_training):
+    logs = distributed_training["logs"]
+    metrics = {rank: METRIC_LINE.findall(log) for rank, log in logs.items()}
+    assert [epoch for epoch, _, _ in metrics[0]] == ["1", "2"], logs[0][-2000:]
+    assert metrics[1] == metrics[0]  # the gathered metrics: the same on every rank, every epoch
+    best = {rank: BEST_LINE.findall(log)[-1] for rank, log in logs.items()}
+    assert best[1] == best[0]  # full precision
+    assert float(best[0][0]) > 0.01  # not the trivial all-background 0.0
+    losses = {rank: [float(v) for _, v in LOSS_LINE.findall(log)] for rank, log in logs.items()}
+    assert len(losses[0]) == len(losses[1]) == 2  # 3 volumes padded to 2 per rank, batch 2: one step per epoch
+    assert all(math.isfinite(v) for v in losses[0] + losses[1])
+    assert losses[0][0] != losses[1][0]  # each rank saw its own shard (same seed, same start weights)
+
+
+def test_distributed_validation_equals_single_process_evaluation_of_its_model(distributed_training, single_evaluation):
+    reported = float(BEST_LINE.findall(distributed_training["logs"][0])[-1][0])
+    with open(os.path.join(single_evaluation, "metrics.csv")) as f:
+        evaluated = dict(row for row in csv.reader(f))
+    assert float(evaluated["val_mean_dice"]) == pytest.approx(reported, abs=1e-6)
+    assert len(read_rows(os.path.join(single_evaluation, "val_mean_dice_raw.csv"))) == 3
+
+
+def test_distributed_evaluation_writes_one_set_of_metrics_equal_to_single_process(
+    distributed_training, single_evaluation, tiny_dataset, tmp_path
+):
+    out = str(tmp_path / "eval_ddp")
+    _, logs = run_torchrun(
+        MULTI_EVALUATE, str(tmp_path / "logs"), bundle_root=distributed_training["root"], dataset_dir=tiny_dataset,
+        output_dir=out, **OVERRIDES,
+    )
+    assert sorted(os.listdir(out)) == sorted(os.listdir(single_evaluation))  # one file of each, written by rank 0
+    for metric in ("val_mean_dice", "val_mean_jaccard"):
+        single = read_rows(os.path.join(single_evaluation, f"{metric}_raw.csv"))
+        distributed = read_rows(os.path.join(out, f"{metric}_raw.csv"))
+        assert sorted(n for n, _ in distributed) == sorted(n for n, _ in single)  # the same 3 volumes, none twice
+        for name, values in single:
+            assert dict(distributed)[name] == pytest.approx(values, abs=1e-6), name
+        assert len({tuple(v) for _, v in single}) == 3 and max(max(v) for _, v in single) > 0.01
+    assert METRIC_LINE.search(logs[0]) and not METRIC_LINE.search(logs[1])  # only rank 0 logs by default
+
+
+def test_multi_gpu_config_without_torchrun_is_a_one_line_error(tiny_dataset, tmp_path):
+    env = distributed_env()
+    result = subprocess.run(
+        bundle_command(TRAIN, {"bundle_root": str(tmp_path), "dataset_dir": tiny_dataset, **OVERRIDES}),
+        cwd=BUNDLE_16, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ERROR: configs/multi_gpu_train.json: RANK, LOCAL_RANK, WORLD_SIZE") and "torchrun" in last
+    assert not os.path.exists(os.path.join(str(tmp_path), "models"))
+
+
+SPECS = list(bundle_specs(os.path.join(REPO, "configs")))
+RANK_0_ONLY = {  # merged-config handler lists the overrides disable on ranks > 0, and what each must be
+    "train#handlers": {1: "ProgressBar", 2: "StatsHandler", 3: "TensorBoardStatsHandler"},
+    "validate#handlers": {0: "StatsHandler", 1: "TensorBoardStatsHandler", 2: "Saver"},
+}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_overrides_disable_the_intended_handlers_and_keep_train_initialize(spec):
+    """The overrides address handlers by list index: fail here, not in a hung torchrun, when train.json or
+    evaluate.json reorder them; and the replaced ``initialize`` must keep every step of train.json's."""
+    configs = os.path.join(BUNDLES, spec.name, "configs")
+    train = ConfigParser()
+    train.read_config([os.path.join(configs, "train.json"), os.path.join(configs, "multi_gpu_train.json")])
+    assert train["network"]["_target_"] == "torch.nn.parallel.DistributedDataParallel"
+    assert train["train#dataloader#sampler"] == "@train#sampler" and train["train#dataloader#drop_last"] is True
+    assert train["validate#sampler"]["even_divisible"] is False
+    for handlers, expected in RANK_0_ONLY.items():
+        for index, handler in enumerate(train[handlers]):
+            disabled = handler.get("_disabled_", "")
+            assert (index in expected) == disabled.startswith("$dist.get_rank() > 0"), (handlers, index, handler)
+            if index in expected:
+                assert handler["_target_"].endswith(expected[index]), (handlers, index, handler["_target_"])
+    base = json.load(open(os.path.join(configs, "train.json")))["initialize"]
+    for step in base:
+        assert step in train["initialize"] or step.replace("@network.", "@network.module.") in train["initialize"], step
+    assert train["finalize"] == ["$dist.is_initialized() and dist.destroy_process_group()"]
+
+    evaluate = ConfigParser()
+    evaluate.read_config([os.path.join(configs, n) for n in ("train.json", "evaluate.json", "multi_gpu_evaluate.json")])
+    targets = [h["_target_"] for h in evaluate["validate#handlers"]]
+    disabled = [i for i, h in enumerate(evaluate["validate#handlers"]) if "_disabled_" in h]
+    assert [targets[i] for i in disabled] == ["StatsHandler"]
+    assert "MetricsSaver" in targets  # on every rank: it gathers the per-volume rows, rank 0 writes them
+    assert evaluate["validate#sampler"]["even_divisible"] is False

@@ -1,0 +1,319 @@
+"""The standalone runner (jnet/deploy/standalone.py): Python 3.6 syntax, no MONAI/PyTorch, and the same masks as
+the bundle's own inference.json - step by step in-process, and end to end against `python -m monai.bundle run`."""
+
+import ast
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Compose
+
+from conftest import BUNDLE_16, BUNDLES, run_bundle
+from jnet.bundle_io import bundle_parser
+from jnet.cli import trtexec
+from jnet.data.synthetic import make_prostate_case
+from jnet.data.synthetic_brats import make_brats_case
+from jnet.deploy import export_kit, standalone
+from jnet.deploy.kit import RUNNER_NAME
+from jnet.deploy.params import deploy_params
+from jnet.errors import InputError
+from jnet.transforms import LowResInputd
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+RUNNER = standalone.__file__
+STDLIB_OK = {"argparse", "glob", "json", "math", "os", "sys", "time"}
+OPTIONAL_OK = {"onnxruntime", "tensorrt", "pycuda", "cuda"}  # imported inside the functions that need them
+# run the runner with torch, MONAI and the jnet package made unimportable: what a Jetson Nano has
+NO_TORCH = "import runpy, sys\nfor m in ('torch', 'monai', 'jnet'): sys.modules[m] = None\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')"
+
+# (bundle, slice size, slices): down- and up-sampling to 256, BraTS pad and crop, a permuted in-plane affine
+CASES = [
+    ("prostate_mri_lowres_16", (300, 272), 5),
+    ("prostate_mri_lowres_128", (128, 160), 4),
+    ("brats_mri_lowres_32", (240, 240), 4),
+    ("brats_mri_lowres_16", (272, 262), 3),
+]
+
+
+def write_volume(path, bundle, size, depth, seed=0, permute=True):
+    """A synthetic volume of the bundle's dataset; ``permute`` swaps the in-plane axes of the affine (LAS-like
+    data stored as ALS), so the reorientation to RAS permutes axes, not only flips them."""
+    rng = np.random.default_rng(seed)
+    if bundle.startswith("prostate"):
+        case = make_prostate_case(rng, slice_sizes=(size,), num_slices=(depth, depth))
+    else:
+        case = make_brats_case(rng, size=size, num_slices=(depth, depth))
+    affine = case.affine.copy()
+    if permute:
+        affine[:, [0, 1]] = affine[:, [1, 0]]
+    nib.save(nib.Nifti1Image(case.image, affine), path)
+    return path
+
+
+def run_runner(*args):
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def load_mask(path):
+    image = nib.load(path)
+    return np.asanyarray(image.dataobj), image.affine
+
+
+def balance_final_bias(network, slices):
+    """Shift the last per-class bias so each class's median logit on ``slices`` is 0: random or briefly trained
+    weights then give masks with every class and many boundaries (a hard case for agreement), not a constant."""
+    num_classes = network(slices[:1]).shape[1]
+    name = [k for k, v in network.state_dict().items() if k.endswith("bias") and tuple(v.shape) == (num_classes,)][-1]
+    with torch.no_grad():
+        medians = network(slices).transpose(0, 1).reshape(num_classes, -1).median(dim=1).values
+        network.get_parameter(name).sub_(medians)
+    return network
+
+
+# ------------------------------------------------------------------------------------------------ the file itself
+def test_runner_is_python36_code_with_numpy_and_nibabel_only():
+    source = open(RUNNER).read()
+    tree = ast.parse(source, feature_version=(3, 6))  # no walrus, positional-only parameters, match, ...
+    top_level = {n.names[0].name.split(".")[0] for n in tree.body if isinstance(n, ast.Import)}
+    top_level |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom)}
+    assert top_level == STDLIB_OK | {"numpy", "nibabel"}  # no __future__ annotations, no torch/monai/jnet
+    nested = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    nested |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert nested <= STDLIB_OK | OPTIONAL_OK | {"numpy", "nibabel"}
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.JoinedStr)]  # str.format only: no f"{x=}" (3.8)
+    annotations = [n.annotation for n in ast.walk(tree) if isinstance(n, (ast.arg, ast.AnnAssign)) and n.annotation]
+    annotations += [n.returns for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.returns]
+    assert not annotations  # no PEP 585/604 hints to trip 3.6 at import
+
+
+# ------------------------------------------------------------------------------ step by step against MONAI, in-process
+@pytest.mark.parametrize("bundle,size,depth", CASES, ids=[c[0] for c in CASES])
+def test_numpy_pipeline_matches_the_bundle_transforms(bundle, size, depth, tmp_path):
+    path = write_volume(str(tmp_path / "case.nii.gz"), bundle, size, depth)
+    parser = bundle_parser(os.path.join(BUNDLES, bundle), base="configs/inference.json")
+    params = deploy_params(parser, bundle)
+    data = parser.get_parsed_content("preprocessing")({"image": path})
+
+    volume, affine = standalone.load_volume(path, params["in_channels"])
+    ras, undo = standalone.reorient(volume, affine, params["axcodes"])
+    slices, state = standalone.preprocess(ras, params)
+    reference = np.asarray(data["image"]).transpose(3, 0, 1, 2)  # (D, C, r, r)
+    assert slices.shape == reference.shape == (depth, params["in_channels"], params["input_size"], params["input_size"])
+    assert np.abs(slices - reference).max() <= 1e-5
+
+    # the same smooth logits through MONAI's post-processing (Invertd ...) and the numpy one
+    coarse = torch.randn(depth, params["num_classes"], 8, 8, generator=torch.Generator().manual_seed(1)) * 3
+    logits = torch.nn.functional.interpolate(coarse, size=(256, 256), mode="bilinear").numpy()
+    data["pred"] = torch.as_tensor(logits.transpose(1, 2, 3, 0).copy())
+    postprocessing = parser.get_parsed_content("postprocessing").transforms[:-1]  # all but SaveImaged
+    out = Compose(postprocessing)(data)["pred"]
+    expected = np.asarray(out)[0]
+    mask = standalone.restore_orientation(standalone.postprocess(logits, state, params), undo)
+    assert mask.shape == expected.shape == volume.shape[1:]
+    assert np.allclose(out.affine.numpy(), affine)
+    assert (mask == expected).mean() >= 0.999
+    values, counts = np.unique(mask, return_counts=True)
+    assert len(values) >= 3 and counts.min() > 0.01 * mask.size  # a real mask, not one label
+
+
+@pytest.mark.parametrize("mode", ["area", "nearest", "nearest-exact", "bilinear"])
+def test_lowres_modes_match_lowresinputd(mode):
+    image = torch.rand(2, 256, 256, 3, generator=torch.Generator().manual_seed(0))
+    expected = LowResInputd("image", size=32, mode=mode)({"image": image})["image"].numpy()
+    assert np.abs(standalone.resize_slices(image.numpy(), 32, mode) - expected).max() <= 1e-6
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def prostate_kit(trained_root, tmp_path_factory):
+    """The deployment kit of the trained tiny prostate_mri_lowres_16 (features=4), opset 13 as for TensorRT 8.2."""
+    out = str(tmp_path_factory.mktemp("kit_16"))
+    export_kit(BUNDLE_16, out, os.path.join(trained_root, "models", "model.pt"), opset=13, overrides={"features": 4})
+    return out
+
+
+def test_kit_holds_the_model_its_parameters_and_this_runner(prostate_kit):
+    assert sorted(os.listdir(prostate_kit)) == ["build_engine.sh", "deploy.json", RUNNER_NAME, "model.onnx"]
+    assert open(os.path.join(prostate_kit, RUNNER_NAME)).read() == open(RUNNER).read()
+    params = standalone.load_params(os.path.join(prostate_kit, "deploy.json"))
+    assert (params["in_channels"], params["num_classes"], params["input_size"], params["onnx_opset"]) == (2, 3, 16, 13)
+    assert params["grid"] == {"type": "resize", "anti_aliasing": True} and params["activation"] == "softmax"
+    assert params["onnx_max_abs_diff"] <= 1e-4
+
+
+def _compare_with_bundle(bundle_dir, kit, bundle_root, inputs, out_bundle, out_runner, **overrides):
+    result = run_bundle(
+        bundle_dir, ["configs/inference.json"], bundle_root=bundle_root, input_files=str(inputs),
+        output_dir=out_bundle, num_workers=0, **overrides,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), os.path.dirname(inputs[0]), "--output_dir", out_runner, "--threads", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for path in inputs:
+        name = os.path.basename(path).replace(".nii.gz", "_seg.nii.gz")
+        expected, expected_affine = load_mask(os.path.join(out_bundle, name))
+        mask, affine = load_mask(os.path.join(out_runner, name))
+        assert mask.dtype == np.uint8 and mask.shape == expected.shape == nib.load(path).shape[:3]
+        assert np.allclose(affine, expected_affine) and np.allclose(affine, nib.load(path).affine)
+        assert (mask == expected).mean() >= 0.999
+        values, counts = np.unique(mask, return_counts=True)
+        assert len(values) >= 3 and counts.min() > 0.005 * mask.size, (name, values, counts)
+
+
+def test_runner_masks_match_monai_bundle_run_prostate(prostate_kit, trained_root, tiny_dataset, tmp_path):
+    """The trained tiny model, its final bias balanced, on the test volume of the tiny dataset (upsampled to
+    256) and on a 300x272 volume with a permuted affine (anti-aliased downsampling, axes swapped)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz"))[0], inputs / "small.nii.gz")
+    big = write_volume(str(inputs / "big.nii.gz"), "prostate", (300, 272), 5, seed=4)
+    parser = bundle_parser(BUNDLE_16, base="configs/inference.json")
+    parser["features"] = 4
+    network = parser.get_parsed_content("network_def").eval()
+    network.load_state_dict(torch.load(os.path.join(trained_root, "models", "model.pt"), weights_only=True))
+    volume, affine = standalone.load_volume(big, 2)
+    slices, _ = standalone.preprocess(standalone.reorient(volume, affine)[0], standalone.load_params(os.path.join(prostate_kit, "deploy.json")))
+    root = tmp_path / "root"
+    (root / "models").mkdir(parents=True)
+    torch.save(balance_final_bias(network, torch.as_tensor(slices)).state_dict(), root / "models" / "model.pt")
+    kit = str(tmp_path / "kit")
+    export_kit(BUNDLE_16, kit, str(root / "models" / "model.pt"), overrides={"features": 4})
+    _compare_with_bundle(
+        BUNDLE_16, kit, str(root), sorted(glob.glob(str(inputs / "*.nii.gz"))), str(tmp_path / "bundle"),
+        str(tmp_path / "runner"), features=4,
+    )  # fmt: skip
+
+
+def test_runner_masks_match_monai_bundle_run_brats(tmp_path):
+    """Seeded random weights, final bias balanced, on a 272x262 4-channel volume (cropped to 256, padded back)."""
+    bundle = os.path.join(BUNDLES, "brats_mri_lowres_16")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    path = write_volume(str(inputs / "brain.nii.gz"), "brats", (272, 262), 4, seed=5)
+    parser = bundle_parser(bundle, base="configs/inference.json")
+    params = deploy_params(parser, "brats_mri_lowres_16")
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def").eval()
+    volume, affine = standalone.load_volume(path, 4)
+    slices, _ = standalone.preprocess(standalone.reorient(volume, affine)[0], params)
+    root = tmp_path / "root"
+    (root / "models").mkdir(parents=True)
+    torch.save(balance_final_bias(network, torch.as_tensor(slices)).state_dict(), root / "models" / "model.pt")
+    kit = str(tmp_path / "kit")
+    export_kit(bundle, kit, str(root / "models" / "model.pt"))
+    _compare_with_bundle(bundle, kit, str(root), [path], str(tmp_path / "bundle"), str(tmp_path / "runner"))
+
+
+@pytest.mark.skipif(not os.environ.get("JNET_PYTHON36"), reason="set JNET_PYTHON36 to a Python 3.6 with numpy, nibabel<4 and onnxruntime<1.11 (the Jetson Nano's stack)")
+def test_runner_on_python36_gives_the_same_masks(prostate_kit, tiny_dataset, tmp_path):
+    python36 = os.environ["JNET_PYTHON36"]
+    version = subprocess.run([python36, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True).stdout
+    assert version.strip() == "(3, 6)"
+    image = glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz"))[0]
+    runner, model = os.path.join(prostate_kit, RUNNER_NAME), os.path.join(prostate_kit, "model.onnx")
+    old = subprocess.run([python36, runner, model, image, "--output_dir", str(tmp_path / "py36")], capture_output=True, text=True)
+    assert old.returncode == 0, old.stderr
+    assert run_runner(runner, model, image, "--output_dir", tmp_path / "current").returncode == 0
+    name = os.path.basename(image).replace(".nii.gz", "_seg.nii.gz")
+    mask, affine = load_mask(tmp_path / "py36" / name)
+    expected, expected_affine = load_mask(tmp_path / "current" / name)
+    assert np.allclose(affine, expected_affine) and (mask == expected).mean() >= 0.999
+
+
+# -------------------------------------------------------------------------------------------------- bad input
+def test_runner_refuses_bad_input_with_one_clear_line(prostate_kit, tmp_path):
+    runner, model = os.path.join(prostate_kit, RUNNER_NAME), os.path.join(prostate_kit, "model.onnx")
+    one_channel = str(tmp_path / "t2_only.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((32, 32, 3), np.float32), np.eye(4)), one_channel)
+    result = run_runner(runner, model, one_channel, "--output_dir", tmp_path / "out")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"ERROR: {one_channel}: image has 1 channel(s), the model expects 2."
+    assert not (tmp_path / "out").exists()
+
+    not_a_model = tmp_path / "model.bin"
+    not_a_model.write_bytes(b"\x00" * 64)
+    shutil.copy(os.path.join(prostate_kit, "deploy.json"), tmp_path / "deploy.json")
+    result = run_runner(runner, not_a_model, one_channel)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"ERROR: {not_a_model}: not a model this runner reads - expected an ONNX model (.onnx)")
+
+    broken_onnx = tmp_path / "broken.onnx"
+    broken_onnx.write_text("not protobuf")
+    result = run_runner(runner, broken_onnx, one_channel)
+    assert result.returncode == 1 and result.stderr.startswith(f"ERROR: {broken_onnx}: not a valid ONNX model (")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_engine_without_tensorrt_is_skipped_with_the_reason(prostate_kit, tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("tensorrt is importable here: the engine path is tested by test_tensorrt_engine_matches_onnx")
+    except ImportError:
+        pass
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\x00" * 64)
+    shutil.copy(os.path.join(prostate_kit, "deploy.json"), tmp_path / "deploy.json")
+    result = run_runner(os.path.join(prostate_kit, RUNNER_NAME), engine, "--benchmark")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"ERROR: {engine}: skipped - the tensorrt Python package is not importable (")
+    assert "onnxruntime" in result.stderr  # what to use instead
+
+
+def test_runner_benchmark_reports_batch_1_and_batch_n(prostate_kit):
+    result = run_runner(os.path.join(prostate_kit, RUNNER_NAME), os.path.join(prostate_kit, "model.onnx"), "--benchmark", "--seconds", "0.2", "--batch_size", "8", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == ["batch 1", "batch 8"]
+    assert all(float(line.split(":")[2].split()[0]) > 0 for line in lines)
+
+
+# ------------------------------------------------------------------------------------------------------ trtexec
+def test_trtexec_commands_in_the_verb_and_the_kit_script(prostate_kit, capsys):
+    trtexec(prostate_kit, max_batch=16)
+    lines = capsys.readouterr().out.strip().splitlines()
+    onnx, engine = os.path.join(prostate_kit, "model.onnx"), os.path.join(prostate_kit, "model.engine")
+    assert lines[0].split() == [
+        "trtexec", f"--onnx={onnx}", f"--saveEngine={engine}", "--minShapes=image:1x2x16x16",
+        "--optShapes=image:16x2x16x16", "--maxShapes=image:16x2x16x16", "--fp16",
+    ]  # fmt: skip
+    assert lines[1].split() == ["trtexec", f"--loadEngine={engine}", "--shapes=image:1x2x16x16"]
+    script = open(os.path.join(prostate_kit, "build_engine.sh")).read()
+    assert '"$TRTEXEC" --onnx=model.onnx --saveEngine=model.engine --minShapes=image:1x2x16x16' in script
+    assert "--maxShapes=image:32x2x16x16 --fp16" in script  # the kit's default max batch
+
+
+@pytest.mark.skipif(shutil.which("trtexec") is not None or os.path.exists("/usr/src/tensorrt/bin/trtexec"), reason="trtexec exists here")
+def test_trtexec_run_without_trtexec_says_where_it_comes_from(prostate_kit):
+    with pytest.raises(InputError, match="trtexec not found .* it ships with TensorRT"):
+        trtexec(prostate_kit, run=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: a TensorRT engine cannot be built or run here")
+def test_tensorrt_engine_matches_onnx(prostate_kit, tiny_dataset, tmp_path):
+    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install jnet-lowres[tensorrt])")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    onnx_parser = trt.OnnxParser(network, logger)
+    assert onnx_parser.parse(open(os.path.join(prostate_kit, "model.onnx"), "rb").read())
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("image", (1, 2, 16, 16), (8, 2, 16, 16), (8, 2, 16, 16))
+    config.add_optimization_profile(profile)
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(bytes(builder.build_serialized_network(network, config)))
+    shutil.copy(os.path.join(prostate_kit, "deploy.json"), tmp_path / "deploy.json")
+    image = glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz"))[0]
+    runner = os.path.join(prostate_kit, RUNNER_NAME)
+    for model, out in ((engine, tmp_path / "trt"), (os.path.join(prostate_kit, "model.onnx"), tmp_path / "ort")):
+        result = subprocess.run([sys.executable, runner, str(model), image, "--output_dir", str(out)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    name = os.path.basename(image).replace(".nii.gz", "_seg.nii.gz")
+    assert (load_mask(tmp_path / "trt" / name)[0] == load_mask(tmp_path / "ort" / name)[0]).mean() >= 0.999
