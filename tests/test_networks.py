@@ -77,6 +77,22 @@ def test_folded_head_equals_the_plain_layers(skip, classes, size):
         assert torch.allclose(head(x, highest_only=True)[0], reference[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 6])  # 6: the large regions are written one phase row at a time
+@pytest.mark.parametrize("levels", [1, 4])
+def test_inference_path_writes_the_plain_layers_output(batch, levels):
+    from jnet.networks import upscaling_head
+
+    torch.manual_seed(2)
+    head = UpscalingHead(3, levels, init="default").eval()
+    x = torch.randn(batch, 3, 16, 16)
+    with torch.no_grad():
+        fast = head(x, highest_only=True)[0]
+        assert torch.allclose(fast, plain_layers(head, x)[0], atol=1e-5)
+        assert torch.equal(fast, upscaling_head._apply_folded(upscaling_head._patches(x), head.folded()[-1], 1 << levels))
+    interior = batch * 3 * 14 * 14 * 4**levels
+    assert (interior > upscaling_head.WRITE_CHUNK) == (batch == 6 and levels == 4)  # both write paths are covered
+
+
 def test_folded_head_gradients_equal_the_plain_layers():
     torch.manual_seed(1)
     head = UpscalingHead(3, 3, skip=True, init="default")
