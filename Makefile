@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALL_KEY := $(shell cat setup.cfg Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(INSTALL_KEY)
 
-.PHONY: install monailabel-env demo test generate clean
+.PHONY: install test-envs demo test generate clean
 
 $(STAMP):
 	rm -rf $(VENV)
@@ -18,15 +18,15 @@ $(STAMP):
 
 install: $(STAMP)
 
-# MONAI Label's own environment (tests/test_monailabel.py), cached outside the clone and keyed by its pins
-# (tests/monailabel_requirements.txt); without network it is skipped, and so is that test
-monailabel-env:
-	$(PYTHON) tests/monailabel_env.py
+# The environments some tests run in (MONAI Label; Python 3.6 for the Jetson Nano runner), cached outside the clone
+# and keyed by their pins (tests/envs.py); where one cannot be made here, the tests that need it skip with the reason
+test-envs:
+	$(PYTHON) tests/envs.py
 
 demo: install
 	$(PY) -m jnet demo --work_dir demo_output
 
-test: install monailabel-env
+test: install test-envs
 	$(PY) -m pytest -q tests
 
 generate: install

@@ -81,12 +81,15 @@ def sweep(
     resolutions: tuple = (16, 32, 64, 128),
     variants: tuple = ("baseline", "bilinear", "head", "head_paper"),
     seeds: int = 3,
-    iterations: int = 600,
+    iterations: int = 400,
+    batch_size: int = 8,
     reference: bool = True,
     num_train: int = 16,
+    remeasure_speed: bool = False,
 ) -> None:
     """Resolution sweep: every variant at every input size on the same data and budget (DATASET_DIR in either
-    layout, or a synthetic default); JSON, Markdown table and plots in WORK_DIR; resumable."""
+    layout, or a synthetic default); JSON, Markdown table and plots in WORK_DIR; resumable. --remeasure_speed:
+    measure the inference cost again without retraining (when the machine was busy during the first run)."""
     from jnet.sweep import run_sweep
 
     run_sweep(
@@ -98,9 +101,23 @@ def sweep(
         variants=tuple(variants),
         seeds=seeds,
         iterations=iterations,
+        batch_size=batch_size,
         reference=reference,
         num_train=num_train,
+        remeasure_speed=remeasure_speed,
     )
+
+
+def publish(sweep_dir: str = "sweep_output", bench_dir: str = "bench_output") -> None:
+    """Write docs/results.md (+ docs/results/) from SWEEP_DIR/sweep.json, the sweep's head figures as the bundles'
+    eval_metrics (configs/eval_metrics.json, bundles regenerated) and, from BENCH_DIR/bench.json, the Jetson
+    estimates of docs/jetson.md; prints every target and whether it is met."""
+    from jnet.sweep.publish import publish_results
+
+    published = publish_results(sweep_dir, bench_dir)
+    for what, met, numbers in published["checks"]:
+        print(f"{'met    ' if met else 'NOT MET'} {what}: {numbers}")
+    print("eval_metrics from the sweep:", ", ".join(published["eval_metrics_from_sweep"]) or "none")
 
 
 def export(
@@ -142,7 +159,7 @@ def unpack(zip_file: str, out_dir: str = ".", sha256: str | None = None) -> None
 
 def main() -> None:
     install_excepthook()
-    verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "sweep": sweep}
+    verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "sweep": sweep, "publish": publish}
     verbs.update({"export": export, "trtexec": trtexec, "pack": pack, "unpack": unpack})  # deployment (jnet/deploy/)
     fire.Fire(verbs)
 

@@ -94,6 +94,32 @@ def test_inference_trt_override_parses_and_merges(spec):
     assert parser["trt_args"]["dynamic_batchsize"] == [1, 16, 32]
 
 
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", ["prostate_mri_lowres_16", "brats_mri_lowres_128"])
+def test_trt_compile_onnx_step_runs_on_cpu_with_the_bundles_export_args(name, tmp_path):
+    """``trt_compile`` first exports the network to ONNX through MONAI's ``convert_to_onnx`` with ``trt_args``'
+    ``export_args``, then builds the engine (which needs CUDA). The ONNX step runs here as TrtCompiler calls it: with
+    torch >= 2.9 and no ``dynamo: false`` it would pick the dynamo exporter and fail without ``onnxscript``."""
+    import onnxruntime as ort
+    from monai.bundle import ConfigParser
+    from monai.networks.utils import convert_to_onnx
+
+    bundle = os.path.join(BUNDLES, name)
+    parser = ConfigParser()
+    parser.read_config([os.path.join(bundle, "configs", "inference.json"), os.path.join(bundle, "configs", "inference_trt.json")])
+    spec = next(s for s in SPECS if s.name == name)
+    torch.manual_seed(0)
+    network = bundle_network(bundle).eval()
+    x = torch.randn(2, spec.profile["config"]["in_channels"], spec.input_size, spec.input_size)
+    path = str(tmp_path / "model.onnx")
+    export_args = dict(parser["trt_args"]["export_args"])
+    convert_to_onnx(network, x, filename=path, input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}}, **export_args)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = network(x).numpy()
+    assert abs(session.run(None, {"x": x.numpy()})[0] - expected).max() <= 1e-4
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the TensorRT path cannot run here")
 def test_inference_trt_runs_where_cuda_and_tensorrt_exist(tiny_dataset, trained_root, tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install jnet-lowres[tensorrt])")
@@ -105,4 +131,15 @@ def test_inference_trt_runs_where_cuda_and_tensorrt_exist(tiny_dataset, trained_
         dataset_dir=tiny_dataset, output_dir=out, **TINY_OVERRIDES,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert os.listdir(out)
+    eager = str(tmp_path / "eager")
+    result = run_bundle(BUNDLE_16, ["configs/inference.json"], bundle_root=trained_root, dataset_dir=tiny_dataset, output_dir=eager, **TINY_OVERRIDES)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import nibabel as nib
+    import numpy as np
+
+    names = sorted(os.listdir(eager))
+    assert names and sorted(os.listdir(out)) == names
+    for name in names:  # fp16 engine vs fp32 eager: the label maps agree on (almost) every voxel
+        trt_mask, eager_mask = (nib.load(os.path.join(d, name)) for d in (out, eager))
+        np.testing.assert_allclose(trt_mask.affine, eager_mask.affine)
+        assert (np.asarray(trt_mask.dataobj) == np.asarray(eager_mask.dataobj)).mean() >= 0.999

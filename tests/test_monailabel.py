@@ -1,6 +1,6 @@
 """Every bundle in MONAI Label: a real ``monailabel start_server`` with the stock ``monaibundle`` app, over HTTP.
 
-The server runs in the MONAI Label environment (``make monailabel-env``, tests/monailabel_env.py: monailabel 0.8.5,
+The server runs in the MONAI Label environment (``make test-envs``, tests/envs.py: monailabel 0.8.5,
 MONAI 1.5.1), bound to 127.0.0.1 on a free port, offline: all eight bundles are copied into the app's ``model/``
 folder (nothing is downloaded) with seeded weights in ``models/model.pt``; the studies folder holds synthetic cases,
 one 4D NIfTI per case, as MONAI Label sends one image per request. Through the HTTP API:
@@ -40,7 +40,7 @@ import pytest
 import torch
 from torch import nn
 
-import monailabel_env
+from envs import ENVS
 from conftest import BUNDLES, REPO
 from jnet.bundle_io import bundle_network
 from jnet.bundlegen import bundle_specs
@@ -55,9 +55,8 @@ NUM_LABELLED = 4  # per dataset: 3 train + 1 validation with val_split 0.25
 SERVER_START_S = 180
 TRAIN_S = 240
 TIMINGS: dict[str, float] = {}
-PINNED_VERSION = next(
-    line.split("==")[1] for line in monailabel_env.PINS.read_text().splitlines() if line.startswith("monailabel==")
-)
+MONAILABEL = ENVS["monailabel"]
+PINNED_VERSION = MONAILABEL.pinned("monailabel")
 
 
 def _timed(name: str, start: float) -> None:
@@ -117,11 +116,10 @@ def _env(venv: str) -> dict:
 
 @pytest.fixture(scope="module")
 def venv() -> str:
-    path = monailabel_env.venv_dir()
-    if not monailabel_env.is_ready(path):
-        missing = f"MONAI Label environment {path} missing: run `make monailabel-env`"
-        pytest.skip(monailabel_env.unavailable_reason(path) or missing)
-    return str(path)
+    reason = MONAILABEL.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return str(MONAILABEL.path())
 
 
 @pytest.fixture(scope="module")

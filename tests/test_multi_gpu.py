@@ -180,6 +180,39 @@ def test_distributed_evaluation_writes_one_set_of_metrics_equal_to_single_proces
     assert METRIC_LINE.search(logs[0]) and not METRIC_LINE.search(logs[1])  # only rank 0 logs by default
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_multi_node_command_trains_across_two_nodes(tiny_dataset, start_weights, tmp_path):
+    """The README's multi-node form (``--nnodes --node_rank --rdzv_backend c10d --rdzv_endpoint``), as two "machines"
+    of one process each on this host, meeting at a c10d rendezvous on 127.0.0.1."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    endpoint, root = f"127.0.0.1:{_free_port()}", str(tmp_path / "trained")
+    overrides = {"bundle_root": root, "dataset_dir": tiny_dataset, "epochs": 1, "finetune": True,
+                 "pretrained_file": start_weights, "log_all_ranks": True, **OVERRIDES}
+    nodes = []
+    for node_rank in range(2):
+        log_dir = str(tmp_path / f"node{node_rank}")
+        command = [torchrun, "--nnodes=2", f"--node_rank={node_rank}", "--nproc_per_node=1", "--rdzv_backend", "c10d",
+                   "--rdzv_endpoint", endpoint, "--rdzv_id", "jnet-test", "--log-dir", log_dir, "--redirects", "3"]
+        command += bundle_command(TRAIN, overrides)[1:]
+        nodes.append((subprocess.Popen(command, cwd=BUNDLE_16, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True, env=distributed_env()), log_dir))
+    logs = []
+    for process, log_dir in nodes:
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output[-3000:]
+        files = glob.glob(os.path.join(log_dir, "*", "attempt_0", "*", "stdout.log"))
+        assert len(files) == 1, files  # one process on each node
+        logs.append(open(files[0]).read())
+    metrics = [METRIC_LINE.findall(log) for log in logs]
+    assert [epoch for epoch, _, _ in metrics[0]] == ["1"] and metrics[1] == metrics[0]  # one group of 2 ranks
+    assert "model.pt" in os.listdir(os.path.join(root, "models"))
+
+
 def test_multi_gpu_config_without_torchrun_is_a_one_line_error(tiny_dataset, tmp_path):
     env = distributed_env()
     result = subprocess.run(

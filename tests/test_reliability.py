@@ -486,6 +486,9 @@ def test_a_killed_training_resumes_at_the_next_epoch_and_finishes(prostate_base,
     assert final["trainer"]["iteration"] == iterations
     # Adam's step count went on from the killed run's: the optimizer state was restored, not restarted
     assert {int(s["step"]) for s in final["optimizer"]["state"].values()} == {iterations}
+    # and the cosine learning-rate schedule went on from the killed run's epoch, ending where a full run ends
+    assert final["lr_scheduler"]["last_epoch"] == epochs
+    assert final["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cos(pi) at T_max = epochs
     parser = bundle_parser(BUNDLE_16)
     parser["features"] = TINY_OVERRIDES["features"]
     network = parser.get_parsed_content("network_def")
@@ -637,3 +640,35 @@ def test_every_torch_load_in_the_package_and_configs_is_weights_only():
     assert len(calls) >= 5  # the package's loaders, the fine-tuning and resume paths, in every bundle's train.json
     unsafe = [f"{os.path.relpath(path, REPO)}: {call}" for path, call in calls if "weights_only=True" not in call]
     assert not unsafe, unsafe
+
+
+# ------------------------------------------------------------------------------------- the project's own verbs
+def _verb(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jnet", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_project_verbs_refuse_bad_input_with_one_clear_line(prostate_base, tmp_path):
+    missing = str(tmp_path / "no_such_dataset")
+    line = _error_line(_verb("sweep", "--work_dir", str(tmp_path / "sweep"), "--dataset_dir", missing, "--resolutions", "[16]"))
+    assert line == f"ERROR: dataset_dir '{missing}' does not exist or is not a folder (set --dataset_dir)."
+    assert not os.path.exists(str(tmp_path / "sweep" / "sweep.json"))
+
+    broken = _copy(prostate_base, tmp_path, "broken")
+    label = sorted(glob.glob(os.path.join(broken, "labelsTr", "*.nii.gz")))[0]
+    _truncate(label)
+    line = _error_line(_verb("sweep", "--work_dir", str(tmp_path / "sweep2"), "--dataset_dir", broken, "--resolutions", "[16]"))
+    assert line.startswith(f"ERROR: {label}: not a readable NIfTI file (") and line.endswith(f"(listed in {broken}/dataset.json)."), line
+
+    no_model = str(tmp_path / "bundle_without_weights")
+    shutil.copytree(BUNDLE_16, no_model, ignore=shutil.ignore_patterns("models", "eval"))
+    line = _error_line(_verb("export", no_model, "--out_dir", str(tmp_path / "kit")))
+    assert line.startswith("ERROR: ") and "model.pt" in line
+    assert not os.path.exists(str(tmp_path / "kit" / "model.onnx"))
+    line = _error_line(_verb("pack", no_model, "--out_dir", str(tmp_path / "dist")))
+    assert "model.pt" in line
+
+    not_a_zip = tmp_path / "bundle_v0.1.0.zip"
+    not_a_zip.write_text("not a zip")
+    line = _error_line(_verb("unpack", str(not_a_zip), "--out_dir", str(tmp_path / "received")))
+    assert line.startswith(f"ERROR: {not_a_zip}: ")
+    assert not os.path.exists(str(tmp_path / "received")) or not os.listdir(str(tmp_path / "received"))

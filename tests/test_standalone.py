@@ -15,6 +15,7 @@ import torch
 from monai.transforms import Compose
 
 from conftest import BUNDLE_16, BUNDLES, run_bundle
+from envs import ENVS
 from jnet.bundle_io import bundle_parser
 from jnet.cli import trtexec
 from jnet.data.synthetic import make_prostate_case
@@ -190,17 +191,23 @@ def test_runner_masks_match_monai_bundle_run_prostate(prostate_kit, trained_root
     )  # fmt: skip
 
 
-def test_runner_masks_match_monai_bundle_run_brats(tmp_path):
-    """Seeded random weights, final bias balanced, on a 272x262 4-channel volume (cropped to 256, padded back)."""
-    bundle = os.path.join(BUNDLES, "brats_mri_lowres_16")
+ALL_BUNDLES = sorted(os.listdir(BUNDLES))
+
+
+@pytest.mark.parametrize("name", ALL_BUNDLES)
+def test_runner_masks_match_monai_bundle_run(name, tmp_path):
+    """Every bundle, seeded random weights with the final bias balanced, on a 272x262 volume (BraTS: cropped to 256
+    and padded back; prostate: anti-aliased resize to 256 and back)."""
+    bundle = os.path.join(BUNDLES, name)
+    dataset = "brats" if name.startswith("brats") else "prostate"
     inputs = tmp_path / "in"
     inputs.mkdir()
-    path = write_volume(str(inputs / "brain.nii.gz"), "brats", (272, 262), 4, seed=5)
+    path = write_volume(str(inputs / "case.nii.gz"), dataset, (272, 262), 4, seed=5)
     parser = bundle_parser(bundle, base="configs/inference.json")
-    params = deploy_params(parser, "brats_mri_lowres_16")
+    params = deploy_params(parser, name)
     torch.manual_seed(0)
     network = parser.get_parsed_content("network_def").eval()
-    volume, affine = standalone.load_volume(path, 4)
+    volume, affine = standalone.load_volume(path, params["in_channels"])
     slices, _ = standalone.preprocess(standalone.reorient(volume, affine)[0], params)
     root = tmp_path / "root"
     (root / "models").mkdir(parents=True)
@@ -210,11 +217,14 @@ def test_runner_masks_match_monai_bundle_run_brats(tmp_path):
     _compare_with_bundle(bundle, kit, str(root), [path], str(tmp_path / "bundle"), str(tmp_path / "runner"))
 
 
-@pytest.mark.skipif(not os.environ.get("JNET_PYTHON36"), reason="set JNET_PYTHON36 to a Python 3.6 with numpy, nibabel<4 and onnxruntime<1.11 (the Jetson Nano's stack)")
 def test_runner_on_python36_gives_the_same_masks(prostate_kit, tiny_dataset, tmp_path):
-    python36 = os.environ["JNET_PYTHON36"]
-    version = subprocess.run([python36, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True).stdout
-    assert version.strip() == "(3, 6)"
+    """The Jetson Nano's Python stack (tests/envs.py ``py36``: Python 3.6, numpy 1.19, nibabel 3.2, ONNX Runtime 1.10)."""
+    reason = ENVS["py36"].skip_reason()
+    if reason:
+        pytest.skip(reason)
+    python36 = str(ENVS["py36"].python())
+    version = subprocess.run([python36, "-c", "import sys, onnxruntime; print(sys.version_info[:2], onnxruntime.__version__)"], capture_output=True, text=True).stdout
+    assert version.strip() == f"(3, 6) {ENVS['py36'].pinned('onnxruntime')}"
     image = glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz"))[0]
     runner, model = os.path.join(prostate_kit, RUNNER_NAME), os.path.join(prostate_kit, "model.onnx")
     old = subprocess.run([python36, runner, model, image, "--output_dir", str(tmp_path / "py36")], capture_output=True, text=True)
@@ -248,6 +258,29 @@ def test_runner_refuses_bad_input_with_one_clear_line(prostate_kit, tmp_path):
     result = run_runner(runner, broken_onnx, one_channel)
     assert result.returncode == 1 and result.stderr.startswith(f"ERROR: {broken_onnx}: not a valid ONNX model (")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_runner_on_a_folder_skips_bad_files_writes_the_good_ones_and_fails_at_the_end(prostate_kit, tiny_dataset, tmp_path):
+    runner, model = os.path.join(prostate_kit, RUNNER_NAME), os.path.join(prostate_kit, "model.onnx")
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    good = sorted(glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz")))
+    for path in good:
+        shutil.copy(path, folder)
+    nib.save(nib.Nifti1Image(np.ones((32, 32, 3), np.float32), np.eye(4)), str(folder / "a_t2_only.nii.gz"))
+    (folder / "b_truncated.nii.gz").write_bytes(open(good[0], "rb").read()[:500])
+    out = tmp_path / "out"
+    result = run_runner(runner, model, folder, "--output_dir", out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert errors[0] == f"ERROR: {folder / 'a_t2_only.nii.gz'}: image has 1 channel(s), the model expects 2."
+    assert errors[1].startswith(f"ERROR: {folder / 'b_truncated.nii.gz'}: cannot be read as NIfTI (")
+    assert errors[2] == f"ERROR: 2 of {len(good) + 2} volumes failed and were skipped: a_t2_only.nii.gz, b_truncated.nii.gz"
+    written = sorted(os.listdir(out))
+    assert written == sorted(os.path.basename(p).replace(".nii.gz", "_seg.nii.gz") for p in good)  # no partial files
+    for path in good:
+        mask, affine = load_mask(out / os.path.basename(path).replace(".nii.gz", "_seg.nii.gz"))
+        assert mask.shape == nib.load(path).shape[:3] and np.allclose(affine, nib.load(path).affine)
 
 
 def test_engine_without_tensorrt_is_skipped_with_the_reason(prostate_kit, tmp_path):

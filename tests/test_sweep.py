@@ -1,9 +1,12 @@
 import json
 import os
+import shutil
 
 import pytest
 
+from conftest import REPO
 from jnet.sweep import run_sweep
+from jnet.sweep.publish import ESTIMATES_BEGIN, ESTIMATES_END, _update_jetson_estimates, publish_results, target_checks
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -32,3 +35,74 @@ def test_sweep_runs_end_to_end_and_resumes(tiny_dataset, tmp_path):
     times = {k: v["train_s"] for k, v in saved["runs"].items()}
     again = run_sweep(**kwargs)
     assert {k: v["train_s"] for k, v in again["runs"].items()} == times
+    # per volume scores are kept: the run's class means are their NaN-aware means
+    run = saved["runs"]["head@16#0"]
+    assert len(run["per_volume"]) == saved["config"]["held_out_volumes"]
+    for c, mean in enumerate(run["dice"]):
+        values = [v["dice"][c] for v in run["per_volume"].values() if v["dice"][c] == v["dice"][c]]
+        assert mean == pytest.approx(sum(values) / len(values)) if values else mean != mean
+    assert saved["wall_s"] > 0
+
+    # publishing: docs/results.md with both figures, the head's figures as eval_metrics, regenerated bundles
+    configs, docs, bundles = tmp_path / "configs", tmp_path / "docs", tmp_path / "bundles"
+    shutil.copytree(os.path.join(REPO, "configs"), configs)
+    docs.mkdir()
+    published = publish_results(work, None, str(docs), str(configs), str(bundles))
+    page = (docs / "results.md").read_text()
+    assert "python -m jnet sweep --dataset_dir" in page and saved["config"]["machine"] in page
+    assert "| 16x16 | head |" in page and "![examples](results/examples.png)" in page
+    assert (docs / "results" / "examples.png").read_bytes()[:4] == b"\x89PNG"
+    assert published["eval_metrics_from_sweep"] == ["prostate_mri_lowres_16", "prostate_mri_lowres_32"]
+    metadata = json.load(open(bundles / "prostate_mri_lowres_16" / "configs" / "metadata.json"))
+    summary = saved["summary"]["head@16"]
+    assert metadata["eval_metrics"]["mean_jaccard"] == round(summary["jaccard_mean"], 4)
+    assert metadata["eval_metrics"]["transition_zone_dice"] == round(summary["dice_per_class"][1], 4)
+    assert "python -m jnet sweep --dataset_dir" in metadata["description"]
+    brats = json.load(open(bundles / "brats_mri_lowres_16" / "configs" / "metadata.json"))
+    assert "python -m jnet eval_metrics" in brats["description"]  # not in this sweep: its own source kept
+    assert "] python -m jnet sweep --dataset_dir" in (docs / "bundles.md").read_text()  # the tiny sweep is a source
+
+
+def _summary(head: float, rival: float, std: float) -> dict:
+    entry = lambda mean: {"jaccard_mean": mean, "jaccard_std": std, "seeds": 3}  # noqa: E731
+    return {"head@16": entry(head), "baseline@16": entry(rival), "bilinear@16": entry(rival - 0.1)}
+
+
+def _speed(images_per_s: float) -> dict:
+    return {runtime: {"images_per_s": images_per_s} for runtime in ("eager", "onnxruntime")}
+
+
+def test_targets_need_a_margin_larger_than_the_seed_spread():
+    checks = dict((what, met) for what, met, _ in target_checks({"summary": _summary(0.50, 0.45, 0.04), "speed": {}}))
+    assert checks["16x16: head beats baseline in mean foreground Jaccard by more than the seed std"] is True
+    checks = dict((what, met) for what, met, _ in target_checks({"summary": _summary(0.50, 0.47, 0.04), "speed": {}}))
+    assert checks["16x16: head beats baseline in mean foreground Jaccard by more than the seed std"] is False
+    assert checks["16x16: head beats bilinear in mean foreground Jaccard by more than the seed std"] is True
+    speed = {"head@16": _speed(2000.0), "reference@256": _speed(99.0)}
+    checks = target_checks({"summary": {}, "speed": speed})
+    assert [met for _, met, _ in checks] == [True, True] and "20x" in checks[0][2]
+    speed["reference@256"] = _speed(101.0)
+    assert [met for _, met, _ in target_checks({"summary": {}, "speed": speed})] == [False, False]
+
+
+def test_cost_targets_and_jetson_estimates_from_a_bench_report(tmp_path):
+    def variant(added, share, ort_b1, eager_b1, macs):
+        shares = dict.fromkeys(("eager_images_per_s_b1", "eager_images_per_s", "onnxruntime_images_per_s_b1", "onnxruntime_images_per_s"), share)
+        return {"head": {"added_parameters": added, "share_of_bilinear_throughput": shares, "macs": macs,
+                         "onnxruntime": {"images_per_s_b1": ort_b1}, "eager": {"images_per_s_b1": eager_b1},
+                         "jetson_estimate_images_per_s": {"jetson_nano": 4.72e10 / (2 * macs), "jetson_orin_nano": 2.56e11 / (2 * macs)}}}
+
+    bench = {"machine": "test machine", "jetson_assumption": "10 %", "bundles": {
+        "prostate_mri_lowres_16": variant(180, 0.9, 3000.0, 600.0, 14e6), "prostate_mri_lowres_128": variant(45, 0.74, 100.0, 70.0, 1.3e9)}}
+    checks = {what: (met, numbers) for what, met, numbers in target_checks({"summary": {}, "speed": {}}, bench)}
+    assert checks["the head adds at most 200 parameters in every bundle"] == (True, "largest: 180 (prostate_mri_lowres_16)")
+    met, numbers = checks["every bundle keeps >= 75% of the bilinear-output throughput (b1, b32, eager, ONNX Runtime)"]
+    assert not met and numbers.startswith("lowest: 74% (prostate_mri_lowres_128")
+    assert checks["prostate_mri_lowres_16: ONNX Runtime batch 1 >= 1.5x PyTorch eager"] == (True, "3000 vs 600 images/s: 5.0x")
+    page = tmp_path / "jetson.md"
+    page.write_text(f"before\n{ESTIMATES_BEGIN}\nold\n{ESTIMATES_END}\nafter\n")
+    _update_jetson_estimates(bench, str(page))
+    text = page.read_text()
+    assert text.startswith("before\n") and text.endswith(f"{ESTIMATES_END}\nafter\n") and "old" not in text
+    assert "| prostate_mri_lowres_16 | 14.0 | 1686 | 9143 |" in text
+    assert "| prostate_mri_lowres_128 | 1300.0 | 18 **(under 20)** | 98 |" in text

@@ -13,29 +13,47 @@ import monai
 from jnet.bench.jetson import ASSUMED_EFFICIENCY, DEVICES, estimate_images_per_s
 from jnet.bench.macs import count_macs
 from jnet.bench.memory import peak_forward_memory
-from jnet.bench.speed import eager_speed, onnxruntime_speed
+from jnet.bench.speed import eager_speed, fastest_of_rounds, onnxruntime_speed
 from jnet.bundle_io import bundle_network, count_parameters
 from jnet.bundlegen import bundle_specs
 from jnet.export.onnx import export_onnx
 
-__all__ = ["bench_bundles", "bench_network", "format_bench_table"]
+__all__ = ["bench_bundles", "bench_network", "bench_networks", "format_bench_table"]
 
 BATCH = 32
 
 
+ROUNDS = 3
+
+
+def bench_networks(networks: dict[str, torch.nn.Module], input_shape: tuple[int, int, int], budget_s: float = 0.5) -> dict[str, dict]:
+    """Every inference figure of each network for a ``(C, r, r)`` input. The speeds are the best of ``ROUNDS``
+    rounds that alternate between the networks (``budget_s`` per figure and network in all), eager rounds first,
+    then ONNX Runtime rounds."""
+    results = {}
+    for name, network in networks.items():
+        network.eval()
+        macs = count_macs(network, (1, *input_shape))
+        peak = peak_forward_memory(network, torch.randn(BATCH, *input_shape))
+        results[name] = {
+            "parameters": count_parameters(network),
+            "macs": macs,
+            "peak_memory_mb_b32": None if peak is None else peak / 2**20,
+            "jetson_estimate_images_per_s": {d: estimate_images_per_s(macs, d) for d in DEVICES},
+        }
+    share = budget_s / ROUNDS
+    eager = fastest_of_rounds({n: lambda net=net: eager_speed(net, input_shape, BATCH, share) for n, net in networks.items()}, ROUNDS)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {n: export_onnx(net, (1, *input_shape), os.path.join(tmp, f"{i}.onnx")) for i, (n, net) in enumerate(networks.items())}
+        runtime = fastest_of_rounds({n: lambda p=p: onnxruntime_speed(p, input_shape, BATCH, share) for n, p in paths.items()}, ROUNDS)
+    for name in networks:
+        results[name]["eager"], results[name]["onnxruntime"] = eager[name], runtime[name]
+    return results
+
+
 def bench_network(network: torch.nn.Module, input_shape: tuple[int, int, int], budget_s: float = 0.5) -> dict:
     """Every inference figure of one network for a ``(C, r, r)`` input."""
-    network.eval()
-    macs = count_macs(network, (1, *input_shape))
-    result = {"parameters": count_parameters(network), "macs": macs}
-    result["eager"] = eager_speed(network, input_shape, BATCH, budget_s)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(network, (1, *input_shape), os.path.join(tmp, "model.onnx"))
-        result["onnxruntime"] = onnxruntime_speed(path, input_shape, BATCH, budget_s)
-    peak = peak_forward_memory(network, torch.randn(BATCH, *input_shape))
-    result["peak_memory_mb_b32"] = None if peak is None else peak / 2**20
-    result["jetson_estimate_images_per_s"] = {d: estimate_images_per_s(macs, d) for d in DEVICES}
-    return result
+    return bench_networks({"network": network}, input_shape, budget_s)["network"]
 
 
 def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", budget_s: float = 0.5) -> dict:
@@ -44,14 +62,15 @@ def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", bu
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), MONAI {monai.__version__}",
         "batch": BATCH,
+        "timing": f"fastest call of {ROUNDS} rounds alternating head and bilinear networks, {budget_s} s per figure",
         "jetson_assumption": f"fp16 peak FLOP/s {DEVICES}, efficiency {ASSUMED_EFFICIENCY:.0%}, 2 FLOP per MAC",
         "bundles": {},
     }
     for spec in bundle_specs(configs_dir):
         bundle = os.path.join(bundles_dir, spec.name)
         shape = (spec.profile["config"]["in_channels"], spec.input_size, spec.input_size)
-        head = bench_network(bundle_network(bundle), shape, budget_s)
-        plain = bench_network(bundle_network(bundle, ["configs/train_bilinear.json"]), shape, budget_s)
+        measured = bench_networks({"head": bundle_network(bundle), "bilinear": bundle_network(bundle, ["configs/train_bilinear.json"])}, shape, budget_s)
+        head, plain = measured["head"], measured["bilinear"]
         head["added_parameters"] = head["parameters"] - plain["parameters"]
         head["share_of_bilinear_throughput"] = {
             f"{runtime}_{key}": head[runtime][key] / plain[runtime][key]

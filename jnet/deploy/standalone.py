@@ -521,8 +521,23 @@ def segment_file(model, path, params, output_dir, batch_size=32):
     if not os.path.isdir(output_dir):
         os.makedirs(output_dir)
     out_path = os.path.join(output_dir, name + "_seg.nii.gz")
-    nib.save(nib.Nifti1Image(labels, affine), out_path)
+    partial = os.path.join(output_dir, "." + name + "_seg.partial.nii.gz")  # a kill never leaves a torn mask
+    nib.save(nib.Nifti1Image(labels, affine), partial)
+    os.replace(partial, out_path)
     return out_path
+
+
+def segment_files(model, paths, params, output_dir, batch_size=32):
+    """Segment every file; a bad one is reported (``ERROR: <file>: ...``) and skipped, the others are written.
+    Returns the failures as ``[(path, message)]``."""
+    failures = []
+    for path in paths:
+        try:
+            print(segment_file(model, path, params, output_dir, batch_size))
+        except RunnerError as error:
+            print("ERROR: {}".format(error), file=sys.stderr)
+            failures.append((path, str(error)))
+    return failures
 
 
 def input_files(path):
@@ -570,8 +585,13 @@ def main(argv=None):
             raise RunnerError("give an input volume or folder, or --benchmark.")
         model = load_model(args.model, params, args.threads)
         if args.input is not None:
-            for path in input_files(args.input):
-                print(segment_file(model, path, params, args.output_dir, args.batch_size))
+            paths = input_files(args.input)
+            failures = segment_files(model, paths, params, args.output_dir, args.batch_size)
+            if failures and len(paths) == 1:
+                return 1  # its one ERROR line is printed
+            if failures:
+                raise RunnerError("{} of {} volumes failed and were skipped: {}".format(
+                    len(failures), len(paths), ", ".join(os.path.basename(path) for path, _ in failures)))
         if args.benchmark:
             for batch, rate in sorted(benchmark(model, params, args.batch_size, args.seconds).items()):
                 print("{}: batch {}: {:.1f} images/s (network only)".format(os.path.basename(args.model), batch, rate))

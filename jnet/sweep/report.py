@@ -35,6 +35,7 @@ def aggregate(results: dict) -> dict[str, dict]:
             "dice_mean": float(np.nanmean(dice.mean(axis=1))),
             "dice_std": float(np.nanstd(dice.mean(axis=1))),
             "jaccard_per_class": [float(v) for v in np.nanmean(jaccard, axis=0)],
+            "dice_per_class": [float(v) for v in np.nanmean(dice, axis=0)],
             "train_s": float(np.mean([r["train_s"] for r in runs])),
         }
     return summary

@@ -123,10 +123,11 @@ def _one_hot_volume(masks: torch.Tensor) -> torch.Tensor:
     return masks.permute(1, 2, 3, 0).unsqueeze(0).float()
 
 
-def score_volumes(network: JNet, data: SweepData, input_size: int, variant: Variant) -> dict[str, list[float]]:
-    """Foreground Dice and Jaccard per class, mean over held-out volumes (volumes without a class skipped)."""
+def score_volumes(network: JNet, data: SweepData, input_size: int, variant: Variant) -> dict:
+    """Foreground Dice and Jaccard per class and held-out volume (``per_volume``, NaN where a volume lacks the class),
+    and their means over the volumes that have the class (``dice``, ``jaccard``)."""
     dice, jaccard = [], []
-    for images, labels in zip(data.val_images, data.val_labels):
+    for images, labels in zip(data.val_images, data.val_labels):  # one volume at a time
         logits = predict_slices(network, images, input_size, variant)
         if data.multilabel:
             pred, truth = (logits.sigmoid() > 0.5), labels.bool()
@@ -140,4 +141,8 @@ def score_volumes(network: JNet, data: SweepData, input_size: int, variant: Vari
     return {
         "dice": [float(v) for v in np.nanmean(np.stack(dice), axis=0)],
         "jaccard": [float(v) for v in np.nanmean(np.stack(jaccard), axis=0)],
+        "per_volume": {
+            name: {"dice": [float(v) for v in d], "jaccard": [float(v) for v in j]}
+            for name, d, j in zip(data.val_names, dice, jaccard)
+        },
     }
