@@ -82,8 +82,9 @@ def _eval_metrics(configs_dir: str) -> dict:
 
 
 def provenance(name: str, measured: dict) -> str:
-    """Where a bundle's ``eval_metrics`` come from: the sweep (``python -m jnet publish``) or ``jnet eval_metrics``."""
-    return measured["_provenance_sweep"] if name in measured.get("_from_sweep", []) else measured["_provenance"]
+    """Where a bundle's ``eval_metrics`` come from: a sweep (``_sources``, written by ``python -m jnet publish``), else
+    ``python -m jnet eval_metrics`` (``_provenance``)."""
+    return measured.get("_sources", {}).get(name, measured["_provenance"])
 
 
 def _results_section(spec: BundleSpec, measured: dict) -> str:

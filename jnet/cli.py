@@ -83,6 +83,7 @@ def sweep(
     seeds: int = 3,
     iterations: int = 400,
     batch_size: int = 8,
+    features: int = 8,
     reference: bool = True,
     num_train: int = 16,
     remeasure_speed: bool = False,
@@ -102,19 +103,21 @@ def sweep(
         seeds=seeds,
         iterations=iterations,
         batch_size=batch_size,
+        features=features,
         reference=reference,
         num_train=num_train,
         remeasure_speed=remeasure_speed,
     )
 
 
-def publish(sweep_dir: str = "sweep_output", bench_dir: str = "bench_output") -> None:
+def publish(sweep_dir: str = "sweep_output", bench_dir: str = "bench_output", other_sweep_dirs: tuple = ()) -> None:
     """Write docs/results.md (+ docs/results/) from SWEEP_DIR/sweep.json, the sweep's head figures as the bundles'
     eval_metrics (configs/eval_metrics.json, bundles regenerated) and, from BENCH_DIR/bench.json, the Jetson
-    estimates of docs/jetson.md; prints every target and whether it is met."""
+    estimates of docs/jetson.md; OTHER_SWEEP_DIRS (e.g. "['sweep_brats']") add their section and bundles'
+    eval_metrics. Prints every target and whether it is met."""
     from jnet.sweep.publish import publish_results
 
-    published = publish_results(sweep_dir, bench_dir)
+    published = publish_results(sweep_dir, bench_dir, other_sweep_dirs=tuple(other_sweep_dirs))
     for what, met, numbers in published["checks"]:
         print(f"{'met    ' if met else 'NOT MET'} {what}: {numbers}")
     print("eval_metrics from the sweep:", ", ".join(published["eval_metrics_from_sweep"]) or "none")

@@ -49,7 +49,9 @@ def test_sweep_runs_end_to_end_and_resumes(tiny_dataset, tmp_path):
     docs.mkdir()
     published = publish_results(work, None, str(docs), str(configs), str(bundles))
     page = (docs / "results.md").read_text()
-    assert "python -m jnet sweep --dataset_dir" in page and saved["config"]["machine"] in page
+    assert "python -m jnet sweep --dataset prostate --dataset_dir" in page and saved["config"]["machine"] in page
+    # the command on the page is the one that reproduces this sweep (the options away from the defaults)
+    assert f'--dataset_dir {tiny_dataset} --resolutions "[16, 32]" --seeds 1 --reference False --iterations 3 --batch_size 2 --features 4`' in page
     assert "| 16x16 | head |" in page and "![examples](results/examples.png)" in page
     assert (docs / "results" / "examples.png").read_bytes()[:4] == b"\x89PNG"
     assert published["eval_metrics_from_sweep"] == ["prostate_mri_lowres_16", "prostate_mri_lowres_32"]
@@ -57,10 +59,10 @@ def test_sweep_runs_end_to_end_and_resumes(tiny_dataset, tmp_path):
     summary = saved["summary"]["head@16"]
     assert metadata["eval_metrics"]["mean_jaccard"] == round(summary["jaccard_mean"], 4)
     assert metadata["eval_metrics"]["transition_zone_dice"] == round(summary["dice_per_class"][1], 4)
-    assert "python -m jnet sweep --dataset_dir" in metadata["description"]
+    assert "python -m jnet sweep --dataset prostate --dataset_dir" in metadata["description"]
     brats = json.load(open(bundles / "brats_mri_lowres_16" / "configs" / "metadata.json"))
     assert "python -m jnet eval_metrics" in brats["description"]  # not in this sweep: its own source kept
-    assert "] python -m jnet sweep --dataset_dir" in (docs / "bundles.md").read_text()  # the tiny sweep is a source
+    assert "] python -m jnet sweep --dataset prostate --dataset_dir" in (docs / "bundles.md").read_text()  # the tiny sweep is a source
 
 
 def _summary(head: float, rival: float, std: float) -> dict:

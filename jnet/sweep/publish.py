@@ -4,12 +4,15 @@ bundles' ``eval_metrics``, and the Jetson estimates of ``docs/jetson.md`` - ever
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
 
 from jnet.bundlegen import bundle_specs, generate_bundles
 from jnet.eval_metrics import metric_class_names
+
+from .run import run_sweep
 
 __all__ = ["publish_results", "target_checks", "format_results_page", "ESTIMATES_BEGIN", "ESTIMATES_END"]
 
@@ -91,10 +94,15 @@ def target_checks(sweep: dict, bench: dict | None = None) -> list[tuple[str, boo
 
 
 def _sweep_command(config: dict) -> str:
-    parts = ["python -m jnet sweep"]
+    """The ``sweep`` command line that reproduces ``config``: the options that differ from the verb's defaults."""
+    defaults = {name: p.default for name, p in inspect.signature(run_sweep).parameters.items()}
+    parts = ["python -m jnet sweep", f"--dataset {config['dataset']}"]
     if not config["synthetic"]:
         parts.append(f"--dataset_dir {config['dataset_dir']}")
-    parts.append(f"--dataset {config['dataset']}")
+    for name in ("resolutions", "variants", "seeds", "reference", "iterations", "batch_size", "features"):
+        value = config.get(name, defaults[name])
+        if (list(value) if isinstance(value, (list, tuple)) else value) != (list(defaults[name]) if isinstance(defaults[name], tuple) else defaults[name]):
+            parts.append(f"--{name} \"{value}\"" if isinstance(value, (list, tuple)) else f"--{name} {value}")
     return " ".join(parts)
 
 
@@ -187,14 +195,17 @@ def _update_eval_metrics(sweep: dict, configs_dir: str) -> list[str]:
     path = os.path.join(configs_dir, "eval_metrics.json")
     measured = json.load(open(path)) if os.path.isfile(path) else {}
     entries = _eval_metrics_entries(sweep, configs_dir)
+    if not entries:
+        return []
     config = sweep["config"]
-    measured["_provenance_sweep"] = (
-        f"{_sweep_command(config)} (docs/results.md): the head variant, mean over seeds (1 seed at 128x128), "
-        f"{config['iterations']} iterations of batch {config['batch_size']}, {config['held_out_volumes']} held-out "
-        f"volumes at 256x256; " + ("synthetic data in the Decathlon layout, not the real dataset; " if config["synthetic"] else "")
-        + f"{config['machine']}."
+    seeds = sorted({sweep["summary"][f"head@{name.rsplit('_', 1)[1]}"]["seeds"] for name in entries})
+    runs = "1 seed" if seeds == [1] else f"mean over {seeds[-1]} seeds ({seeds[0]} at the largest inputs)"
+    data = "synthetic data in the Decathlon layout, not the real dataset; " if config["synthetic"] else ""
+    source = (
+        f"{_sweep_command(config)} (docs/results.md): the head variant, {runs}, {config['iterations']} iterations of "
+        f"batch {config['batch_size']}, {config['held_out_volumes']} held-out volumes at 256x256; {data}{config['machine']}."
     )
-    measured["_from_sweep"] = sorted(set(measured.get("_from_sweep", [])) | set(entries))
+    measured.setdefault("_sources", {}).update(dict.fromkeys(entries, source))
     measured.update(entries)
     with open(path + ".tmp", "w") as f:
         json.dump(measured, f, indent=4)
@@ -222,15 +233,33 @@ def _update_jetson_estimates(bench: dict, jetson_page: str) -> None:
         f.write(text[:start] + "\n" + "\n".join(rows) + "\n" + text[end:])
 
 
+def _other_dataset_section(sweep: dict, table: str) -> str:
+    config = sweep["config"]
+    variants = sorted({key.split("@")[0] for key in sweep["summary"]})
+    return "\n".join([
+        f"## {config['dataset']}: `{_sweep_command(config)}` ({', '.join(variants)})",
+        "",
+        f"{config['train_slices']} training slices, {config['held_out_volumes']} held-out volumes, {config['iterations']} "
+        f"iterations of batch {config['batch_size']}" + (", synthetic data" if config["synthetic"] else "") + "; the source "
+        "of these bundles' `eval_metrics`.",
+        "",
+        table.rstrip(),
+        "",
+    ])
+
+
 def publish_results(
     sweep_dir: str = "sweep_output",
     bench_dir: str | None = "bench_output",
     docs_dir: str = "docs",
     configs_dir: str = "configs",
     bundles_dir: str = "bundles",
+    other_sweep_dirs: tuple[str, ...] = (),
 ) -> dict:
-    """Write ``docs/results.md`` (+ ``docs/results/``), the sweep's ``eval_metrics`` into ``configs/eval_metrics.json``
-    and the bundles generated from it, and (with a bench run) the estimates of ``docs/jetson.md``."""
+    """Write ``docs/results.md`` (+ ``docs/results/``), the sweeps' ``eval_metrics`` into ``configs/eval_metrics.json``
+    and the bundles generated from it, and (with a bench run) the estimates of ``docs/jetson.md``. ``sweep_dir`` is
+    the full comparison; ``other_sweep_dirs`` (e.g. a head-only sweep of another dataset) add a section and the
+    ``eval_metrics`` of their bundles."""
     sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
     bench = None
     if bench_dir and os.path.isfile(os.path.join(bench_dir, "bench.json")):
@@ -242,9 +271,13 @@ def publish_results(
         shutil.copyfile(os.path.join(sweep_dir, name), os.path.join(figures, name))
     wall = sweep.get("wall_s")
     page = format_results_page(sweep, bench, open(os.path.join(sweep_dir, "sweep.md")).read(), wall)
+    updated = _update_eval_metrics(sweep, configs_dir)
+    for other_dir in other_sweep_dirs:
+        other = json.load(open(os.path.join(other_dir, "sweep.json")))
+        page += "\n" + _other_dataset_section(other, open(os.path.join(other_dir, "sweep.md")).read())
+        updated += _update_eval_metrics(other, configs_dir)
     with open(os.path.join(docs_dir, "results.md"), "w") as f:
         f.write(page)
-    updated = _update_eval_metrics(sweep, configs_dir)
     if bench:
         _update_jetson_estimates(bench, os.path.join(docs_dir, "jetson.md"))
     generate_bundles(configs_dir, bundles_dir, os.path.join(docs_dir, "bundles.md"))
