@@ -63,7 +63,8 @@ def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", bu
         f"({torch.get_num_threads()} threads), MONAI {monai.__version__}",
         "batch": BATCH,
         "timing": f"fastest call of {ROUNDS} rounds alternating head and bilinear networks, {budget_s} s per figure",
-        "jetson_assumption": f"fp16 peak FLOP/s {DEVICES}, efficiency {ASSUMED_EFFICIENCY:.0%}, 2 FLOP per MAC",
+        "jetson_assumption": "fp16 peak " + ", ".join(f"{d} {peak / 1e9:.0f} GFLOP/s" for d, peak in DEVICES.items())
+        + f", {ASSUMED_EFFICIENCY:.0%} of it assumed, 2 FLOP per MAC",
         "bundles": {},
     }
     for spec in bundle_specs(configs_dir):
