@@ -11,6 +11,12 @@ from jnet.errors import install_excepthook
 __all__ = ["main"]
 
 
+def _listed(value) -> list:
+    """A list option as fire gives it: ``--variants "['head','bilinear']"`` is a list, ``--variants head`` a str and
+    ``--resolutions 16`` an int - both one item."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def synthetic(
     out_dir: str, dataset: str = "prostate", layout: str = "decathlon", num_train: int = 16, num_test: int = 2, seed: int = 0, small: bool = False
 ) -> str:
@@ -86,6 +92,8 @@ def sweep(
     features: int = 8,
     reference: bool = True,
     num_train: int = 16,
+    data_seed: int = 0,
+    single_seed_from: int = 128,
     remeasure_speed: bool = False,
 ) -> None:
     """Resolution sweep: every variant at every input size on the same data and budget (DATASET_DIR in either
@@ -98,14 +106,16 @@ def sweep(
         dataset=dataset,
         dataset_dir=dataset_dir,
         dataset_layout=dataset_layout,
-        resolutions=tuple(int(r) for r in resolutions),
-        variants=tuple(variants),
+        resolutions=tuple(int(r) for r in _listed(resolutions)),
+        variants=tuple(_listed(variants)),
         seeds=seeds,
         iterations=iterations,
         batch_size=batch_size,
         features=features,
         reference=reference,
         num_train=num_train,
+        data_seed=data_seed,
+        single_seed_from=single_seed_from,
         remeasure_speed=remeasure_speed,
     )
 
@@ -117,7 +127,7 @@ def publish(sweep_dir: str = "sweep_output", bench_dir: str = "bench_output", ot
     eval_metrics. Prints every target and whether it is met."""
     from jnet.sweep.publish import publish_results
 
-    published = publish_results(sweep_dir, bench_dir, other_sweep_dirs=tuple(other_sweep_dirs))
+    published = publish_results(sweep_dir, bench_dir, other_sweep_dirs=tuple(_listed(other_sweep_dirs)))
     for what, met, numbers in published["checks"]:
         print(f"{'met    ' if met else 'NOT MET'} {what}: {numbers}")
     print("eval_metrics from the sweep:", ", ".join(published["eval_metrics_from_sweep"]) or "none")

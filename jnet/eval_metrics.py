@@ -67,6 +67,7 @@ def measure_eval_metrics(
             entry[f"{key}_dice"] = round(dice[name], 4)
             entry[f"{key}_jaccard"] = round(jaccard[name], 4)
         results[spec.name] = entry
+        results.get("_sources", {}).pop(spec.name, None)  # measured here now, not by a sweep
         print(f"{spec.name}: {entry} ({time.perf_counter() - start:.0f} s)")
         with open(out_file, "w") as f:
             json.dump(results, f, indent=4)

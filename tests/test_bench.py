@@ -51,3 +51,20 @@ def test_onnx_export_matches_pytorch(opset, skip, tmp_path):
     assert onnx_out.shape == (3, 3, 256, 256)
     assert np.abs(onnx_out - torch_out).max() <= 1e-4
     assert (onnx_out.argmax(1) == torch_out.argmax(1)).mean() >= 0.999
+
+
+def test_fastest_of_rounds_keeps_each_figures_best_round_and_alternates():
+    from jnet.bench.speed import fastest_of_rounds
+
+    order, rounds = [], {"a": iter([(10.0, 5.0), (30.0, 2.0), (20.0, 9.0)]), "b": iter([(1.0, 1.0)] * 3)}
+
+    def measure(name):
+        def call():
+            order.append(name)
+            rate, latency = next(rounds[name])
+            return {"images_per_s": rate, "latency_ms": latency}
+        return call
+
+    best = fastest_of_rounds({"a": measure("a"), "b": measure("b")}, rounds=3)
+    assert order == ["a", "b"] * 3  # alternating, so load that comes and goes hits both
+    assert best["a"] == {"images_per_s": 30.0, "latency_ms": 2.0} and best["b"] == {"images_per_s": 1.0, "latency_ms": 1.0}

@@ -194,17 +194,25 @@ def test_multi_node_command_trains_across_two_nodes(tiny_dataset, start_weights,
     overrides = {"bundle_root": root, "dataset_dir": tiny_dataset, "epochs": 1, "finetune": True,
                  "pretrained_file": start_weights, "log_all_ranks": True, **OVERRIDES}
     nodes = []
-    for node_rank in range(2):
-        log_dir = str(tmp_path / f"node{node_rank}")
-        command = [torchrun, "--nnodes=2", f"--node_rank={node_rank}", "--nproc_per_node=1", "--rdzv_backend", "c10d",
-                   "--rdzv_endpoint", endpoint, "--rdzv_id", "jnet-test", "--log-dir", log_dir, "--redirects", "3"]
-        command += bundle_command(TRAIN, overrides)[1:]
-        nodes.append((subprocess.Popen(command, cwd=BUNDLE_16, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       text=True, env=distributed_env()), log_dir))
+    try:
+        for node_rank in range(2):
+            log_dir = str(tmp_path / f"node{node_rank}")
+            command = [torchrun, "--nnodes=2", f"--node_rank={node_rank}", "--nproc_per_node=1", "--rdzv_backend", "c10d",
+                       "--rdzv_endpoint", endpoint, "--rdzv_id", "jnet-test", "--log-dir", log_dir, "--redirects", "3"]
+            command += bundle_command(TRAIN, overrides)[1:]
+            output = open(tmp_path / f"node{node_rank}.out", "w")  # a file, not a pipe: neither node can block on it
+            nodes.append((subprocess.Popen(command, cwd=BUNDLE_16, stdout=output, stderr=subprocess.STDOUT, env=distributed_env()), log_dir, output))
+        for process, _, output in nodes:
+            process.wait(timeout=600)
+            output.close()
+    finally:  # a node that failed must not leave the other waiting in the rendezvous
+        for process, _, _ in nodes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     logs = []
-    for process, log_dir in nodes:
-        output, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, output[-3000:]
+    for node_rank, (process, log_dir, _) in enumerate(nodes):
+        assert process.returncode == 0, (tmp_path / f"node{node_rank}.out").read_text()[-3000:]
         files = glob.glob(os.path.join(log_dir, "*", "attempt_0", "*", "stdout.log"))
         assert len(files) == 1, files  # one process on each node
         logs.append(open(files[0]).read())

@@ -88,7 +88,8 @@ def test_inference_path_writes_the_plain_layers_output(batch, levels):
     with torch.no_grad():
         fast = head(x, highest_only=True)[0]
         assert torch.allclose(fast, plain_layers(head, x)[0], atol=1e-5)
-        assert torch.equal(fast, upscaling_head._apply_folded(upscaling_head._patches(x), head.folded()[-1], 1 << levels))
+        out_of_place = upscaling_head._apply_folded(upscaling_head._patches(x), head.folded()[-1], 1 << levels)
+        assert torch.allclose(fast, out_of_place, atol=1e-6)  # the same matmuls, split differently
     interior = batch * 3 * 14 * 14 * 4**levels
     assert (interior > upscaling_head.WRITE_CHUNK) == (batch == 6 and levels == 4)  # both write paths are covered
 

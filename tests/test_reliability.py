@@ -488,7 +488,14 @@ def test_a_killed_training_resumes_at_the_next_epoch_and_finishes(prostate_base,
     assert {int(s["step"]) for s in final["optimizer"]["state"].values()} == {iterations}
     # and the cosine learning-rate schedule went on from the killed run's epoch, ending where a full run ends
     assert final["lr_scheduler"]["last_epoch"] == epochs
-    assert final["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cos(pi) at T_max = epochs
+    assert final["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cos(pi) at the last epoch
+    # a finished run extended with a larger --epochs anneals to the NEW end (the schedule is not frozen at 4)
+    longer = run_bundle(BUNDLE_16, ["configs/train.json"], resume=True, **{**overrides, "epochs": epochs + 2})
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert _epochs_started(longer.stdout, epochs + 2) == [epochs + 1, epochs + 2]
+    extended = torch.load(resume_file, weights_only=True)
+    assert extended["lr_scheduler"]["last_epoch"] == epochs + 2
+    assert extended["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
     parser = bundle_parser(BUNDLE_16)
     parser["features"] = TINY_OVERRIDES["features"]
     network = parser.get_parsed_content("network_def")

@@ -17,6 +17,7 @@ from monai.transforms import Compose
 from conftest import BUNDLE_16, BUNDLES, run_bundle
 from envs import ENVS
 from jnet.bundle_io import bundle_parser
+from jnet.bundlegen import bundle_specs
 from jnet.cli import trtexec
 from jnet.data.synthetic import make_prostate_case
 from jnet.data.synthetic_brats import make_brats_case
@@ -191,7 +192,7 @@ def test_runner_masks_match_monai_bundle_run_prostate(prostate_kit, trained_root
     )  # fmt: skip
 
 
-ALL_BUNDLES = sorted(os.listdir(BUNDLES))
+ALL_BUNDLES = [spec.name for spec in bundle_specs(os.path.join(BUNDLES, "..", "configs"))]
 
 
 @pytest.mark.parametrize("name", ALL_BUNDLES)

@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from conftest import REPO
+from jnet.bundlegen import provenance
 from jnet.sweep import run_sweep
 from jnet.sweep.publish import ESTIMATES_BEGIN, ESTIMATES_END, _update_jetson_estimates, publish_results, target_checks
 
@@ -61,7 +62,9 @@ def test_sweep_runs_end_to_end_and_resumes(tiny_dataset, tmp_path):
     assert metadata["eval_metrics"]["transition_zone_dice"] == round(summary["dice_per_class"][1], 4)
     assert "python -m jnet sweep --dataset prostate --dataset_dir" in metadata["description"]
     brats = json.load(open(bundles / "brats_mri_lowres_16" / "configs" / "metadata.json"))
-    assert "python -m jnet eval_metrics" in brats["description"]  # not in this sweep: its own source kept
+    kept = json.load(open(os.path.join(REPO, "configs", "eval_metrics.json")))
+    assert brats["eval_metrics"] == kept["brats_mri_lowres_16"]  # not in this sweep: its figures and source kept
+    assert provenance("brats_mri_lowres_16", kept) in brats["description"]
     assert "] python -m jnet sweep --dataset prostate --dataset_dir" in (docs / "bundles.md").read_text()  # the tiny sweep is a source
 
 

@@ -522,8 +522,14 @@ def segment_file(model, path, params, output_dir, batch_size=32):
         os.makedirs(output_dir)
     out_path = os.path.join(output_dir, name + "_seg.nii.gz")
     partial = os.path.join(output_dir, "." + name + "_seg.partial.nii.gz")  # a kill never leaves a torn mask
-    nib.save(nib.Nifti1Image(labels, affine), partial)
-    os.replace(partial, out_path)
+    try:
+        nib.save(nib.Nifti1Image(labels, affine), partial)
+        os.replace(partial, out_path)
+    except OSError as error:
+        raise RunnerError("{}: cannot write {} ({}).".format(path, out_path, error))
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     return out_path
 
 
@@ -534,9 +540,10 @@ def segment_files(model, paths, params, output_dir, batch_size=32):
     for path in paths:
         try:
             print(segment_file(model, path, params, output_dir, batch_size))
-        except RunnerError as error:
-            print("ERROR: {}".format(error), file=sys.stderr)
-            failures.append((path, str(error)))
+        except (RunnerError, ValueError) as error:  # ValueError: numpy on a degenerate volume (an empty axis)
+            message = str(error) if isinstance(error, RunnerError) else "{}: cannot be segmented ({}).".format(path, error)
+            print("ERROR: {}".format(message), file=sys.stderr)
+            failures.append((path, message))
     return failures
 
 

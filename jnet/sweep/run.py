@@ -51,8 +51,9 @@ def run_sweep(
 ) -> dict:
     """Run (or resume) the sweep; writes ``sweep.json``, ``sweep.md``, ``quality_vs_throughput.png`` and
     ``examples.png`` into ``work_dir``. Resolutions >= ``single_seed_from`` and the reference use one seed.
-    ``remeasure_speed``: measure the inference cost again (on a machine that was busy the first time) without
-    retraining anything."""
+    ``remeasure_speed``: measure the inference cost of every run again (on a machine that was busy the first time);
+    finished runs are not retrained."""
+    started = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
     os.makedirs(work_dir, exist_ok=True)
     generated = dataset_dir is None
@@ -61,6 +62,7 @@ def run_sweep(
     data = load_sweep_data(bundle_dir, dataset_dir, os.path.join(work_dir, "slices.pt"), dataset_layout=dataset_layout)
     path = os.path.join(work_dir, "sweep.json")
     results = json.load(open(path)) if os.path.isfile(path) else {"runs": {}, "speed": {}}
+    wall_before = results.get("wall_s", 0.0)  # a resumed sweep adds its time to the earlier calls
     if remeasure_speed:
         results["speed"] = {}
     results["config"] = {
@@ -70,10 +72,16 @@ def run_sweep(
         "synthetic_generator": {"num_train": num_train, "seed": data_seed} if generated else None,
         "train_slices": int(len(data.train_images)),
         "held_out_volumes": len(data.val_images),
+        "dataset_layout": dataset_layout,
+        "num_train": num_train,
+        "data_seed": data_seed,
         "resolutions": list(resolutions),
         "variants": list(variants),
         "seeds": seeds,
+        "single_seed_from": single_seed_from,
         "reference": reference,
+        "num_folds": 4,  # load_sweep_data's split: fold 0 of 4 held out
+        "learning_rate": 1e-3,  # train_run's Adam
         "iterations": iterations,
         "batch_size": batch_size,
         "features": features,
@@ -87,7 +95,6 @@ def run_sweep(
     if reference:
         plan.append((REFERENCE, 256, 0))
     in_channels = int(data.train_images.shape[1])
-    started, wall_before = time.perf_counter(), results.get("wall_s", 0.0)  # resumed runs add up
     for variant, r, seed in tqdm(plan, desc="sweep runs"):
         key = f"{variant.name}@{r}"
         if f"{key}#{seed}" not in results["runs"]:
