@@ -18,7 +18,7 @@ from jnet.bundle_io import bundle_network, count_parameters
 from jnet.bundlegen import bundle_specs
 from jnet.export.onnx import export_onnx
 
-__all__ = ["bench_bundles", "bench_network", "bench_networks", "format_bench_table", "SHARE_TARGET", "NANO_TARGET", "SHARE_KEYS"]
+__all__ = ["bench_bundles", "bench_networks", "format_bench_table", "SHARE_TARGET", "NANO_TARGET", "SHARE_KEYS"]
 
 BATCH = 32
 SHARE_TARGET = 0.75  # the head keeps at least this share of the bilinear-output network's throughput
@@ -53,10 +53,6 @@ def bench_networks(networks: dict[str, torch.nn.Module], input_shape: tuple[int,
         results[name]["eager"], results[name]["onnxruntime"] = eager[name], runtime[name]
     return results
 
-
-def bench_network(network: torch.nn.Module, input_shape: tuple[int, int, int], budget_s: float = 0.5) -> dict:
-    """Every inference figure of one network for a ``(C, r, r)`` input."""
-    return bench_networks({"network": network}, input_shape, budget_s)["network"]
 
 
 def _figure(result: dict, key: str) -> float:
