@@ -13,7 +13,9 @@ from tqdm import tqdm
 from jnet.bundle_io import bundle_parser
 from jnet.data.brats import labelled_datalist
 
-__all__ = ["SweepData", "load_sweep_data"]
+__all__ = ["SweepData", "load_sweep_data", "NUM_FOLDS"]
+
+NUM_FOLDS = 4  # fold 0 of NUM_FOLDS is held out
 
 
 @dataclass
@@ -45,7 +47,7 @@ def load_sweep_data(
     bundle_dir: str,
     dataset_dir: str,
     cache_file: str,
-    num_folds: int = 4,
+    num_folds: int = NUM_FOLDS,
     val_fold: int = 0,
     dataset_layout: str | None = None,
 ) -> SweepData:

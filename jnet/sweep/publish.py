@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 
-from jnet.bench.bundles import NANO_TARGET, SHARE_KEYS, SHARE_TARGET
+from jnet.bench.bundles import SHARE_KEYS, SHARE_TARGET, under_nano_target
 from jnet.bundlegen import bundle_specs, generate_bundles
 from jnet.eval_metrics import metric_class_names
 
@@ -230,7 +230,7 @@ def _update_jetson_estimates(bench: dict, jetson_page: str) -> None:
     for name, variants in bench["bundles"].items():
         head = variants["head"]
         nano = head["jetson_estimate_images_per_s"]["jetson_nano"]
-        flag = f" **(under {NANO_TARGET:.0f})**" if nano < NANO_TARGET else ""
+        flag = f" **({under_nano_target(nano)})**" if under_nano_target(nano) else ""
         rows.append(f"| {name} | {head['macs'] / 1e6:.1f} | {nano:.0f}{flag} | {head['jetson_estimate_images_per_s']['jetson_orin_nano']:.0f} |")
     text = open(jetson_page).read()
     start, end = text.index(ESTIMATES_BEGIN) + len(ESTIMATES_BEGIN), text.index(ESTIMATES_END)

@@ -16,9 +16,9 @@ from jnet.bench.bundles import bench_networks
 from jnet.bundle_io import count_parameters
 from jnet.data.defaults import synthetic_dataset
 
-from .data import load_sweep_data
+from .data import NUM_FOLDS, load_sweep_data
 from .report import write_reports
-from .train import REFERENCE, VARIANTS, Variant, build_network, score_volumes, train_run
+from .train import LEARNING_RATE, REFERENCE, VARIANTS, Variant, build_network, score_volumes, train_run
 
 __all__ = ["run_sweep"]
 
@@ -80,8 +80,8 @@ def run_sweep(
         "seeds": seeds,
         "single_seed_from": single_seed_from,
         "reference": reference,
-        "num_folds": 4,  # load_sweep_data's split: fold 0 of 4 held out
-        "learning_rate": 1e-3,  # train_run's Adam
+        "num_folds": NUM_FOLDS,
+        "learning_rate": LEARNING_RATE,
         "iterations": iterations,
         "batch_size": batch_size,
         "features": features,

@@ -17,7 +17,9 @@ from jnet.networks import JNet, elunet_for_input
 
 from .data import SweepData
 
-__all__ = ["Variant", "VARIANTS", "REFERENCE", "build_network", "train_run", "score_volumes", "predict_slices"]
+LEARNING_RATE = 1e-3  # Adam, every run
+
+__all__ = ["LEARNING_RATE", "Variant", "VARIANTS", "REFERENCE", "build_network", "train_run", "score_volumes", "predict_slices"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def train_run(
     iterations: int,
     batch_size: int = 16,
     features: int = 8,
-    learning_rate: float = 1e-3,
+    learning_rate: float = LEARNING_RATE,
 ) -> tuple[JNet, float]:
     """Train one network with Adam on random batches of cached slices; returns it (eval mode) and the seconds."""
     torch.manual_seed(seed)
