@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from conftest import BUNDLES, TINY_OVERRIDES, run_bundle
-from jnet.data import brats_case_datalist, labelled_datalist, labels_to_regions, regions_to_labels
+from jnet.data import brats_case_datalist, labelled_datalist, labels_to_regions
 from jnet.errors import InputError
+from jnet.transforms import AsLabelsd
 
 BRATS_16 = os.path.join(BUNDLES, "brats_mri_lowres_16")
 
@@ -29,13 +30,13 @@ def test_label_codes_map_to_regions_and_back(layout, codes, expected):
     label = torch.tensor(codes)[None]
     regions = labels_to_regions(label, layout)
     assert regions.tolist() == expected
-    assert regions_to_labels(regions, layout).tolist() == [codes]
+    assert AsLabelsd("pred", layout=layout)({"pred": regions})["pred"].tolist() == [codes]
 
 
 def test_regions_to_labels_thresholds_probabilities():
     probabilities = torch.tensor([[0.9, 0.2], [0.95, 0.6], [0.7, 0.1]])  # TC, WT, ET at two voxels
-    assert regions_to_labels(probabilities, "brats2021").tolist() == [[4, 2]]
-    assert regions_to_labels(probabilities, "decathlon").tolist() == [[3, 1]]
+    assert AsLabelsd("pred", layout="brats2021")({"pred": probabilities})["pred"].tolist() == [[4, 2]]
+    assert AsLabelsd("pred", layout="decathlon")({"pred": probabilities})["pred"].tolist() == [[3, 1]]
 
 
 def test_case_folder_datalist(tiny_brats2021):

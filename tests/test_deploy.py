@@ -170,7 +170,11 @@ def test_export_refuses_a_pipeline_the_runner_does_not_implement():
         deploy_params(parser, NAME)
     parser = bundle_parser(BUNDLE_16, base="configs/inference.json")
     parser["output_labels"] = {"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5}
-    with pytest.raises(InputError, match="AsDiscreted other than argmax is not implemented by the standalone runner"):
+    with pytest.raises(InputError, match=r"'postprocessing' is \[Activationd, Invertd, AsDiscreted, SaveImaged\]"):
+        deploy_params(parser, NAME)
+    parser = bundle_parser(BUNDLE_16, base="configs/inference.json")
+    parser["image_grid_transform"]["mode"] = "nearest"
+    with pytest.raises(InputError, match=r"OutputGridd\(size=256, mode=nearest\) .* not implemented by the standalone"):
         deploy_params(parser, NAME)
     parser = bundle_parser(BUNDLE_16, base="configs/inference.json")
     parser["lowres_mode"] = "nearest"  # a supported option: carried into deploy.json

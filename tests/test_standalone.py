@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.transforms import Compose
+from monai.transforms import Compose, Resize
 
 from conftest import BUNDLE_16, BUNDLES, run_bundle
 from envs import ENVS
@@ -94,9 +94,40 @@ def test_runner_is_python36_code_with_numpy_and_nibabel_only():
     assert not annotations  # no PEP 585/604 hints to trip 3.6 at import
 
 
-# ------------------------------------------------------------------------------ step by step against MONAI, in-process
+# --------------------------------------------------------------------------- one implementation: the bundle calls it
+SHARED_STEPS = {
+    "orientations", "apply_orientation", "normalize", "pad_square", "to_grid", "resize_slices", "from_grid",
+    "crop_square", "activate", "to_labels",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("bundle", ["prostate_mri_lowres_16", "brats_mri_lowres_32"])
+def test_the_bundle_computes_its_processing_with_the_runners_functions(bundle, tmp_path, monkeypatch):
+    """Every numpy step of the runner is called by the bundle's own inference.json (through jnet.transforms), and
+    changing one of them changes the bundle's result: one implementation, nothing to drift."""
+    path = write_volume(str(tmp_path / "case.nii.gz"), bundle, (200, 180), 3)
+    parser = bundle_parser(os.path.join(BUNDLES, bundle), base="configs/inference.json")
+    called = set()
+    for name in SHARED_STEPS:
+        def spy(*args, _name=name, _function=getattr(standalone, name), **kwargs):
+            called.add(_name)
+            return _function(*args, **kwargs)
+        monkeypatch.setattr(standalone, name, spy)
+    data = parser.get_parsed_content("preprocessing")({"image": path})
+    data["pred"] = torch.randn(int(parser["num_classes"]), 256, 256, 3)
+    labels = Compose(parser.get_parsed_content("postprocessing").transforms[:-1])(data)["pred"]
+    assert called == SHARED_STEPS
+    assert tuple(labels.shape) == (1, 200, 180, 3) and labels.dtype == torch.uint8
+
+    monkeypatch.setattr(standalone, "normalize", lambda volume, *args: np.zeros(volume.shape, np.float32))
+    zeros = parser.get_parsed_content("preprocessing")({"image": path})["image"]
+    assert float(np.abs(np.asarray(zeros)).max()) == 0.0 != float(np.abs(np.asarray(data["image"])).max())
+
+
 @pytest.mark.parametrize("bundle,size,depth", CASES, ids=[c[0] for c in CASES])
-def test_numpy_pipeline_matches_the_bundle_transforms(bundle, size, depth, tmp_path):
+def test_runner_pipeline_composes_the_steps_as_the_bundle(bundle, size, depth, tmp_path):
+    """The runner's own sequence (preprocess -> network -> postprocess -> orientation undone) equals the bundle's
+    Compose + Invertd, step parameters from deploy.json: same order, same state carried between the steps."""
     path = write_volume(str(tmp_path / "case.nii.gz"), bundle, size, depth)
     parser = bundle_parser(os.path.join(BUNDLES, bundle), base="configs/inference.json")
     params = deploy_params(parser, bundle)
@@ -107,16 +138,14 @@ def test_numpy_pipeline_matches_the_bundle_transforms(bundle, size, depth, tmp_p
     slices, state = standalone.preprocess(ras, params)
     reference = np.asarray(data["image"]).transpose(3, 0, 1, 2)  # (D, C, r, r)
     assert slices.shape == reference.shape == (depth, params["in_channels"], params["input_size"], params["input_size"])
-    assert np.abs(slices - reference).max() <= 1e-5
+    assert np.abs(slices - reference).max() <= 1e-6
 
-    # the same smooth logits through MONAI's post-processing (Invertd ...) and the numpy one
     coarse = torch.randn(depth, params["num_classes"], 8, 8, generator=torch.Generator().manual_seed(1)) * 3
     logits = torch.nn.functional.interpolate(coarse, size=(256, 256), mode="bilinear").numpy()
     data["pred"] = torch.as_tensor(logits.transpose(1, 2, 3, 0).copy())
-    postprocessing = parser.get_parsed_content("postprocessing").transforms[:-1]  # all but SaveImaged
-    out = Compose(postprocessing)(data)["pred"]
+    out = Compose(parser.get_parsed_content("postprocessing").transforms[:-1])(data)["pred"]  # all but SaveImaged
     expected = np.asarray(out)[0]
-    mask = standalone.restore_orientation(standalone.postprocess(logits, state, params), undo)
+    mask = standalone.apply_orientation(standalone.postprocess(logits, state, params)[None], undo)[0]
     assert mask.shape == expected.shape == volume.shape[1:]
     assert np.allclose(out.affine.numpy(), affine)
     assert (mask == expected).mean() >= 0.999
@@ -124,10 +153,56 @@ def test_numpy_pipeline_matches_the_bundle_transforms(bundle, size, depth, tmp_p
     assert len(values) >= 3 and counts.min() > 0.01 * mask.size  # a real mask, not one label
 
 
+# ------------------------------------------------ the shared numpy steps against the MONAI transforms they replaced
+def monai_reference_volume_transforms(bundle):
+    """The MONAI pipeline the bundles used before their steps became the runner's functions (the sweep that
+    produced the published scores ran it): Orientationd, NormalizeIntensityd, Pad, Resized / ResizeWithPadOrCropd."""
+    from monai.transforms import EnsureTyped, LoadImaged, NormalizeIntensityd, Orientationd, Resized, ResizeWithPadOrCropd
+    from monai.transforms import SpatialPadd
+
+    keys = ["image", "label"]
+    if bundle.startswith("brats"):
+        grid = ResizeWithPadOrCropd(keys, spatial_size=(256, 256, -1))
+    else:
+        grid = Resized(keys, spatial_size=(256, 256, -1), mode=("trilinear", "nearest"), anti_aliasing=(True, False))
+    return lambda item: grid(SpatialPadd(keys, spatial_size=(max(*item[1]), max(*item[1]), -1))(  # centred square pad
+        NormalizeIntensityd("image", channel_wise=True)(EnsureTyped("image", dtype=torch.float32)(
+            Orientationd(keys, axcodes="RAS", labels=None)(LoadImaged(keys, ensure_channel_first=True, image_only=True)(item[0])))))
+    )
+
+
+@pytest.mark.parametrize("bundle,size,depth", CASES, ids=[c[0] for c in CASES])
+def test_shared_steps_equal_the_monai_transforms_the_published_scores_used(bundle, size, depth, tmp_path):
+    """The bundle's training grid (image and label) and low-resolution input from the shared numpy steps equal
+    MONAI's own transforms: images to 1e-5, labels exactly, affines to 1e-6 - so the sweep's scores, measured
+    before the switch, describe the bundles as they are."""
+    rng = np.random.default_rng(3)
+    image_path = write_volume(str(tmp_path / "case.nii.gz"), bundle, size, depth)
+    label = rng.integers(0, 3, size=nib.load(image_path).shape[:3]).astype(np.uint8)
+    label_path = str(tmp_path / "label.nii.gz")
+    nib.save(nib.Nifti1Image(label, nib.load(image_path).affine), label_path)
+    parser = bundle_parser(os.path.join(BUNDLES, bundle))
+    parser["label_transform"] = {"_target_": "Identityd", "keys": "label"}
+    parser["label_values"] = [0, 1, 2]
+    item = {"image": image_path, "label": label_path}
+    ours = Compose(parser.get_parsed_content("volume_transforms"))(item)
+    theirs = monai_reference_volume_transforms(bundle)((item, nib.load(image_path).shape[:2]))
+    assert ours["image"].shape == theirs["image"].shape and ours["image"].shape[1:3] == (256, 256)
+    assert np.abs(np.asarray(ours["image"]) - np.asarray(theirs["image"])).max() <= 1e-5
+    assert np.array_equal(np.asarray(ours["label"]), np.asarray(theirs["label"]))
+    for key in ("image", "label"):
+        assert np.allclose(ours[key].affine.numpy(), theirs[key].affine.numpy(), atol=1e-6)
+    size_in = int(parser["input_size"])
+    low = LowResInputd("image", size=size_in, mode="area")(ours)["image"]
+    reference = Resize((size_in, size_in, -1), mode="area")(theirs["image"])
+    assert np.abs(np.asarray(low) - np.asarray(reference)).max() <= 1e-5
+    assert np.allclose(low.affine.numpy(), reference.affine.numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize("mode", ["area", "nearest", "nearest-exact", "bilinear"])
-def test_lowres_modes_match_lowresinputd(mode):
+def test_lowres_modes_match_monai_resize(mode):
     image = torch.rand(2, 256, 256, 3, generator=torch.Generator().manual_seed(0))
-    expected = LowResInputd("image", size=32, mode=mode)({"image": image})["image"].numpy()
+    expected = Resize((32, 32, -1), mode=mode if mode != "bilinear" else "trilinear")(image).numpy()
     assert np.abs(standalone.resize_slices(image.numpy(), 32, mode) - expected).max() <= 1e-6
 
 

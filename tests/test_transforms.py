@@ -10,7 +10,7 @@ from monai.transforms import Compose
 from conftest import BUNDLE_16
 from jnet.bundle_io import bundle_parser
 from jnet.errors import InputError
-from jnet.transforms import CheckLabelValuesd, LowResInputd, RandSliceSamplerd, SquarePadd
+from jnet.transforms import Activationd, AsLabelsd, CheckLabelValuesd, LowResInputd, OutputGridd, RandSliceSamplerd, Reorientd, SquarePadd
 
 
 def test_square_pad_centres_and_inverts():
@@ -21,6 +21,56 @@ def test_square_pad_centres_and_inverts():
     assert torch.equal(padded["image"][:, :, 1:5], image)
     restored = pad.inverse(padded)
     assert torch.equal(restored["image"], image)
+
+
+def test_reorientation_to_ras_and_back():
+    """A volume stored with its in-plane axes swapped and the first flipped (affine columns permuted): reoriented to
+    RAS the voxel array is transposed and flipped, the affine becomes diagonal-positive, and the inverse restores
+    both exactly."""
+    data = torch.arange(2 * 4 * 5 * 3, dtype=torch.float32).reshape(2, 4, 5, 3)
+    affine = torch.tensor([[0.0, 2.0, 0.0, -5.0], [-1.5, 0.0, 0.0, 7.0], [0.0, 0.0, 3.0, 1.0], [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+    transform = Reorientd(keys="image", axcodes="RAS")
+    out = transform({"image": MetaTensor(data, affine=affine)})["image"]
+    assert tuple(out.shape) == (2, 5, 4, 3)
+    assert torch.equal(out, data.transpose(1, 2).flip(2))
+    direction = out.affine[:3, :3]
+    assert torch.equal(direction, torch.diag(torch.diagonal(direction))) and bool((torch.diagonal(direction) > 0).all())
+    corner = affine @ torch.tensor([3.0, 0.0, 0.0, 1.0], dtype=torch.float64)  # voxel (0, 0, 0) after the flip
+    assert torch.allclose(out.affine[:, 3], corner)
+    back = transform.inverse({"image": out})["image"]
+    assert torch.equal(back, data) and torch.equal(back.affine, affine) and not back.applied_operations
+
+
+def test_output_grid_pads_or_crops_around_the_centre_and_inverts():
+    image = MetaTensor(torch.rand(1, 240, 240, 2), affine=torch.diag(torch.tensor([1.0, 1.0, 2.0, 1.0])))
+    grid = OutputGridd(keys="image", size=256, grid="pad_or_crop")
+    out = grid({"image": image})["image"]
+    assert tuple(out.shape) == (1, 256, 256, 2) and torch.equal(out[:, 8:248, 8:248], image)
+    assert torch.allclose(out.affine[:2, 3], torch.tensor([-8.0, -8.0], dtype=torch.float64))
+    back = grid.inverse({"image": out})["image"]
+    assert torch.equal(back, image) and torch.equal(back.affine, image.affine.double())
+    with pytest.raises(ValueError, match="grid must be one of"):
+        OutputGridd(keys="image", size=256, grid="spacing")
+
+
+def test_resized_grid_keeps_label_codes_and_the_field_of_view():
+    label = MetaTensor(torch.randint(0, 3, (1, 300, 300, 2)).float(), affine=torch.diag(torch.tensor([0.5, 0.5, 3.0, 1.0])))
+    out = OutputGridd(keys="label", size=256, mode="nearest")({"label": label})["label"]
+    assert tuple(out.shape) == (1, 256, 256, 2) and set(out.unique().tolist()) <= {0.0, 1.0, 2.0}
+    assert torch.allclose(torch.diagonal(out.affine)[:2], torch.tensor([0.5 * 300 / 256] * 2, dtype=torch.float64))
+    first, last = out.affine @ torch.tensor([0.0, 0, 0, 1], dtype=torch.float64), out.affine @ torch.tensor([255.0, 255, 0, 1], dtype=torch.float64)
+    assert torch.allclose(first[:2] + last[:2], torch.tensor([149.5 * 0.5 * 2] * 2, dtype=torch.float64))  # same centre
+
+
+def test_activation_and_labels():
+    logits = torch.tensor([[[2.0]], [[0.0]], [[-1.0]]])  # (3, 1, 1)
+    probabilities = Activationd(keys="pred", activation="softmax")({"pred": logits})["pred"]
+    assert torch.allclose(probabilities, torch.softmax(logits, 0)) and probabilities.device == logits.device
+    assert AsLabelsd(keys="pred")({"pred": probabilities})["pred"].tolist() == [[[0]]]
+    sigmoid = Activationd(keys="pred", activation="sigmoid")({"pred": torch.tensor([-800.0, 0.0, 800.0])})["pred"]
+    assert sigmoid.tolist() == [0.0, 0.5, 1.0]  # no overflow
+    with pytest.raises(ValueError, match="activation must be one of"):
+        Activationd(keys="pred", activation="relu")
 
 
 def test_lowres_input_keeps_slices_and_its_inverse_restores_the_grid_affine():

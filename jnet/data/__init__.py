@@ -1,4 +1,4 @@
-from .brats import LAYOUTS, brats_case, brats_case_datalist, labelled_datalist, labels_to_regions, regions_to_labels
+from .brats import LAYOUTS, brats_case, brats_case_datalist, labelled_datalist, labels_to_regions
 from .checks import check_image_header, check_pair_headers
 from .decathlon import decathlon_datalist, image_datalist, read_dataset_json, split_folds
 from .inference import inference_datalist, inference_inputs

@@ -29,7 +29,6 @@ __all__ = [
     "LAYOUTS",
     "MODALITY_SUFFIXES",
     "labels_to_regions",
-    "regions_to_labels",
     "brats_case_datalist",
     "labelled_datalist",
     "brats_case",
@@ -67,20 +66,6 @@ def labels_to_regions(label: torch.Tensor | np.ndarray, layout: str) -> torch.Te
     wt = tc | (label == codes.edema)
     et = label == codes.enhancing
     return torch.stack([tc, wt, et]).float()
-
-
-def regions_to_labels(regions: torch.Tensor | np.ndarray, layout: str, threshold: float = 0.5) -> torch.Tensor:
-    """``(3, ...)`` TC / WT / ET (probabilities or masks) -> ``(1, ...)`` label codes of the layout.
-
-    Nested by construction: ET wins over TC, TC over WT, so every voxel gets one code.
-    """
-    codes = _layout(layout)
-    tc, wt, et = (torch.as_tensor(regions) > threshold).unbind(0)
-    label = torch.zeros_like(tc, dtype=torch.uint8)
-    label[wt] = codes.edema
-    label[tc] = codes.core
-    label[et] = codes.enhancing
-    return label[None]
 
 
 def _case_files(case_dir: str) -> dict[str, str]:

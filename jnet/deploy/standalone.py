@@ -10,11 +10,11 @@ Nano's JetPack 4.6. ``python -m jnet export`` writes this file next to ``model.o
     python3 jnet_runner.py model.engine images/ --output_dir out
     python3 jnet_runner.py model.engine --benchmark                       # network images/s at batch 1 and N
 
-This module is the project's only numpy implementation of the bundles' pre- and post-processing: the package
-ships it as ``jnet.deploy.standalone``, the export copies it byte for byte into the kit, and
-``tests/test_standalone.py`` checks it step by step and end to end against the bundle's MONAI ``inference.json``.
-Its parameters come from ``deploy.json``, which the export derives from the bundle's own configs (refusing a
-pipeline this runner does not implement):
+This module is the project's one implementation of the bundles' pre- and post-processing: the bundles' MONAI
+transforms (``jnet/transforms/pipeline.py``) call its functions, the export copies it byte for byte into the kit,
+and ``tests/test_standalone.py`` checks that the bundle calls each function and that this runner's masks equal
+``python -m monai.bundle run`` with ``inference.json``. Its parameters come from ``deploy.json``, which the export
+reads from the bundle's transforms (refusing a pipeline with a step this runner does not implement):
 
 1. load (channel first), 2. reorient to ``axcodes`` (RAS), 3. z-normalise per channel, 4. pad each slice to a
 centred square, 5. bring it to ``output_size`` (anti-aliased trilinear resize, or centred pad/crop),
@@ -194,6 +194,8 @@ def _undo_pad_or_crop(volume, axis, length):
 
 
 # ------------------------------------------------------------------------------------------ pre- and post-process
+# Each step below is also one transform of the bundles (jnet/transforms/pipeline.py wraps these functions), so the
+# bundle and this runner compute their pre- and post-processing with the same code.
 def load_volume(path, in_channels):
     """``(C, H, W, D)`` float32 image and the affine of a 3D (one channel) or 4D (channels last) NIfTI file."""
     try:
@@ -215,19 +217,24 @@ def load_volume(path, in_channels):
     return data, np.asarray(image.affine, dtype=np.float64)
 
 
+def orientations(affine, axcodes="RAS"):
+    """The nibabel orientations that take an image with ``affine`` to ``axcodes`` and back: ``(forward, undo)``."""
+    source = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+    target = nib.orientations.axcodes2ornt(tuple(axcodes))
+    return nib.orientations.ornt_transform(source, target), nib.orientations.ornt_transform(target, source)
+
+
+def apply_orientation(volume, ornt):
+    """Permute and flip the spatial axes of a channel-first ``(C, H, W, D)`` array by a nibabel orientation."""
+    channels_last = nib.orientations.apply_orientation(np.moveaxis(volume, 0, -1), ornt)
+    return np.ascontiguousarray(np.moveaxis(channels_last, -1, 0))
+
+
 def reorient(volume, affine, axcodes="RAS"):
     """Reorient the spatial axes of ``(C, H, W, D)`` to ``axcodes``; returns the array and the orientation that
-    undoes it (for :func:`restore_orientation`)."""
-    source = nib.orientations.io_orientation(affine)
-    target = nib.orientations.axcodes2ornt(tuple(axcodes))
-    forward = nib.orientations.ornt_transform(source, target)
-    channels_last = nib.orientations.apply_orientation(np.moveaxis(volume, 0, -1), forward)
-    return np.ascontiguousarray(np.moveaxis(channels_last, -1, 0)), nib.orientations.ornt_transform(target, source)
-
-
-def restore_orientation(labels, undo):
-    """``(H, W, D)`` labels back to the input's axis order and directions."""
-    return np.ascontiguousarray(nib.orientations.apply_orientation(labels, undo))
+    undoes it (for :func:`apply_orientation`)."""
+    forward, undo = orientations(affine, axcodes)
+    return apply_orientation(volume, forward), undo
 
 
 def normalize(volume, channel_wise=True, nonzero=False):
@@ -247,6 +254,42 @@ def normalize(volume, channel_wise=True, nonzero=False):
     return out
 
 
+def square_pads(height, width):
+    """``[(top, bottom), (left, right)]`` zero padding that centres an ``height x width`` slice in a square."""
+    side = max(height, width)
+    return [((side - n) // 2, side - n - (side - n) // 2) for n in (height, width)]
+
+
+def pad_square(volume):
+    """Pad the in-plane axes (1, 2) of ``(C, H, W[, D])`` to a centred square; returns it and the pads."""
+    pads = square_pads(volume.shape[1], volume.shape[2])
+    return np.pad(volume, [(0, 0)] + pads + [(0, 0)] * (volume.ndim - 3), mode="constant"), pads
+
+
+def crop_square(volume, pads):
+    """Undo :func:`pad_square` with its ``pads``."""
+    (top, bottom), (left, right) = pads
+    return volume[:, top : volume.shape[1] - bottom, left : volume.shape[2] - right]
+
+
+def to_grid(volume, size, grid, mode="linear"):
+    """
+    Square ``(C, s, s[, D])`` slices onto the ``size x size`` output grid: ``grid`` ``{"type": "resize",
+    "anti_aliasing": bool}`` (``mode`` ``linear`` for images, anti-aliased when asked; ``nearest`` for labels) or
+    ``{"type": "pad_or_crop"}`` (centred zero padding or cropping).
+    """
+    if grid["type"] == "resize":
+        return resize_slices(volume, size, mode, grid.get("anti_aliasing", False) and mode == "linear")
+    return _pad_or_crop(_pad_or_crop(volume, 1, size), 2, size)
+
+
+def from_grid(volume, side, grid):
+    """Undo :func:`to_grid` for ``(K, size, size[, D])`` probabilities: linear resize to ``side``, or crop/pad."""
+    if grid["type"] == "resize":
+        return resize_slices(volume, side, "linear")
+    return _undo_pad_or_crop(_undo_pad_or_crop(volume, 1, side), 2, side)
+
+
 def preprocess(volume, params):
     """
     ``(C, H, W, D)`` image in RAS -> ``(D, C, r, r)`` network input and the state :func:`postprocess` needs.
@@ -254,18 +297,11 @@ def preprocess(volume, params):
     """
     norm = params["normalize"]
     image = normalize(volume, norm.get("channel_wise", True), norm.get("nonzero", False))
-    height, width = image.shape[1:3]
-    side = max(height, width)
-    pads = [((side - n) // 2, side - n - (side - n) // 2) for n in (height, width)]
-    image = np.pad(image, [(0, 0)] + pads + [(0, 0)], mode="constant")
-    out, grid = params["output_size"], params["grid"]
-    if grid["type"] == "resize":
-        image = resize_slices(image, out, "linear", grid.get("anti_aliasing", False))
-    else:
-        image = _pad_or_crop(_pad_or_crop(image, 1, out), 2, out)
+    image, pads = pad_square(image)
+    side = image.shape[1]
+    image = to_grid(image, params["output_size"], params["grid"])
     low = resize_slices(image, params["input_size"], params["lowres_mode"])
-    state = {"shape": (height, width), "pads": pads, "side": side}
-    return np.ascontiguousarray(np.transpose(low, (3, 0, 1, 2))), state
+    return np.ascontiguousarray(np.transpose(low, (3, 0, 1, 2))), {"pads": pads, "side": side}
 
 
 def activate(logits, activation):
@@ -278,8 +314,8 @@ def activate(logits, activation):
 
 
 def to_labels(probabilities, labels):
-    """``(K, H, W, D)`` probabilities -> ``(H, W, D)`` uint8 labels: argmax, or nested regions (for BraTS: TC, WT,
-    ET thresholded, written as the layout's codes with ET over TC over WT)."""
+    """``(K, ...)`` probabilities -> ``(...)`` uint8 labels: argmax, or nested regions (for BraTS: TC, WT, ET
+    thresholded, written as the layout's codes with ET over TC over WT)."""
     if labels["type"] == "argmax":
         return probabilities.argmax(axis=0).astype(np.uint8)
     codes, threshold = labels["codes"], labels.get("threshold", 0.5)
@@ -294,17 +330,11 @@ def to_labels(probabilities, labels):
 def postprocess(logits, state, params):
     """
     ``(d, K, out, out)`` network logits of ``d`` slices -> ``(H, W, d)`` uint8 labels on the RAS grid of the input
-    (steps 8-10; :func:`restore_orientation` does 11). Slices are independent: any batch of them at a time.
+    (steps 8-10; :func:`apply_orientation` does 11). Slices are independent: any batch of them at a time.
     """
     probabilities = activate(np.transpose(logits, (1, 2, 3, 0)), params["activation"])
-    side, grid = state["side"], params["grid"]
-    if grid["type"] == "resize":
-        probabilities = resize_slices(probabilities, side, "linear")
-    else:
-        probabilities = _undo_pad_or_crop(_undo_pad_or_crop(probabilities, 1, side), 2, side)
-    (top, _), (left, _) = state["pads"]
-    height, width = state["shape"]
-    return to_labels(probabilities[:, top : top + height, left : left + width], params["labels"])
+    probabilities = crop_square(from_grid(probabilities, state["side"], params["grid"]), state["pads"])
+    return to_labels(probabilities, params["labels"])
 
 
 # ---------------------------------------------------------------------------------------------------- the models
@@ -513,7 +543,7 @@ def segment_file(model, path, params, output_dir, batch_size=32):
     volume, affine = load_volume(path, params["in_channels"])
     ras, undo = reorient(volume, affine, params["axcodes"])
     slices, state = preprocess(ras, params)
-    labels = restore_orientation(segment_slices(model, slices, state, params, batch_size), undo)
+    labels = apply_orientation(segment_slices(model, slices, state, params, batch_size)[None], undo)[0]
     name = os.path.basename(path)
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):

@@ -79,7 +79,7 @@ def load_sweep_data(
         "val_labels": val_labels,
         "val_names": [str(item["label"]) for item in val_items],
         "num_classes": int(parser["num_classes"]),
-        "multilabel": bool(parser["post_activation"].get("sigmoid", False)),
+        "multilabel": parser["post_activation"].get("activation") == "sigmoid",
     }
     os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
     torch.save(content, cache_file + ".tmp")

@@ -1,4 +1,14 @@
-from .brats import BratsRegionsd, RegionsToLabelsd
+from .brats import BratsRegionsd
 from .checks import CheckChannelsd, CheckLabelValuesd, source_file
-from .lowres import LOWRES_MODES, LowResInputd
-from .slices import RandSliceSamplerd, SquarePadd
+from .pipeline import (
+    GRID_TYPES,
+    LOWRES_MODES,
+    Activationd,
+    AsLabelsd,
+    LowResInputd,
+    OutputGridd,
+    Reorientd,
+    SquarePadd,
+    ZNormalized,
+)
+from .slices import RandSliceSamplerd

@@ -1,4 +1,5 @@
-"""BraTS label codes <-> MONAI's overlapping tumour regions (TC, WT, ET), per dataset layout."""
+"""BraTS label codes -> MONAI's overlapping tumour regions (TC, WT, ET), per dataset layout (training targets;
+:class:`jnet.transforms.AsLabelsd` writes predicted regions back as codes)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from jnet.data.brats import labels_to_regions, regions_to_labels
+from jnet.data.brats import labels_to_regions
 
-__all__ = ["BratsRegionsd", "RegionsToLabelsd"]
+__all__ = ["BratsRegionsd"]
 
 
 def _like(result: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -33,19 +34,4 @@ class BratsRegionsd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = _like(labels_to_regions(d[key], self.layout), d[key])
-        return d
-
-
-class RegionsToLabelsd(MapTransform):
-    """``(3, ...)`` TC, WT, ET probabilities -> ``(1, ...)`` one label map in the layout's own codes."""
-
-    def __init__(self, keys: KeysCollection, layout: str, threshold: float = 0.5, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.layout = layout
-        self.threshold = threshold
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = _like(regions_to_labels(d[key], self.layout, self.threshold), d[key])
         return d

@@ -1,4 +1,4 @@
-"""Volume -> 2D slice transforms: square padding (invertible) and random axial slice sampling."""
+"""Volume -> 2D slices: random axial slice sampling for training."""
 
 from __future__ import annotations
 
@@ -7,40 +7,9 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import InvertibleTransform, MapTransform, Pad, Randomizable
+from monai.transforms import MapTransform, Randomizable
 
-__all__ = ["SquarePadd", "RandSliceSamplerd"]
-
-
-class SquarePadd(MapTransform, InvertibleTransform):
-    """
-    Pad the first two spatial axes of ``(C, H, W[, D])`` arrays to a square ``max(H, W)`` (centred, constant
-    value), keeping the aspect ratio for the resize that follows. Invertible: ``Invertd`` crops it back.
-
-    Args:
-        keys: keys of the arrays to pad (all must share the spatial shape).
-        value: fill value (0 for z-normalised images and for labels).
-    """
-
-    def __init__(self, keys: KeysCollection, value: float = 0.0, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.padder = Pad(value=value)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            height, width = d[key].shape[1:3]
-            side = max(height, width)
-            to_pad = [(0, 0)] + [((side - n) // 2, side - n - (side - n) // 2) for n in (height, width)]
-            to_pad += [(0, 0)] * (d[key].ndim - 3)
-            d[key] = self.padder(d[key], to_pad=to_pad)
-        return d
-
-    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.padder.inverse(d[key])
-        return d
+__all__ = ["RandSliceSamplerd"]
 
 
 class RandSliceSamplerd(Randomizable, MapTransform):

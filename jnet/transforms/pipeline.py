@@ -1,0 +1,347 @@
+"""
+The bundles' pre- and post-processing steps as MONAI dictionary transforms, each a thin wrapper around the numpy
+function of the standalone runner (:mod:`jnet.deploy.standalone`) that does the same step on a device without
+MONAI. The bundle and the runner therefore share one implementation and cannot drift; these wrappers only move
+data between MetaTensors and numpy, keep the affine of each grid, and record what ``Invertd`` needs to undo a
+step on a prediction.
+
+Pre-processing of an image ``(C, H, W, D)``: :class:`Reorientd` -> :class:`ZNormalized` -> :class:`SquarePadd` ->
+:class:`OutputGridd` (256x256) -> :class:`LowResInputd` (the network input). Post-processing of the prediction:
+:class:`Activationd` -> ``Invertd`` (undoes the invertible steps in reverse) -> :class:`AsLabelsd`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import InvertibleTransform, MapTransform
+from monai.utils import TraceKeys, ensure_tuple_rep
+
+from jnet.data.brats import LAYOUTS
+from jnet.deploy import standalone as steps
+
+__all__ = [
+    "Reorientd",
+    "ZNormalized",
+    "SquarePadd",
+    "OutputGridd",
+    "LowResInputd",
+    "Activationd",
+    "AsLabelsd",
+    "LOWRES_MODES",
+    "GRID_TYPES",
+]
+
+LOWRES_MODES = steps.LOWRES_MODES
+GRID_TYPES = steps.GRID_TYPES
+
+
+def _numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
+def _affine(array: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The affine of a MetaTensor (float64); the identity for plain arrays."""
+    if isinstance(array, MetaTensor):
+        return array.affine.detach().cpu().to(torch.float64)
+    return torch.eye(4, dtype=torch.float64)
+
+
+def _like(result: np.ndarray, source: torch.Tensor | np.ndarray, affine: torch.Tensor | None = None) -> MetaTensor:
+    """``result`` as a MetaTensor on ``source``'s device carrying its metadata and applied operations, with
+    ``affine`` (default: ``source``'s)."""
+    out = MetaTensor(torch.from_numpy(np.ascontiguousarray(result)))
+    if isinstance(source, MetaTensor):
+        out.meta = dict(source.meta)
+        out.applied_operations = list(source.applied_operations)
+    out.affine = _affine(source) if affine is None else affine
+    return out.to(source.device) if isinstance(source, torch.Tensor) else out
+
+
+def _in_plane_step(affine: torch.Tensor, scale: Sequence[float], shift: Sequence[float]) -> torch.Tensor:
+    """The affine of a new in-plane grid whose voxel ``i`` on axis ``a`` sits at old voxel ``scale[a] * i +
+    shift[a]`` (axes 0 and 1; the slice axis unchanged)."""
+    step = torch.eye(affine.shape[0], dtype=torch.float64)
+    for axis, (s, t) in enumerate(zip(scale, shift)):
+        step[axis, axis], step[axis, -1] = float(s), float(t)
+    return affine @ step
+
+
+def _resized_affine(affine: torch.Tensor, old: Sequence[int], new: Sequence[int]) -> torch.Tensor:
+    """The affine after resizing the in-plane axes from ``old`` to ``new`` samples (pixel centres aligned as in
+    ``align_corners=False``)."""
+    scale = [o / n for o, n in zip(old, new)]
+    return _in_plane_step(affine, scale, [(s - 1) / 2 for s in scale])
+
+
+def _extra(op: dict) -> dict:
+    return op[TraceKeys.EXTRA_INFO]
+
+
+class _InvertibleStep(MapTransform, InvertibleTransform):
+    """A dictionary transform whose inverse restores the recorded affine of the grid before the step."""
+
+    def _pop(self, data: torch.Tensor) -> tuple[dict, torch.Tensor]:
+        op = self.pop_transform(data)
+        return op, torch.as_tensor(np.asarray(_extra(op)["affine"], dtype=np.float64))
+
+
+class Reorientd(_InvertibleStep):
+    """
+    Reorient channel-first ``(C, H, W, D)`` volumes to ``axcodes`` (RAS by default) by permuting and flipping
+    axes (:func:`jnet.deploy.standalone.reorient`); the affine follows. ``inverse`` puts a prediction back into
+    the input's axis order and restores its affine.
+
+    Args:
+        keys: keys of the volumes.
+        axcodes: target orientation, three letters of ``LR``, ``PA``, ``IS``.
+    """
+
+    def __init__(self, keys: KeysCollection, axcodes: str = "RAS", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.axcodes = axcodes
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image, affine = d[key], _affine(d[key])
+            forward, undo = steps.orientations(affine.numpy(), self.axcodes)
+            moved = nib.orientations.inv_ornt_aff(forward, tuple(image.shape[1:4]))
+            out = _like(steps.apply_orientation(_numpy(image), forward), image, affine @ torch.as_tensor(moved))
+            self.push_transform(out, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy(), "undo": undo})
+            d[key] = out
+        return d
+
+    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            op, affine = self._pop(d[key])
+            undo = np.asarray(_extra(op)["undo"], dtype=np.float64)
+            d[key] = _like(steps.apply_orientation(_numpy(d[key]), undo), d[key], affine)
+        return d
+
+
+class ZNormalized(MapTransform):
+    """
+    z-normalise images per channel (or over all channels): :func:`jnet.deploy.standalone.normalize`, MONAI's
+    ``NormalizeIntensity`` arithmetic (population std; a zero std is left as 1). Output float32.
+
+    Args:
+        keys: image keys.
+        channel_wise: one mean and std per channel.
+        nonzero: use (and change) only the non-zero voxels.
+    """
+
+    def __init__(self, keys: KeysCollection, channel_wise: bool = True, nonzero: bool = False, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.channel_wise = channel_wise
+        self.nonzero = nonzero
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = _like(steps.normalize(_numpy(d[key]), self.channel_wise, self.nonzero), d[key])
+        return d
+
+
+class SquarePadd(_InvertibleStep):
+    """
+    Pad the in-plane axes of ``(C, H, W[, D])`` arrays with zeros to a centred square ``max(H, W)``
+    (:func:`jnet.deploy.standalone.pad_square`), keeping the aspect ratio for the resize that follows.
+    ``inverse`` crops a prediction back.
+
+    Args:
+        keys: keys of the arrays to pad (all must share the in-plane shape).
+    """
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image, affine = d[key], _affine(d[key])
+            padded, pads = steps.pad_square(_numpy(image))
+            out = _like(padded, image, _in_plane_step(affine, (1, 1), (-pads[0][0], -pads[1][0])))
+            self.push_transform(out, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy(), "pads": pads})
+            d[key] = out
+        return d
+
+    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            op, affine = self._pop(d[key])
+            pads = np.asarray(_extra(op)["pads"], dtype=np.int64).reshape(2, 2).tolist()
+            d[key] = _like(steps.crop_square(_numpy(d[key]), pads), d[key], affine)
+        return d
+
+
+class OutputGridd(_InvertibleStep):
+    """
+    Bring square ``(C, s, s[, D])`` slices onto the network's ``size x size`` output grid
+    (:func:`jnet.deploy.standalone.to_grid`): ``grid="resize"`` resamples (``mode`` per key: ``"linear"`` for
+    images, anti-aliased when downsampling if ``anti_aliasing``; ``"nearest"`` for labels), ``grid="pad_or_crop"``
+    pads or crops around the centre (BraTS: 240 -> 256 without resampling). ``inverse`` takes per-class
+    probabilities back to the square (:func:`jnet.deploy.standalone.from_grid`: linear resize, or crop/pad).
+
+    Args:
+        keys: keys of the arrays.
+        size: output in-plane size (256).
+        grid: ``"resize"`` or ``"pad_or_crop"``.
+        mode: ``"linear"`` or ``"nearest"``, one or one per key (``"resize"`` only).
+        anti_aliasing: smooth before downsampling the ``"linear"`` keys (``"resize"`` only).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        size: int,
+        grid: str = "resize",
+        mode: str | Sequence[str] = "linear",
+        anti_aliasing: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if grid not in GRID_TYPES:
+            raise ValueError(f"grid must be one of {GRID_TYPES}, got {grid!r}.")
+        self.size = size
+        self.mode = ensure_tuple_rep(mode, len(self.keys))
+        if not set(self.mode) <= {"linear", "nearest"}:
+            raise ValueError(f"mode must be 'linear' or 'nearest' per key, got {mode!r}.")
+        self.grid = {"type": "resize", "anti_aliasing": bool(anti_aliasing)} if grid == "resize" else {"type": grid}
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key, mode in self.key_iterator(d, self.mode):
+            image, affine = d[key], _affine(d[key])
+            side = int(image.shape[1])
+            if self.grid["type"] == "resize":
+                new_affine = _resized_affine(affine, (side, side), (self.size, self.size))
+            else:
+                start = side // 2 - self.size // 2  # centred crop start (negative: padding)
+                new_affine = _in_plane_step(affine, (1, 1), (start, start))
+            out = _like(steps.to_grid(_numpy(image), self.size, self.grid, mode), image, new_affine)
+            self.push_transform(out, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy(), "side": side})
+            d[key] = out
+        return d
+
+    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            op, affine = self._pop(d[key])
+            side = int(np.asarray(_extra(op)["side"]))
+            d[key] = _like(steps.from_grid(_numpy(d[key]), side, self.grid), d[key], affine)
+        return d
+
+
+class LowResInputd(_InvertibleStep):
+    """
+    Downsample the in-plane axes of ``(C, H, W[, D])`` images to ``size x size``, the network input
+    (:func:`jnet.deploy.standalone.resize_slices`); any slice axis stays as it is.
+
+    ``mode="area"`` averages the covered pixels (an anti-aliased box filter, the default); ``"nearest"`` picks
+    one pixel per output pixel, as the J-Net paper's code does.
+
+    Inverting it (``Invertd`` on a prediction) does NOT resize: the J-Net output is already on the full
+    resolution grid the image had before this transform, so the inverse only restores that grid's affine. A
+    plain ``Resized`` here would make ``Invertd`` keep the low-resolution affine (voxel spacing times
+    ``H / size``) on the 256x256 prediction, and every later inverse step would start from the wrong grid.
+
+    Args:
+        keys: image keys.
+        size: output in-plane size ``r``.
+        mode: ``"area"``, ``"nearest"``, ``"nearest-exact"`` or ``"bilinear"``.
+    """
+
+    def __init__(self, keys: KeysCollection, size: int, mode: str = "area", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if mode not in LOWRES_MODES:
+            raise ValueError(f"mode must be one of {LOWRES_MODES}, got {mode!r}.")
+        self.size = size
+        self.mode = mode
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image, affine = d[key], _affine(d[key])
+            grid = tuple(image.shape[1:3])
+            low = _like(steps.resize_slices(_numpy(image), self.size, self.mode), image, _resized_affine(affine, grid, (self.size, self.size)))
+            self.push_transform(low, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy()})
+            d[key] = low
+        return d
+
+    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            op, affine = self._pop(d[key])
+            grid = tuple(int(n) for n in np.asarray(op[TraceKeys.ORIG_SIZE]).ravel()[:2])
+            pred = _numpy(d[key])
+            if pred.shape[1:3] != grid:  # a prediction not on the (square) full-resolution grid: bring it there
+                pred = steps.resize_slices(pred, grid[0], "linear")
+            d[key] = _like(pred, d[key], affine)
+        return d
+
+
+class Activationd(MapTransform):
+    """
+    ``(K, ...)`` logits -> per-class probabilities (:func:`jnet.deploy.standalone.activate`): ``"softmax"`` over
+    the classes, or ``"sigmoid"`` per (overlapping) region. Computed on the CPU; the result goes back to the
+    input's device (validation on a GPU).
+
+    Args:
+        keys: prediction keys.
+        activation: ``"softmax"`` or ``"sigmoid"``.
+    """
+
+    def __init__(self, keys: KeysCollection, activation: str = "softmax", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if activation not in steps.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {steps.ACTIVATIONS}, got {activation!r}.")
+        self.activation = activation
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = _like(steps.activate(_numpy(d[key]), self.activation), d[key])
+        return d
+
+
+class AsLabelsd(MapTransform):
+    """
+    ``(K, ...)`` probabilities -> ``(1, ...)`` uint8 label codes (:func:`jnet.deploy.standalone.to_labels`): the
+    argmax class, or for BraTS (``layout`` set) the TC / WT / ET regions thresholded and written as that
+    layout's codes, ET over TC over WT (:data:`jnet.data.brats.LAYOUTS`).
+
+    Args:
+        keys: prediction keys.
+        layout: ``None`` for argmax classes, else a BraTS layout name (``"decathlon"``, ``"brats2021"``).
+        threshold: region probability threshold (``layout`` only).
+    """
+
+    def __init__(self, keys: KeysCollection, layout: str | None = None, threshold: float = 0.5, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if layout is not None and layout not in LAYOUTS:
+            raise ValueError(f"layout must be None or one of {sorted(LAYOUTS)}, got {layout!r}.")
+        self.layout = layout
+        self.threshold = float(threshold)
+
+    @property
+    def labels(self) -> dict:
+        """The runner's ``labels`` parameters for this step."""
+        if self.layout is None:
+            return {"type": "argmax"}
+        codes = LAYOUTS[self.layout]
+        return {
+            "type": "regions",
+            "threshold": self.threshold,
+            "codes": {"edema": codes.edema, "core": codes.core, "enhancing": codes.enhancing},
+            "layout": self.layout,
+        }
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = _like(steps.to_labels(_numpy(d[key]), self.labels)[None], d[key])
+        return d
