@@ -66,22 +66,33 @@ def distributed_env() -> dict:
     return env
 
 
+# Seen once in ~30 runs here: a rank aborted by libstdc++ ("terminate called without an active exception", SIGABRT)
+# after rank 0 had finished every epoch, i.e. while the processes shut down - not in the computation under test.
+SHUTDOWN_ABORT = "terminate called without an active exception"
+
+
 def run_torchrun(config_files: list[str], log_dir: str, **overrides) -> tuple[subprocess.CompletedProcess, dict[int, str]]:
     """``torchrun --standalone --nproc_per_node=2 -m monai.bundle run ...`` from the bundle folder, as the README
     has it; each rank's output goes to its own file under ``log_dir`` (``--redirects 3``). Returns the result and
-    every rank's stdout."""
+    every rank's stdout. A run whose only failure is a rank's abort at shut-down (:data:`SHUTDOWN_ABORT`) is run
+    once more, in a fresh log folder; any other failure fails the test."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    command = [torchrun, "--standalone", f"--nproc_per_node={NPROC}", "--log-dir", log_dir, "--redirects", "3"]
-    command += bundle_command(config_files, overrides)[1:]  # drop the interpreter: "-m monai.bundle run ..."
-    result = subprocess.run(command, cwd=BUNDLE_16, capture_output=True, text=True, timeout=600, env=distributed_env())
-    logs = {}
-    for rank in range(NPROC):
-        files = glob.glob(os.path.join(log_dir, "*", "attempt_0", str(rank), "stdout.log"))
-        logs[rank] = open(files[0]).read() if files else ""
-    if result.returncode != 0:
-        errors = [open(f).read()[-2000:] for f in glob.glob(os.path.join(log_dir, "*", "attempt_0", "*", "stderr.log"))]
-        pytest.fail(f"torchrun failed ({result.returncode}):\n{result.stderr[-2000:]}\n" + "\n".join(errors))
-    return result, logs
+    for attempt in range(2):
+        run_dir = os.path.join(log_dir, f"run_{attempt}")
+        command = [torchrun, "--standalone", f"--nproc_per_node={NPROC}", "--log-dir", run_dir, "--redirects", "3"]
+        command += bundle_command(config_files, overrides)[1:]  # drop the interpreter: "-m monai.bundle run ..."
+        result = subprocess.run(command, cwd=BUNDLE_16, capture_output=True, text=True, timeout=600, env=distributed_env())
+        logs = {}
+        for rank in range(NPROC):
+            files = glob.glob(os.path.join(run_dir, "*", "attempt_0", str(rank), "stdout.log"))
+            logs[rank] = open(files[0]).read() if files else ""
+        if result.returncode == 0:
+            return result, logs
+        errors = [open(f).read()[-2000:] for f in glob.glob(os.path.join(run_dir, "*", "attempt_0", "*", "stderr.log"))]
+        if attempt == 1 or not any(SHUTDOWN_ABORT in e for e in errors):
+            pytest.fail(f"torchrun failed ({result.returncode}):\n{result.stderr[-2000:]}\n" + "\n".join(errors))
+        print(f"torchrun: a rank aborted at shut-down ({SHUTDOWN_ABORT!r}); running it once more")
+    raise AssertionError("unreachable")
 
 
 def read_rows(path: str) -> list[tuple[str, list[float]]]:
