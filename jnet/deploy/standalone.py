@@ -95,16 +95,17 @@ def _gaussian_kernel(sigma, truncated=4.0):
 
 
 def _smooth_axis(array, axis, sigma):
-    """Gaussian smoothing along ``axis`` with zero padding (MONAI's ``GaussianSmooth``)."""
-    kernel = _gaussian_kernel(sigma)
+    """Gaussian smoothing along ``axis`` with zero padding (MONAI's ``GaussianSmooth``), in float32."""
+    kernel = _gaussian_kernel(sigma).astype(np.float32)
     tail = len(kernel) // 2
     pad = [(0, 0)] * array.ndim
     pad[axis] = (tail, tail)
-    padded = np.pad(array, pad, mode="constant")
-    out = np.zeros(array.shape, dtype=array.dtype)
-    length = array.shape[axis]
+    padded = np.pad(array.astype(np.float32), pad, mode="constant")
+    out = np.zeros(array.shape, dtype=np.float32)
+    window = [slice(None)] * array.ndim
     for offset, weight in enumerate(kernel):
-        out += weight * np.take(padded, np.arange(offset, offset + length), axis=axis)
+        window[axis] = slice(offset, offset + array.shape[axis])
+        out += weight * padded[tuple(window)]  # a view of the padded array: no copy per tap
     return out
 
 
