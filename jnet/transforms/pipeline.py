@@ -79,16 +79,42 @@ def _resized_affine(affine: torch.Tensor, old: Sequence[int], new: Sequence[int]
     return _in_plane_step(affine, scale, [(s - 1) / 2 for s in scale])
 
 
-def _extra(op: dict) -> dict:
-    return op[TraceKeys.EXTRA_INFO]
-
-
 class _InvertibleStep(MapTransform, InvertibleTransform):
-    """A dictionary transform whose inverse restores the recorded affine of the grid before the step."""
+    """
+    A step on numpy arrays whose inverse takes a prediction back to the grid before the step and restores that
+    grid's affine. Subclasses implement ``_forward(array, affine, option) -> (array, affine, info)`` and
+    ``_backward(array, info, orig_size) -> array``; ``option`` is the step's per-key setting (``_per_key``), ``info``
+    what the inverse needs (recorded in the MetaTensor's applied operations, as ``Invertd`` expects).
+    """
 
-    def _pop(self, data: torch.Tensor) -> tuple[dict, torch.Tensor]:
-        op = self.pop_transform(data)
-        return op, torch.as_tensor(np.asarray(_extra(op)["affine"], dtype=np.float64))
+    def _per_key(self) -> Sequence:
+        return [None] * len(self.keys)
+
+    def _forward(self, array: np.ndarray, affine: torch.Tensor, option) -> tuple[np.ndarray, torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def _backward(self, array: np.ndarray, info: dict, orig_size: Sequence[int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key, option in self.key_iterator(d, self._per_key()):
+            image, affine = d[key], _affine(d[key])
+            result, new_affine, info = self._forward(_numpy(image), affine, option)
+            out = _like(result, image, new_affine)
+            self.push_transform(out, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy(), **info})
+            d[key] = out
+        return d
+
+    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            op = self.pop_transform(d[key])
+            info = op[TraceKeys.EXTRA_INFO]
+            orig_size = [int(n) for n in np.asarray(op[TraceKeys.ORIG_SIZE]).ravel()]
+            affine = torch.as_tensor(np.asarray(info["affine"], dtype=np.float64))
+            d[key] = _like(self._backward(_numpy(d[key]), info, orig_size), d[key], affine)
+        return d
 
 
 class Reorientd(_InvertibleStep):
@@ -106,24 +132,13 @@ class Reorientd(_InvertibleStep):
         super().__init__(keys, allow_missing_keys)
         self.axcodes = axcodes
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            image, affine = d[key], _affine(d[key])
-            forward, undo = steps.orientations(affine.numpy(), self.axcodes)
-            moved = nib.orientations.inv_ornt_aff(forward, tuple(image.shape[1:4]))
-            out = _like(steps.apply_orientation(_numpy(image), forward), image, affine @ torch.as_tensor(moved))
-            self.push_transform(out, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy(), "undo": undo})
-            d[key] = out
-        return d
+    def _forward(self, array: np.ndarray, affine: torch.Tensor, option) -> tuple[np.ndarray, torch.Tensor, dict]:
+        forward, undo = steps.orientations(affine.numpy(), self.axcodes)
+        moved = torch.as_tensor(nib.orientations.inv_ornt_aff(forward, array.shape[1:4]))
+        return steps.apply_orientation(array, forward), affine @ moved, {"undo": undo}
 
-    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            op, affine = self._pop(d[key])
-            undo = np.asarray(_extra(op)["undo"], dtype=np.float64)
-            d[key] = _like(steps.apply_orientation(_numpy(d[key]), undo), d[key], affine)
-        return d
+    def _backward(self, array: np.ndarray, info: dict, orig_size: Sequence[int]) -> np.ndarray:
+        return steps.apply_orientation(array, np.asarray(info["undo"], dtype=np.float64))
 
 
 class ZNormalized(MapTransform):
@@ -159,23 +174,12 @@ class SquarePadd(_InvertibleStep):
         keys: keys of the arrays to pad (all must share the in-plane shape).
     """
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            image, affine = d[key], _affine(d[key])
-            padded, pads = steps.pad_square(_numpy(image))
-            out = _like(padded, image, _in_plane_step(affine, (1, 1), (-pads[0][0], -pads[1][0])))
-            self.push_transform(out, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy(), "pads": pads})
-            d[key] = out
-        return d
+    def _forward(self, array: np.ndarray, affine: torch.Tensor, option) -> tuple[np.ndarray, torch.Tensor, dict]:
+        padded, pads = steps.pad_square(array)
+        return padded, _in_plane_step(affine, (1, 1), (-pads[0][0], -pads[1][0])), {"pads": pads}
 
-    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            op, affine = self._pop(d[key])
-            pads = np.asarray(_extra(op)["pads"], dtype=np.int64).reshape(2, 2).tolist()
-            d[key] = _like(steps.crop_square(_numpy(d[key]), pads), d[key], affine)
-        return d
+    def _backward(self, array: np.ndarray, info: dict, orig_size: Sequence[int]) -> np.ndarray:
+        return steps.crop_square(array, np.asarray(info["pads"], dtype=np.int64).reshape(2, 2).tolist())
 
 
 class OutputGridd(_InvertibleStep):
@@ -212,28 +216,20 @@ class OutputGridd(_InvertibleStep):
             raise ValueError(f"mode must be 'linear' or 'nearest' per key, got {mode!r}.")
         self.grid = {"type": "resize", "anti_aliasing": bool(anti_aliasing)} if grid == "resize" else {"type": grid}
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key, mode in self.key_iterator(d, self.mode):
-            image, affine = d[key], _affine(d[key])
-            side = int(image.shape[1])
-            if self.grid["type"] == "resize":
-                new_affine = _resized_affine(affine, (side, side), (self.size, self.size))
-            else:
-                start = side // 2 - self.size // 2  # centred crop start (negative: padding)
-                new_affine = _in_plane_step(affine, (1, 1), (start, start))
-            out = _like(steps.to_grid(_numpy(image), self.size, self.grid, mode), image, new_affine)
-            self.push_transform(out, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy(), "side": side})
-            d[key] = out
-        return d
+    def _per_key(self) -> Sequence:
+        return self.mode
 
-    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            op, affine = self._pop(d[key])
-            side = int(np.asarray(_extra(op)["side"]))
-            d[key] = _like(steps.from_grid(_numpy(d[key]), side, self.grid), d[key], affine)
-        return d
+    def _forward(self, array: np.ndarray, affine: torch.Tensor, option) -> tuple[np.ndarray, torch.Tensor, dict]:
+        side = int(array.shape[1])
+        if self.grid["type"] == "resize":
+            new_affine = _resized_affine(affine, (side, side), (self.size, self.size))
+        else:
+            start = side // 2 - self.size // 2  # centred crop start (negative: padding)
+            new_affine = _in_plane_step(affine, (1, 1), (start, start))
+        return steps.to_grid(array, self.size, self.grid, option), new_affine, {"side": side}
+
+    def _backward(self, array: np.ndarray, info: dict, orig_size: Sequence[int]) -> np.ndarray:
+        return steps.from_grid(array, int(np.asarray(info["side"])), self.grid)
 
 
 class LowResInputd(_InvertibleStep):
@@ -262,26 +258,14 @@ class LowResInputd(_InvertibleStep):
         self.size = size
         self.mode = mode
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            image, affine = d[key], _affine(d[key])
-            grid = tuple(image.shape[1:3])
-            low = _like(steps.resize_slices(_numpy(image), self.size, self.mode), image, _resized_affine(affine, grid, (self.size, self.size)))
-            self.push_transform(low, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy()})
-            d[key] = low
-        return d
+    def _forward(self, array: np.ndarray, affine: torch.Tensor, option) -> tuple[np.ndarray, torch.Tensor, dict]:
+        new_affine = _resized_affine(affine, array.shape[1:3], (self.size, self.size))
+        return steps.resize_slices(array, self.size, self.mode), new_affine, {}
 
-    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            op, affine = self._pop(d[key])
-            grid = tuple(int(n) for n in np.asarray(op[TraceKeys.ORIG_SIZE]).ravel()[:2])
-            pred = _numpy(d[key])
-            if pred.shape[1:3] != grid:  # a prediction not on the (square) full-resolution grid: bring it there
-                pred = steps.resize_slices(pred, grid[0], "linear")
-            d[key] = _like(pred, d[key], affine)
-        return d
+    def _backward(self, array: np.ndarray, info: dict, orig_size: Sequence[int]) -> np.ndarray:
+        if tuple(array.shape[1:3]) != tuple(orig_size[:2]):  # not on the (square) full-resolution grid: bring it there
+            return steps.resize_slices(array, orig_size[0], "linear")
+        return array
 
 
 class Activationd(MapTransform):
