@@ -33,7 +33,7 @@ def test_label_codes_map_to_regions_and_back(layout, codes, expected):
     assert AsLabelsd("pred", layout=layout)({"pred": regions})["pred"].tolist() == [codes]
 
 
-def test_regions_to_labels_thresholds_probabilities():
+def test_region_probabilities_become_the_layouts_codes():
     probabilities = torch.tensor([[0.9, 0.2], [0.95, 0.6], [0.7, 0.1]])  # TC, WT, ET at two voxels
     assert AsLabelsd("pred", layout="brats2021")({"pred": probabilities})["pred"].tolist() == [[4, 2]]
     assert AsLabelsd("pred", layout="decathlon")({"pred": probabilities})["pred"].tolist() == [[3, 1]]

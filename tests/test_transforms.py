@@ -51,6 +51,8 @@ def test_output_grid_pads_or_crops_around_the_centre_and_inverts():
     assert torch.equal(back, image) and torch.equal(back.affine, image.affine.double())
     with pytest.raises(ValueError, match="grid must be one of"):
         OutputGridd(keys="image", size=256, grid="spacing")
+    with pytest.raises(ValueError, match=r"needs square slices \(SquarePadd first\), got \(240, 200\)"):
+        grid({"image": MetaTensor(torch.rand(1, 240, 200, 2))})
 
 
 def test_resized_grid_keeps_label_codes_and_the_field_of_view():
@@ -66,6 +68,8 @@ def test_activation_and_labels():
     logits = torch.tensor([[[2.0]], [[0.0]], [[-1.0]]])  # (3, 1, 1)
     probabilities = Activationd(keys="pred", activation="softmax")({"pred": logits})["pred"]
     assert torch.allclose(probabilities, torch.softmax(logits, 0)) and probabilities.device == logits.device
+    half = Activationd(keys="pred")({"pred": logits.to(torch.bfloat16)})["pred"]  # AMP outputs: computed in float32
+    assert half.dtype == torch.float32 and torch.allclose(half, probabilities, atol=1e-2)
     assert AsLabelsd(keys="pred")({"pred": probabilities})["pred"].tolist() == [[[0]]]
     sigmoid = Activationd(keys="pred", activation="sigmoid")({"pred": torch.tensor([-800.0, 0.0, 800.0])})["pred"]
     assert sigmoid.tolist() == [0.0, 0.5, 1.0]  # no overflow

@@ -10,7 +10,7 @@ from __future__ import annotations
 from monai.bundle import ConfigParser
 from monai.transforms import Invertd, LoadImaged, SaveImaged
 
-from jnet import transforms as steps  # a module reference: jnet.transforms imports this package's runner
+from jnet import transforms as bundle_steps  # a module reference: jnet.transforms imports this package's runner
 from jnet.errors import InputError
 from jnet.export import INPUT_NAME, OUTPUT_NAME
 
@@ -21,8 +21,8 @@ __all__ = ["deploy_params"]
 
 def _pipeline() -> tuple[tuple, tuple]:
     """The bundle steps the runner implements, in order: pre-processing, post-processing."""
-    pre = (LoadImaged, steps.CheckChannelsd, steps.Reorientd, steps.ZNormalized, steps.SquarePadd, steps.OutputGridd, steps.LowResInputd)
-    return pre, (steps.Activationd, Invertd, steps.AsLabelsd, SaveImaged)
+    pre = (LoadImaged, bundle_steps.CheckChannelsd, bundle_steps.Reorientd, bundle_steps.ZNormalized, bundle_steps.SquarePadd, bundle_steps.OutputGridd, bundle_steps.LowResInputd)
+    return pre, (bundle_steps.Activationd, Invertd, bundle_steps.AsLabelsd, SaveImaged)
 
 
 def _check_steps(transforms: list, kinds: tuple, section: str, source: str) -> None:

@@ -42,13 +42,16 @@ GRID_TYPES = steps.GRID_TYPES
 
 
 def _numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
-    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu()
+        return (array.float() if array.dtype in (torch.bfloat16, torch.float16) else array).numpy()
+    return np.asarray(array)
 
 
 def _affine(array: torch.Tensor | np.ndarray) -> torch.Tensor:
     """The affine of a MetaTensor (float64); the identity for plain arrays."""
     if isinstance(array, MetaTensor):
-        return array.affine.detach().cpu().to(torch.float64)
+        return array.affine.detach().cpu().to(torch.float64).clone()  # never shared with the input's metadata
     return torch.eye(4, dtype=torch.float64)
 
 
@@ -221,10 +224,12 @@ class OutputGridd(_InvertibleStep):
 
     def _forward(self, array: np.ndarray, affine: torch.Tensor, option) -> tuple[np.ndarray, torch.Tensor, dict]:
         side = int(array.shape[1])
+        if array.shape[2] != side:
+            raise ValueError(f"OutputGridd needs square slices (SquarePadd first), got {tuple(array.shape[1:3])}.")
         if self.grid["type"] == "resize":
             new_affine = _resized_affine(affine, (side, side), (self.size, self.size))
         else:
-            start = side // 2 - self.size // 2  # centred crop start (negative: padding)
+            start = side // 2 - self.size // 2 if side >= self.size else -((self.size - side) // 2)  # crop start, or -padding
             new_affine = _in_plane_step(affine, (1, 1), (start, start))
         return steps.to_grid(array, self.size, self.grid, option), new_affine, {"side": side}
 
