@@ -11,9 +11,9 @@ Nano's JetPack 4.6. ``python -m jnet export`` writes this file next to ``model.o
     python3 jnet_runner.py model.engine --benchmark                       # network images/s at batch 1 and N
 
 This module is the project's one implementation of the bundles' pre- and post-processing (file reading and
-writing aside): the bundles' MONAI transforms (``jnet/transforms/pipeline.py``) call its functions, the export copies it byte for byte into the kit,
-and ``tests/test_standalone.py`` checks that the bundle calls each function and that this runner's masks equal
-``python -m monai.bundle run`` with ``inference.json``. Its parameters come from ``deploy.json``, which the export
+writing aside): the bundles' MONAI transforms (``jnet/transforms/pipeline.py``) call its functions, the export
+copies it byte for byte into the kit, and ``tests/test_standalone.py`` checks that the bundle calls each function
+and that this runner's masks equal ``python -m monai.bundle run`` with ``inference.json``. Its parameters come from ``deploy.json``, which the export
 reads from the bundle's transforms (refusing a pipeline with a step this runner does not implement):
 
 1. load (channel first), 2. reorient to ``axcodes`` (RAS), 3. z-normalise per channel, 4. pad each slice to a
