@@ -3,8 +3,9 @@ import os
 import shutil
 
 import pytest
+import torch
 
-from conftest import REPO
+from conftest import BUNDLE_16, REPO
 from jnet.bundlegen import provenance
 from jnet.sweep import run_sweep
 from jnet.sweep.publish import ESTIMATES_BEGIN, ESTIMATES_END, _update_jetson_estimates, publish_results, target_checks
@@ -111,3 +112,20 @@ def test_cost_targets_and_jetson_estimates_from_a_bench_report(tmp_path):
     assert text.startswith("before\n") and text.endswith(f"{ESTIMATES_END}\nafter\n") and "old" not in text
     assert "| prostate_mri_lowres_16 | 14.0 | 1686 | 9143 |" in text
     assert "| prostate_mri_lowres_128 | 1300.0 | 18 **(under 20)** | 98 |" in text
+
+
+def test_a_cache_from_other_preprocessing_is_refused(tiny_dataset, tmp_path, monkeypatch):
+    """The sweep's slice cache is tied to its data and to the pre-processing code: a cache made by another
+    version is refused with the file named, never silently mixed with new runs."""
+    from jnet.errors import InputError
+    from jnet.sweep import data as sweep_data
+
+    cache = str(tmp_path / "slices.pt")
+    first = sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)
+    again = sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)  # read back, same key
+    assert torch.equal(first.train_images, again.train_images) and first.val_names == again.val_names
+    with pytest.raises(InputError, match=r"slices\.pt: slices cached from other data, another train\.json or an older"):
+        sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=2)  # other folds: other slices
+    monkeypatch.setattr(sweep_data, "cache_key", lambda *args: "pre-processing of another version")
+    with pytest.raises(InputError, match="use a new --work_dir"):
+        sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 
@@ -12,6 +14,9 @@ from tqdm import tqdm
 
 from jnet.bundle_io import bundle_parser
 from jnet.data.brats import labelled_datalist
+from jnet.deploy import standalone
+from jnet.errors import InputError
+from jnet.transforms import pipeline
 
 __all__ = ["SweepData", "load_sweep_data", "NUM_FOLDS"]
 
@@ -43,6 +48,26 @@ def _volume_slices(item: dict, transform: Compose) -> tuple[torch.Tensor, torch.
     return image, label
 
 
+def cache_key(bundle_dir: str, dataset_dir: str, layout: str, num_folds: int, val_fold: int) -> str:
+    """What the cached slices depend on: the data (folder, layout, folds), the bundle's train.json and the code of
+    the pre-processing steps (jnet/transforms/pipeline.py and the runner's numpy functions they call)."""
+    digest = hashlib.sha256(json.dumps([os.path.abspath(dataset_dir), layout, num_folds, val_fold]).encode())
+    for path in (os.path.join(bundle_dir, "configs", "train.json"), pipeline.__file__, standalone.__file__):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+def _cached(cache_file: str, key: str) -> SweepData:
+    content = torch.load(cache_file, weights_only=True)
+    if content.pop("cache_key", None) != key:
+        raise InputError(
+            f"{cache_file}: slices cached from other data, another train.json or an older pre-processing; the runs "
+            "beside it were trained on them - use a new --work_dir (or delete this folder's runs and cache)."
+        )
+    return SweepData(**content)
+
+
 def load_sweep_data(
     bundle_dir: str,
     dataset_dir: str,
@@ -52,11 +77,13 @@ def load_sweep_data(
     dataset_layout: str | None = None,
 ) -> SweepData:
     """Pre-process the labelled volumes of ``dataset_dir`` with the bundle's ``volume_transforms`` (loading,
-    checks, orientation, normalisation, square padding, the 256 grid) once; later calls read ``cache_file``."""
-    if os.path.isfile(cache_file):
-        return SweepData(**torch.load(cache_file, weights_only=True))
+    checks, orientation, normalisation, square padding, the 256 grid) once; later calls read ``cache_file``, and
+    refuse it (:class:`~jnet.errors.InputError`) when it was made from other data or pre-processing code."""
     parser = bundle_parser(bundle_dir)
     layout = dataset_layout or parser["dataset_layout"]
+    key = cache_key(bundle_dir, dataset_dir, layout, num_folds, val_fold)
+    if os.path.isfile(cache_file):
+        return _cached(cache_file, key)
     parser["dataset_layout"] = layout
     transform = Compose(parser.get_parsed_content("volume_transforms"))
     in_channels = parser.get_parsed_content("in_channels")
@@ -82,6 +109,6 @@ def load_sweep_data(
         "multilabel": parser["post_activation"].get("activation") == "sigmoid",
     }
     os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
-    torch.save(content, cache_file + ".tmp")
+    torch.save({**content, "cache_key": key}, cache_file + ".tmp")
     os.replace(cache_file + ".tmp", cache_file)
     return SweepData(**content)
