@@ -10,19 +10,17 @@ from __future__ import annotations
 from monai.bundle import ConfigParser
 from monai.transforms import Invertd, LoadImaged, SaveImaged
 
-from jnet import transforms as bundle_steps  # a module reference: jnet.transforms imports this package's runner
 from jnet.errors import InputError
 from jnet.export import INPUT_NAME, OUTPUT_NAME
+from jnet.transforms import Activationd, AsLabelsd, CheckChannelsd, LowResInputd, OutputGridd, Reorientd, SquarePadd, ZNormalized
 
 from .standalone import PARAMS_FORMAT, RunnerError, check_params
 
 __all__ = ["deploy_params"]
 
 
-def _pipeline() -> tuple[tuple, tuple]:
-    """The bundle steps the runner implements, in order: pre-processing, post-processing."""
-    pre = (LoadImaged, bundle_steps.CheckChannelsd, bundle_steps.Reorientd, bundle_steps.ZNormalized, bundle_steps.SquarePadd, bundle_steps.OutputGridd, bundle_steps.LowResInputd)
-    return pre, (bundle_steps.Activationd, Invertd, bundle_steps.AsLabelsd, SaveImaged)
+PREPROCESSING = (LoadImaged, CheckChannelsd, Reorientd, ZNormalized, SquarePadd, OutputGridd, LowResInputd)
+POSTPROCESSING = (Activationd, Invertd, AsLabelsd, SaveImaged)
 
 
 def _check_steps(transforms: list, kinds: tuple, section: str, source: str) -> None:
@@ -47,9 +45,8 @@ def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs
     """
     pre = parser.get_parsed_content("preprocessing").transforms
     post = parser.get_parsed_content("postprocessing").transforms
-    pre_kinds, post_kinds = _pipeline()
-    _check_steps(pre, pre_kinds, "preprocessing", source)
-    _check_steps(post, post_kinds, "postprocessing", source)
+    _check_steps(pre, PREPROCESSING, "preprocessing", source)
+    _check_steps(post, POSTPROCESSING, "postprocessing", source)
     load, channels, orientation, normalize, _, grid, lowres = pre
     activation, invert, labels, _ = post
     if not (load._loader.ensure_channel_first and load._loader.image_only):
