@@ -66,8 +66,9 @@ def distributed_env() -> dict:
     return env
 
 
-# Seen once in ~30 runs here: a rank aborted by libstdc++ ("terminate called without an active exception", SIGABRT)
-# after rank 0 had finished every epoch, i.e. while the processes shut down - not in the computation under test.
+# Seen twice in the full suite here (never in ~40 runs of this file alone): a rank aborted by libstdc++ ("terminate
+# called without an active exception", SIGABRT) after its engine had finished, while rank 0 was still saving - at
+# shut-down, not in the computation under test. The configs now pass a barrier before destroy_process_group.
 SHUTDOWN_ABORT = "terminate called without an active exception"
 
 
@@ -197,21 +198,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_multi_node_command_trains_across_two_nodes(tiny_dataset, start_weights, tmp_path):
-    """The README's multi-node form (``--nnodes --node_rank --rdzv_backend c10d --rdzv_endpoint``), as two "machines"
-    of one process each on this host, meeting at a c10d rendezvous on 127.0.0.1."""
+def _run_two_nodes(run_dir, overrides: dict) -> list[tuple[int, str, str]]:
+    """Both "nodes" of the README's multi-node command; ``[(returncode, node output, rank stdout)]`` per node."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    endpoint, root = f"127.0.0.1:{_free_port()}", str(tmp_path / "trained")
-    overrides = {"bundle_root": root, "dataset_dir": tiny_dataset, "epochs": 1, "finetune": True,
-                 "pretrained_file": start_weights, "log_all_ranks": True, **OVERRIDES}
+    endpoint = f"127.0.0.1:{_free_port()}"
     nodes = []
     try:
         for node_rank in range(2):
-            log_dir = str(tmp_path / f"node{node_rank}")
+            log_dir = str(run_dir / f"node{node_rank}")
             command = [torchrun, "--nnodes=2", f"--node_rank={node_rank}", "--nproc_per_node=1", "--rdzv_backend", "c10d",
                        "--rdzv_endpoint", endpoint, "--rdzv_id", "jnet-test", "--log-dir", log_dir, "--redirects", "3"]
             command += bundle_command(TRAIN, overrides)[1:]
-            output = open(tmp_path / f"node{node_rank}.out", "w")  # a file, not a pipe: neither node can block on it
+            output = open(run_dir / f"node{node_rank}.out", "w")  # a file, not a pipe: neither node can block on it
             nodes.append((subprocess.Popen(command, cwd=BUNDLE_16, stdout=output, stderr=subprocess.STDOUT, env=distributed_env()), log_dir, output))
         for process, _, output in nodes:
             process.wait(timeout=600)
@@ -221,13 +219,34 @@ def test_multi_node_command_trains_across_two_nodes(tiny_dataset, start_weights,
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    logs = []
+    results = []
     for node_rank, (process, log_dir, _) in enumerate(nodes):
-        assert process.returncode == 0, (tmp_path / f"node{node_rank}.out").read_text()[-3000:]
         files = glob.glob(os.path.join(log_dir, "*", "attempt_0", "*", "stdout.log"))
-        assert len(files) == 1, files  # one process on each node
-        logs.append(open(files[0]).read())
-    metrics = [METRIC_LINE.findall(log) for log in logs]
+        assert len(files) <= 1, files  # one process on each node
+        errors = "".join(open(f).read() for f in glob.glob(os.path.join(log_dir, "*", "attempt_0", "*", "stderr.log")))
+        stdout = open(files[0]).read() if files else ""
+        results.append((process.returncode, (run_dir / f"node{node_rank}.out").read_text()[-3000:] + errors[-2000:], stdout))
+    return results
+
+
+def test_multi_node_command_trains_across_two_nodes(tiny_dataset, start_weights, tmp_path):
+    """The README's multi-node form (``--nnodes --node_rank --rdzv_backend c10d --rdzv_endpoint``), as two "machines"
+    of one process each on this host, meeting at a c10d rendezvous on 127.0.0.1 (run once more only after a
+    shut-down abort, as in :func:`run_torchrun`)."""
+    root = str(tmp_path / "trained")
+    overrides = {"bundle_root": root, "dataset_dir": tiny_dataset, "epochs": 1, "finetune": True,
+                 "pretrained_file": start_weights, "log_all_ranks": True, **OVERRIDES}
+    for attempt in range(2):
+        run_dir = tmp_path / f"run_{attempt}"
+        run_dir.mkdir()
+        results = _run_two_nodes(run_dir, overrides)
+        failed = [output for code, output, _ in results if code != 0]
+        if not failed or attempt == 1 or not any(SHUTDOWN_ABORT in output for output in failed):
+            break
+        print(f"torchrun: a node aborted at shut-down ({SHUTDOWN_ABORT!r}); running it once more")
+    for code, output, _ in results:
+        assert code == 0, output
+    metrics = [METRIC_LINE.findall(stdout) for _, _, stdout in results]
     assert [epoch for epoch, _, _ in metrics[0]] == ["1"] and metrics[1] == metrics[0]  # one group of 2 ranks
     assert "model.pt" in os.listdir(os.path.join(root, "models"))
 
@@ -271,7 +290,9 @@ def test_overrides_disable_the_intended_handlers_and_keep_train_initialize(spec)
     base = json.load(open(os.path.join(configs, "train.json")))["initialize"]
     for step in base:
         assert step in train["initialize"] or step.replace("@network.", "@network.module.") in train["initialize"], step
-    assert train["finalize"] == ["$dist.is_initialized() and dist.destroy_process_group()"]
+    # every rank waits for the others before tearing the group down (see SHUTDOWN_ABORT: the rank that aborted had
+    # finished while rank 0 was still saving its checkpoint)
+    assert train["finalize"] == ["$dist.is_initialized() and dist.barrier()", "$dist.is_initialized() and dist.destroy_process_group()"]
 
     evaluate = ConfigParser()
     evaluate.read_config([os.path.join(configs, n) for n in ("train.json", "evaluate.json", "multi_gpu_evaluate.json")])
