@@ -13,8 +13,9 @@ Nano's JetPack 4.6. ``python -m jnet export`` writes this file next to ``model.o
 This module is the project's one implementation of the bundles' pre- and post-processing (file reading and
 writing aside): the bundles' MONAI transforms (``jnet/transforms/pipeline.py``) call its functions, the export
 copies it byte for byte into the kit, and ``tests/test_standalone.py`` checks that the bundle calls each function
-and that this runner's masks equal ``python -m monai.bundle run`` with ``inference.json``. Its parameters come from ``deploy.json``, which the export
-reads from the bundle's transforms (refusing a pipeline with a step this runner does not implement):
+and that this runner's masks equal ``python -m monai.bundle run`` with ``inference.json``. Its parameters come
+from ``deploy.json``, which the export reads from the bundle's transforms (refusing a pipeline with a step this
+runner does not implement):
 
 1. load (channel first), 2. reorient to ``axcodes`` (RAS), 3. z-normalise per channel, 4. pad each slice to a
 centred square, 5. bring it to ``output_size`` (anti-aliased trilinear resize, or centred pad/crop),
@@ -166,30 +167,28 @@ def resize_slices(volume, size, mode="linear", anti_aliasing=False):
     return out.astype(np.float32)
 
 
-def _crop_start(length, size):
-    """Where a centred crop of ``size`` starts in ``length`` (MONAI's ``CenterSpatialCrop``)."""
-    return max(length // 2 - size // 2, 0)
+def grid_start(length, size):
+    """Where a centred window of ``size`` samples starts on an axis of ``length``: the first sample of a centre
+    crop, or minus the zero padding put before the axis (MONAI's ``ResizeWithPadOrCrop``, symmetric padding)."""
+    return length // 2 - size // 2 if length >= size else -((size - length) // 2)
 
 
 def _pad_or_crop(volume, axis, size):
     """Pad with zeros (symmetric) or centre-crop ``axis`` to ``size`` (MONAI's ``ResizeWithPadOrCrop``)."""
-    length = volume.shape[axis]
-    if length < size:
+    length, start = volume.shape[axis], grid_start(volume.shape[axis], size)
+    if start < 0:
         pad = [(0, 0)] * volume.ndim
-        pad[axis] = ((size - length) // 2, size - length - (size - length) // 2)
+        pad[axis] = (-start, size - length + start)
         return np.pad(volume, pad, mode="constant")
-    start = _crop_start(length, size)
     return np.take(volume, np.arange(start, start + size), axis=axis)
 
 
 def _undo_pad_or_crop(volume, axis, length):
     """Reverse :func:`_pad_or_crop` of an axis that had ``length`` samples (cropped regions come back as zeros)."""
-    size = volume.shape[axis]
-    if length <= size:
-        start = (size - length) // 2
-        return np.take(volume, np.arange(start, start + length), axis=axis)
+    size, start = volume.shape[axis], grid_start(length, volume.shape[axis])
+    if start < 0:
+        return np.take(volume, np.arange(-start, -start + length), axis=axis)
     pad = [(0, 0)] * volume.ndim
-    start = _crop_start(length, size)
     pad[axis] = (start, length - size - start)
     return np.pad(volume, pad, mode="constant")
 
@@ -255,15 +254,11 @@ def normalize(volume, channel_wise=True, nonzero=False):
     return out
 
 
-def square_pads(height, width):
-    """``[(top, bottom), (left, right)]`` zero padding that centres an ``height x width`` slice in a square."""
-    side = max(height, width)
-    return [((side - n) // 2, side - n - (side - n) // 2) for n in (height, width)]
-
-
 def pad_square(volume):
-    """Pad the in-plane axes (1, 2) of ``(C, H, W[, D])`` to a centred square; returns it and the pads."""
-    pads = square_pads(volume.shape[1], volume.shape[2])
+    """Pad the in-plane axes (1, 2) of ``(C, H, W[, D])`` with zeros to a centred square; returns it and the pads
+    ``[(top, bottom), (left, right)]``."""
+    side = max(volume.shape[1:3])
+    pads = [((side - n) // 2, side - n - (side - n) // 2) for n in volume.shape[1:3]]
     return np.pad(volume, [(0, 0)] + pads + [(0, 0)] * (volume.ndim - 3), mode="constant"), pads
 
 

@@ -229,7 +229,7 @@ class OutputGridd(_InvertibleStep):
         if self.grid["type"] == "resize":
             new_affine = _resized_affine(affine, (side, side), (self.size, self.size))
         else:
-            start = side // 2 - self.size // 2 if side >= self.size else -((self.size - side) // 2)  # crop start, or -padding
+            start = steps.grid_start(side, self.size)  # the crop's first voxel, or minus the padding
             new_affine = _in_plane_step(affine, (1, 1), (start, start))
         return steps.to_grid(array, self.size, self.grid, option), new_affine, {"side": side}
 
