@@ -12,7 +12,16 @@ from monai.transforms import Invertd, LoadImaged, SaveImaged
 
 from jnet.errors import InputError
 from jnet.export import INPUT_NAME, OUTPUT_NAME
-from jnet.transforms import Activationd, AsLabelsd, CheckChannelsd, LowResInputd, OutputGridd, Reorientd, SquarePadd, ZNormalized
+from jnet.transforms import (
+    Activationd,
+    AsLabelsd,
+    CheckChannelsd,
+    LowResInputd,
+    OutputGridd,
+    Reorientd,
+    SquarePadd,
+    ZNormalized,
+)
 
 from .standalone import PARAMS_FORMAT, RunnerError, check_params
 
@@ -26,8 +35,9 @@ POSTPROCESSING = (Activationd, Invertd, AsLabelsd, SaveImaged)
 def _check_steps(transforms: list, kinds: tuple, section: str, source: str) -> None:
     if len(transforms) != len(kinds) or not all(type(t) is k for t, k in zip(transforms, kinds)):
         found = ", ".join(type(t).__name__ for t in transforms)
+        implemented = ", ".join(k.__name__ for k in kinds)
         raise InputError(
-            f"{source}: '{section}' is [{found}]; the standalone runner implements [{', '.join(k.__name__ for k in kinds)}] "
+            f"{source}: '{section}' is [{found}]; the standalone runner implements [{implemented}] "
             "- extend jnet/deploy/standalone.py and jnet/transforms/pipeline.py (and their tests) before exporting "
             "this bundle."
         )

@@ -7,20 +7,13 @@ from collections.abc import Hashable, Mapping
 
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from jnet.data.brats import labels_to_regions
 
+from .pipeline import like_source
+
 __all__ = ["BratsRegionsd"]
-
-
-def _like(result: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    if isinstance(source, MetaTensor):
-        out = MetaTensor(result, meta=source.meta)
-        out.applied_operations = source.applied_operations
-        return out
-    return result
 
 
 class BratsRegionsd(MapTransform):
@@ -33,5 +26,5 @@ class BratsRegionsd(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = _like(labels_to_regions(d[key], self.layout), d[key])
+            d[key] = like_source(labels_to_regions(d[key], self.layout), d[key])
         return d

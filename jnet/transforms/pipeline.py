@@ -55,10 +55,12 @@ def _affine(array: torch.Tensor | np.ndarray) -> torch.Tensor:
     return torch.eye(4, dtype=torch.float64)
 
 
-def _like(result: np.ndarray, source: torch.Tensor | np.ndarray, affine: torch.Tensor | None = None) -> MetaTensor:
+def like_source(
+    result: np.ndarray | torch.Tensor, source: torch.Tensor | np.ndarray, affine: torch.Tensor | None = None
+) -> MetaTensor:
     """``result`` as a MetaTensor on ``source``'s device carrying its metadata and applied operations, with
     ``affine`` (default: ``source``'s)."""
-    out = MetaTensor(torch.from_numpy(np.ascontiguousarray(result)))
+    out = MetaTensor(result if isinstance(result, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(result)))
     if isinstance(source, MetaTensor):
         out.meta = dict(source.meta)
         out.applied_operations = list(source.applied_operations)
@@ -104,7 +106,7 @@ class _InvertibleStep(MapTransform, InvertibleTransform):
         for key, option in self.key_iterator(d, self._per_key()):
             image, affine = d[key], _affine(d[key])
             result, new_affine, info = self._forward(_numpy(image), affine, option)
-            out = _like(result, image, new_affine)
+            out = like_source(result, image, new_affine)
             self.push_transform(out, orig_size=tuple(image.shape[1:]), extra_info={"affine": affine.numpy(), **info})
             d[key] = out
         return d
@@ -116,7 +118,7 @@ class _InvertibleStep(MapTransform, InvertibleTransform):
             info = op[TraceKeys.EXTRA_INFO]
             orig_size = [int(n) for n in np.asarray(op[TraceKeys.ORIG_SIZE]).ravel()]
             affine = torch.as_tensor(np.asarray(info["affine"], dtype=np.float64))
-            d[key] = _like(self._backward(_numpy(d[key]), info, orig_size), d[key], affine)
+            d[key] = like_source(self._backward(_numpy(d[key]), info, orig_size), d[key], affine)
         return d
 
 
@@ -155,7 +157,9 @@ class ZNormalized(MapTransform):
         nonzero: use (and change) only the non-zero voxels.
     """
 
-    def __init__(self, keys: KeysCollection, channel_wise: bool = True, nonzero: bool = False, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, channel_wise: bool = True, nonzero: bool = False, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.channel_wise = channel_wise
         self.nonzero = nonzero
@@ -163,7 +167,7 @@ class ZNormalized(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = _like(steps.normalize(_numpy(d[key]), self.channel_wise, self.nonzero), d[key])
+            d[key] = like_source(steps.normalize(_numpy(d[key]), self.channel_wise, self.nonzero), d[key])
         return d
 
 
@@ -293,7 +297,7 @@ class Activationd(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = _like(steps.activate(_numpy(d[key]), self.activation), d[key])
+            d[key] = like_source(steps.activate(_numpy(d[key]), self.activation), d[key])
         return d
 
 
@@ -309,7 +313,9 @@ class AsLabelsd(MapTransform):
         threshold: region probability threshold (``layout`` only).
     """
 
-    def __init__(self, keys: KeysCollection, layout: str | None = None, threshold: float = 0.5, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, layout: str | None = None, threshold: float = 0.5, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         if layout is not None and layout not in LAYOUTS:
             raise ValueError(f"layout must be None or one of {sorted(LAYOUTS)}, got {layout!r}.")
@@ -332,5 +338,5 @@ class AsLabelsd(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = _like(steps.to_labels(_numpy(d[key]), self.labels)[None], d[key])
+            d[key] = like_source(steps.to_labels(_numpy(d[key]), self.labels)[None], d[key])
         return d
