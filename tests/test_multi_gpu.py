@@ -72,13 +72,24 @@ def distributed_env() -> dict:
 SHUTDOWN_ABORT = "terminate called without an active exception"
 
 
+def once_more_after_shutdown_abort(run):
+    """``run(attempt)`` -> ``(failure text or "", result)``; called a second time only when the first failure
+    carries :data:`SHUTDOWN_ABORT`. Returns the last ``(failure, result)``."""
+    for attempt in range(2):
+        failure, result = run(attempt)
+        if not failure or attempt == 1 or SHUTDOWN_ABORT not in failure:
+            return failure, result
+        print(f"torchrun: a rank aborted at shut-down ({SHUTDOWN_ABORT!r}); running it once more")
+
+
 def run_torchrun(config_files: list[str], log_dir: str, **overrides) -> tuple[subprocess.CompletedProcess, dict[int, str]]:
     """``torchrun --standalone --nproc_per_node=2 -m monai.bundle run ...`` from the bundle folder, as the README
     has it; each rank's output goes to its own file under ``log_dir`` (``--redirects 3``). Returns the result and
     every rank's stdout. A run whose only failure is a rank's abort at shut-down (:data:`SHUTDOWN_ABORT`) is run
     once more, in a fresh log folder; any other failure fails the test."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    for attempt in range(2):
+
+    def attempt_run(attempt: int) -> tuple[str, tuple[subprocess.CompletedProcess, dict[int, str]]]:
         run_dir = os.path.join(log_dir, f"run_{attempt}")
         command = [torchrun, "--standalone", f"--nproc_per_node={NPROC}", "--log-dir", run_dir, "--redirects", "3"]
         command += bundle_command(config_files, overrides)[1:]  # drop the interpreter: "-m monai.bundle run ..."
@@ -88,12 +99,14 @@ def run_torchrun(config_files: list[str], log_dir: str, **overrides) -> tuple[su
             files = glob.glob(os.path.join(run_dir, "*", "attempt_0", str(rank), "stdout.log"))
             logs[rank] = open(files[0]).read() if files else ""
         if result.returncode == 0:
-            return result, logs
+            return "", (result, logs)
         errors = [open(f).read()[-2000:] for f in glob.glob(os.path.join(run_dir, "*", "attempt_0", "*", "stderr.log"))]
-        if attempt == 1 or not any(SHUTDOWN_ABORT in e for e in errors):
-            pytest.fail(f"torchrun failed ({result.returncode}):\n{result.stderr[-2000:]}\n" + "\n".join(errors))
-        print(f"torchrun: a rank aborted at shut-down ({SHUTDOWN_ABORT!r}); running it once more")
-    raise AssertionError("unreachable")
+        return f"torchrun failed ({result.returncode}):\n{result.stderr[-2000:]}\n" + "\n".join(errors), (result, logs)
+
+    failure, outcome = once_more_after_shutdown_abort(attempt_run)
+    if failure:
+        pytest.fail(failure)
+    return outcome
 
 
 def read_rows(path: str) -> list[tuple[str, list[float]]]:
@@ -236,16 +249,14 @@ def test_multi_node_command_trains_across_two_nodes(tiny_dataset, start_weights,
     root = str(tmp_path / "trained")
     overrides = {"bundle_root": root, "dataset_dir": tiny_dataset, "epochs": 1, "finetune": True,
                  "pretrained_file": start_weights, "log_all_ranks": True, **OVERRIDES}
-    for attempt in range(2):
+    def attempt_run(attempt: int) -> tuple[str, list[tuple[int, str, str]]]:
         run_dir = tmp_path / f"run_{attempt}"
         run_dir.mkdir()
         results = _run_two_nodes(run_dir, overrides)
-        failed = [output for code, output, _ in results if code != 0]
-        if not failed or attempt == 1 or not any(SHUTDOWN_ABORT in output for output in failed):
-            break
-        print(f"torchrun: a node aborted at shut-down ({SHUTDOWN_ABORT!r}); running it once more")
-    for code, output, _ in results:
-        assert code == 0, output
+        return "\n".join(output for code, output, _ in results if code != 0), results
+
+    failure, results = once_more_after_shutdown_abort(attempt_run)
+    assert not failure, failure
     metrics = [METRIC_LINE.findall(stdout) for _, _, stdout in results]
     assert [epoch for epoch, _, _ in metrics[0]] == ["1"] and metrics[1] == metrics[0]  # one group of 2 ranks
     assert "model.pt" in os.listdir(os.path.join(root, "models"))
@@ -301,3 +312,17 @@ def test_overrides_disable_the_intended_handlers_and_keep_train_initialize(spec)
     assert [targets[i] for i in disabled] == ["StatsHandler"]
     assert "MetricsSaver" in targets  # on every rank: it gathers the per-volume rows, rank 0 writes them
     assert evaluate["validate#sampler"]["even_divisible"] is False
+
+
+def test_only_a_shutdown_abort_is_run_once_more():
+    calls = []
+
+    def flaky(attempt):
+        calls.append(attempt)
+        return (f"rank 1: {SHUTDOWN_ABORT}" if attempt == 0 else ""), attempt
+
+    assert once_more_after_shutdown_abort(flaky) == ("", 1) and calls == [0, 1]
+    calls.clear()
+    assert once_more_after_shutdown_abort(lambda a: (calls.append(a) or "Traceback: KeyError", a)) == ("Traceback: KeyError", 0)
+    assert calls == [0]  # any other failure is final
+    assert once_more_after_shutdown_abort(lambda a: (SHUTDOWN_ABORT, a)) == (SHUTDOWN_ABORT, 1)  # at most twice
