@@ -308,6 +308,19 @@ def test_train_prostate_one_epoch_writes_a_checkpoint(server, work):
     _train_one_epoch(server, work, TRAINED["prostate"])
 
 
+def _completed_once_settled(server, expected: int, timeout_s: float = 30) -> int:
+    """The datastore's ``completed`` count from ``GET /info/``, polled until it equals ``expected`` or ``timeout_s``
+    passes. With MONAI Label's default ``MONAI_LABEL_DATASTORE_AUTO_RELOAD=true`` a ``DELETE /datastore/label``
+    only removes the file and answers 200; the datastore forgets the label when its file watcher (another thread)
+    sees the deletion, which can be after the next request (seen in CI: 5 completed instead of 4 for ~0.1 s)."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        completed = json.loads(_request("GET", server["url"] + "/info/")[1])["datastore"]["completed"]
+        if completed == expected or time.perf_counter() > deadline:
+            return completed
+        time.sleep(0.2)
+
+
 def test_train_brats_on_labels_submitted_over_http(server, work):
     for label in sorted(glob.glob(str(work["studies"] / "labels" / "final" / "*.nii.gz"))):
         image_id = os.path.basename(label)[: -len(".nii.gz")]
@@ -315,6 +328,7 @@ def test_train_brats_on_labels_submitted_over_http(server, work):
         status, body = _request("DELETE", f"{server['url']}/datastore/label?id={image_id}&tag=final")
         _timed("DELETE /datastore/label (each)", start)
         assert status == 200, body
+    assert _completed_once_settled(server, 0) == 0  # the watcher and the uploads below would edit it concurrently
     for label in sorted(glob.glob(str(work["raw"] / "brats" / "labelsTr" / "*.nii.gz"))):
         image_id = os.path.basename(label)[: -len(".nii.gz")]
         body, headers = _multipart("label", label)
@@ -322,8 +336,7 @@ def test_train_brats_on_labels_submitted_over_http(server, work):
         status, answer = _request("PUT", f"{server['url']}/datastore/label?image={image_id}&tag=final", body, headers)
         _timed("PUT /datastore/label (each)", start)
         assert status == 200, answer
-    datastore = json.loads(_request("GET", server["url"] + "/info/")[1])["datastore"]
-    assert datastore["completed"] == NUM_LABELLED
+    assert _completed_once_settled(server, NUM_LABELLED) == NUM_LABELLED
     final = sorted(os.listdir(work["studies"] / "labels" / "final"))
     assert final == [f"BRATS_{i:03d}.nii.gz" for i in range(NUM_LABELLED)]
     _train_one_epoch(server, work, TRAINED["brats"])
