@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from ignite.engine import Engine
 
 from conftest import BUNDLE_16, BUNDLES, TINY_OVERRIDES, run_bundle
 from jnet.bundle_io import bundle_command, bundle_parser
@@ -400,6 +401,7 @@ def test_batch_inference_skips_bad_files_writes_every_good_one_and_fails_at_the_
 _HANGING_SAVE = """
 import sys, time
 import torch
+from ignite.engine import Engine
 from jnet.handlers.atomic import atomic_save
 
 class HangsWhilePickled:
@@ -622,6 +624,41 @@ def test_resume_refuses_missing_tampered_and_truncated_checkpoints(tmp_path):
     atomic_save({"model": torch.nn.Linear(2, 2).state_dict()}, path)
     _truncate(path)
     assert "model_resume.pt: not a readable checkpoint" in str(_resume_from(path))
+
+
+def _amp_engine(scale_in_training: float | None) -> Engine:
+    """An engine shaped like ``SupervisedTrainer(amp=True)``: ``amp`` and a real (CPU) ``GradScaler`` as ``scaler``;
+    each iteration sets the loss scale to ``scale_in_training`` (as ``GradScaler.update`` does after overflows)."""
+
+    def step(engine, batch):
+        if scale_in_training is not None:
+            engine.scaler.scale(torch.ones(1))  # initialises the scale tensor, as a training step does
+            engine.scaler.update(new_scale=scale_in_training)
+
+    engine = Engine(step)
+    engine.amp, engine.scaler = True, torch.amp.GradScaler("cpu", init_scale=1024.0)
+    return engine
+
+
+def test_resume_restores_the_amp_loss_scale(tmp_path):
+    from jnet.handlers import ResumeCheckpoint
+
+    path, net = str(tmp_path / "model_resume.pt"), torch.nn.Linear(2, 2)
+    first = _amp_engine(scale_in_training=256.0)
+    ResumeCheckpoint(path, {"model": net}).attach(first)
+    first.run([0, 1], max_epochs=1)
+    assert torch.load(path, weights_only=True)["grad_scaler"]["scale"] == 256.0
+    resumed = _amp_engine(scale_in_training=None)  # a fresh trainer starts at init_scale 1024
+    ResumeCheckpoint(path, {"model": net}, resume=True).attach(resumed)
+    resumed.run([0, 1], max_epochs=2)
+    assert resumed.state.epoch == 2 and resumed.scaler.get_scale() == 256.0
+    # a checkpoint from a run without a working scaler (AMP on a CPU-only machine saves {}) keeps the new scaler
+    checkpoint = torch.load(path, weights_only=True)
+    atomic_save({**checkpoint, "grad_scaler": {}}, path)
+    fresh = _amp_engine(scale_in_training=None)
+    ResumeCheckpoint(path, {"model": net}, resume=True).attach(fresh)
+    fresh.run([0, 1], max_epochs=2)
+    assert fresh.scaler.get_scale() == 1024.0
 
 
 def _calls(source: str, name: str) -> list[str]:

@@ -17,14 +17,16 @@ __all__ = ["ResumeCheckpoint"]
 
 TRAINER_KEY = "trainer"
 BEST_KEY = "best_metric"
+SCALER_KEY = "grad_scaler"
 
 
 class ResumeCheckpoint:
     """
     Keep what a killed training needs to continue in its own file beside ``model.pt`` (which stays a plain state
     dict for export): the state dicts of ``save_dict`` (network, optimizer, learning-rate scheduler, ...), the
-    trainer's epoch and iteration, and the evaluator's best key metric (so a resumed run only replaces
-    ``model.pt`` with a better model). Written atomically (:func:`~jnet.handlers.atomic.atomic_save`) after every
+    trainer's epoch and iteration, its AMP gradient scaler (``SupervisedTrainer(amp=True).scaler``: the loss scale
+    it has settled on, so a resumed run does not start again at 65536 and skip steps), and the evaluator's best key
+    metric (so a resumed run only replaces ``model.pt`` with a better model). Written atomically (:func:`~jnet.handlers.atomic.atomic_save`) after every
     ``save_interval`` epochs, once validation has run.
 
     With ``resume=True`` everything is restored when the trainer starts (loaded with ``weights_only=True``), and
@@ -49,8 +51,8 @@ class ResumeCheckpoint:
         save_interval: int = 1,
         map_location: str | torch.device | None = None,
     ) -> None:
-        if TRAINER_KEY in save_dict or BEST_KEY in save_dict:
-            raise ValueError(f"save_dict keys '{TRAINER_KEY}' and '{BEST_KEY}' are reserved.")
+        if {TRAINER_KEY, BEST_KEY, SCALER_KEY} & set(save_dict):
+            raise ValueError(f"save_dict keys '{TRAINER_KEY}', '{BEST_KEY}' and '{SCALER_KEY}' are reserved.")
         self.filepath = filepath
         self.save_dict = save_dict
         self.evaluator = evaluator
@@ -67,11 +69,18 @@ class ResumeCheckpoint:
     def _unwrap(self, obj):
         return obj.module if isinstance(obj, torch.nn.Module) and hasattr(obj, "module") else obj
 
+    @staticmethod
+    def _scaler(engine: Engine) -> torch.amp.GradScaler | None:
+        return getattr(engine, "scaler", None) if getattr(engine, "amp", False) else None
+
     def save(self, engine: Engine) -> None:
         if not is_main_process():
             return
         checkpoint = {key: self._unwrap(obj).state_dict() for key, obj in self.save_dict.items()}
         checkpoint[TRAINER_KEY] = engine.state_dict()
+        scaler = self._scaler(engine)
+        if scaler is not None:
+            checkpoint[SCALER_KEY] = scaler.state_dict()  # {} when the scaler is disabled (AMP without CUDA)
         if self.evaluator is not None:
             state = self.evaluator.state
             checkpoint[BEST_KEY] = {"value": float(state.best_metric), "epoch": int(state.best_metric_epoch)}
@@ -93,6 +102,9 @@ class ResumeCheckpoint:
                 self._unwrap(obj).load_state_dict(checkpoint[key])
         except (KeyError, RuntimeError, ValueError) as e:
             raise InputError(f"{self.filepath}: the resume checkpoint does not match this training configuration ({e}).") from e
+        scaler = self._scaler(engine)
+        if scaler is not None and checkpoint.get(SCALER_KEY):  # empty: saved by a disabled scaler, keep the new one
+            scaler.load_state_dict(checkpoint[SCALER_KEY])
         max_epochs = engine.state.max_epochs
         trainer_state = dict(checkpoint[TRAINER_KEY])
         done = int(trainer_state["iteration"]) // max(int(trainer_state["epoch_length"]), 1)
