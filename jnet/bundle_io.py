@@ -43,13 +43,23 @@ def bundle_command(config_files: Sequence[str], overrides: dict[str, object]) ->
     return command
 
 
-def run_bundle_command(bundle_dir: str, config_files: Sequence[str], overrides: dict[str, object], log_path: str) -> float:
+def run_bundle_command(
+    bundle_dir: str,
+    config_files: Sequence[str],
+    overrides: dict[str, object],
+    log_path: str,
+    launcher: Sequence[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> float:
     """Run a bundle command from ``bundle_dir`` with its output in ``log_path``; exit with a clear message on
-    failure. Returns the wall time in seconds."""
+    failure. ``launcher``: e.g. ``["torchrun", "--standalone", "--nproc_per_node=2"]``, which then runs
+    ``-m monai.bundle run ...`` in place of the interpreter. Returns the wall time in seconds."""
     command = bundle_command(config_files, overrides)
+    if launcher:
+        command = list(launcher) + command[1:]
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        result = subprocess.run(command, cwd=bundle_dir, stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, cwd=bundle_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         sys.exit(f"ERROR: '{' '.join(command)}' failed (exit {result.returncode}); see {log_path}")
     return time.perf_counter() - start

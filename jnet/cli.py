@@ -79,6 +79,16 @@ def bench(out_dir: str = "bench_output", budget_s: float = 0.5) -> None:
     print(table)
 
 
+def bench_processes(
+    out_dir: str = "bench_processes", dataset_dir: str | None = None, processes: int = 2, epochs: int = 10, batch_size: int = 4
+) -> None:
+    """Wall time of training and evaluation in 1 vs PROCESSES processes (torchrun; gloo on CPU, one GPU per process
+    where there are GPUs): writes OUT_DIR/processes.json and OUT_DIR/processes.md and prints the table."""
+    from jnet.bench.processes import bench_processes as run, format_processes_table
+
+    print(format_processes_table(run(out_dir, dataset_dir, processes, epochs, batch_size)))
+
+
 def sweep(
     work_dir: str = "sweep_output",
     dataset: str = "prostate",
@@ -172,7 +182,7 @@ def unpack(zip_file: str, out_dir: str = ".", sha256: str | None = None) -> None
 
 def main() -> None:
     install_excepthook()
-    verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "sweep": sweep, "publish": publish}
+    verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "bench_processes": bench_processes, "sweep": sweep, "publish": publish}
     verbs.update({"export": export, "trtexec": trtexec, "pack": pack, "unpack": unpack})  # deployment (jnet/deploy/)
     fire.Fire(verbs)
 

@@ -42,6 +42,7 @@ from monai.bundle import ConfigParser
 from conftest import BUNDLE_16, BUNDLES, REPO, TINY_OVERRIDES, run_bundle
 from jnet.bundle_io import bundle_command, bundle_parser
 from jnet.bundlegen import bundle_specs
+from jnet.distributed import torchrun_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -57,13 +58,7 @@ LOSS_LINE = re.compile(r"Epoch: (\d+)/\d+, Iter: \d+/\d+ -- train_loss: (\S+)")
 
 
 def distributed_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"  # 2 processes on 2 cores
-    try:
-        socket.gethostbyname(socket.gethostname())
-    except OSError:  # gloo binds to the host name's address: use the loopback device where it does not resolve
-        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    return env
+    return torchrun_env(threads=1)  # 2 processes on 2 cores
 
 
 # Seen twice in the full suite here (never in ~40 runs of this file alone): a rank aborted by libstdc++ ("terminate
@@ -203,6 +198,27 @@ def test_distributed_evaluation_writes_one_set_of_metrics_equal_to_single_proces
             assert dict(distributed)[name] == pytest.approx(values, abs=1e-6), name
         assert len({tuple(v) for _, v in single}) == 3 and max(max(v) for _, v in single) > 0.01
     assert METRIC_LINE.search(logs[0]) and not METRIC_LINE.search(logs[1])  # only rank 0 logs by default
+
+
+def test_process_benchmark_writes_its_table_and_scores_the_same_model_alike(tiny_dataset, start_weights, tmp_path):
+    """``python -m jnet bench_processes`` (docs/multi_gpu.md's table) on tiny data: every row measured from its
+    own log, and the 1- and 2-process evaluations of one model give the same Dice (a non-zero one: the start
+    weights predict foreground)."""
+    from jnet.bench.processes import bench_processes
+
+    out = tmp_path / "bench"
+    overrides = {**TINY_OVERRIDES, "finetune": True, "pretrained_file": start_weights}
+    report = bench_processes(str(out), tiny_dataset, processes=NPROC, epochs=1, batch_size=2, overrides=overrides)
+    assert json.loads((out / "processes.json").read_text()) == report
+    rows = [(r["command"], r["processes"], r["batch_size"]) for r in report["runs"]]
+    assert rows == [("train", 1, 2), ("train", 2, 2), ("train", 2, 1), ("evaluate", 1, None), ("evaluate", 2, None)]
+    for run in report["runs"]:
+        assert 0 < run["engine_s"] < run["wall_s"], run
+    assert os.path.isfile(out / "train_1proc_batch2" / "models" / "model.pt")
+    single, distributed = report["runs"][3]["best_dice"], report["runs"][4]["best_dice"]
+    assert single > 0.01 and distributed == pytest.approx(single, abs=1e-6)
+    table = (out / "processes.md").read_text().splitlines()
+    assert len(table) == 2 + len(rows) and f"| {single:.3f} |" in table[-1]
 
 
 def _free_port() -> int:

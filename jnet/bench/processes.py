@@ -1,0 +1,146 @@
+"""Wall time of a bundle's training and evaluation in one process vs ``torchrun`` with N processes (the commands of
+``docs/multi_gpu.md``): ``python -m jnet bench_processes`` writes ``processes.json`` and ``processes.md``.
+
+On a CPU-only machine the processes use gloo and share the cores (``OMP_NUM_THREADS`` = cores // N in every run,
+so a process computes at the same speed alone or beside the others); on a GPU machine each process has its GPU."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+
+from jnet.bundle_io import run_bundle_command
+from jnet.distributed import torchrun_env
+
+__all__ = ["ProcessRun", "bench_processes", "format_processes_table", "engine_seconds", "best_dice"]
+
+BUNDLE = "prostate_mri_lowres_16"
+ENGINE_LINE = re.compile(r"(SupervisedTrainer|SupervisedEvaluator) - INFO - Engine run finished\. Time taken: (\d+):(\d+):([\d.]+)")
+BEST_LINE = re.compile(r"Key metric: val_mean_dice best value: (\S+) at epoch")
+
+
+@dataclass
+class ProcessRun:
+    command: str  # "train" or "evaluate"
+    processes: int
+    batch_size: int | None  # per process; None for evaluation (one volume at a time)
+    wall_s: float  # the whole command: start-up, caching, process group, engine, saving
+    engine_s: float  # the trainer's (training + its validations) or the evaluator's run, as ignite logs it
+    best_dice: float  # the best validation mean Dice the command logged
+    log: str
+
+
+def engine_seconds(log_text: str, engine: str) -> float:
+    """The last ``Engine run finished. Time taken: H:M:S`` of ``engine`` (SupervisedTrainer/SupervisedEvaluator)."""
+    runs = [m for m in ENGINE_LINE.finditer(log_text) if m.group(1) == engine]
+    if not runs:
+        raise ValueError(f"no finished {engine} run in the log")
+    hours, minutes, seconds = runs[-1].group(2, 3, 4)
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def best_dice(log_text: str) -> float:
+    """The last ``Key metric: val_mean_dice best value`` the log holds."""
+    values = BEST_LINE.findall(log_text)
+    if not values:
+        raise ValueError("no 'Key metric: val_mean_dice best value' in the log")
+    return float(values[-1])
+
+
+def _run(bundle_dir: str, root: str, command: str, processes: int, batch_size: int | None, overrides: dict, threads: int) -> ProcessRun:
+    train = command == "train"
+    configs = ["configs/train.json"] + ([] if train else ["configs/evaluate.json"])
+    if processes > 1:
+        configs.append("configs/multi_gpu_train.json" if train else "configs/multi_gpu_evaluate.json")
+    launcher = None
+    if processes > 1:
+        torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+        launcher = [torchrun, "--standalone", f"--nproc_per_node={processes}"]
+    extra = {"batch_size": batch_size} if batch_size else {}
+    log_path = os.path.join(root, f"{command}.log")
+    wall = run_bundle_command(bundle_dir, configs, {**overrides, **extra, "bundle_root": root}, log_path, launcher, torchrun_env(threads))
+    text = open(log_path).read()
+    engine = engine_seconds(text, "SupervisedTrainer" if train else "SupervisedEvaluator")
+    return ProcessRun(command, processes, batch_size, round(wall, 1), round(engine, 1), best_dice(text), log_path)
+
+
+def bench_processes(
+    out_dir: str,
+    dataset_dir: str | None = None,
+    processes: int = 2,
+    epochs: int = 10,
+    batch_size: int = 4,
+    num_train: int = 16,
+    overrides: dict | None = None,
+) -> dict:
+    """
+    Train ``prostate_mri_lowres_16`` for ``epochs`` in 1 process (``batch_size``), in ``processes`` processes with
+    the same per-process batch (twice the global batch, half the steps) and with ``batch_size // processes`` per
+    process (the same global batch); then evaluate the 1-process model on every labelled volume
+    (``--val_fold -1``) in 1 and in ``processes`` processes. ``dataset_dir`` None: ``num_train`` synthetic
+    volumes (seed 1) in ``out_dir``. ``overrides``: more bundle overrides for every command (e.g.
+    ``{"features": 4}``). Returns the report written to ``out_dir/processes.json``.
+    """
+    import json
+
+    import torch
+
+    from jnet.data.synthetic import write_prostate_task
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    bundle_dir = os.path.join(repo, "bundles", BUNDLE)
+    out_dir = os.path.abspath(out_dir)
+    if dataset_dir is None:
+        dataset_dir = os.path.join(out_dir, "Task05_Prostate_synthetic")
+        if not os.path.isdir(dataset_dir):
+            write_prostate_task(dataset_dir, num_train=num_train, num_test=1, seed=1)
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    common = {"dataset_dir": os.path.abspath(dataset_dir), "num_folds": 4, "num_workers": 0, "epochs": epochs, **(overrides or {})}
+    plan = [("train", 1, batch_size), ("train", processes, batch_size)]
+    if batch_size % processes == 0:
+        plan.append(("train", processes, batch_size // processes))
+    runs = []
+    for command, count, batch in plan:
+        root = os.path.join(out_dir, f"train_{count}proc_batch{batch}")
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        print(f"train, {count} process(es), batch {batch} per process (log: {root}/train.log)", flush=True)
+        runs.append(_run(bundle_dir, root, command, count, batch, common, threads))
+    model = os.path.join(out_dir, f"train_1proc_batch{batch_size}", "models", "model.pt")
+    for count in (1, processes):
+        root = os.path.join(out_dir, f"evaluate_{count}proc")
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(os.path.join(root, "models"))
+        shutil.copy(model, os.path.join(root, "models", "model.pt"))
+        print(f"evaluate, {count} process(es), every labelled volume (log: {root}/evaluate.log)", flush=True)
+        runs.append(_run(bundle_dir, root, "evaluate", count, None, {**common, "val_fold": -1}, threads))
+    report = {
+        "bundle": BUNDLE,
+        "dataset_dir": common["dataset_dir"],
+        "epochs": epochs,
+        "overrides": overrides or {},
+        "threads_per_process": threads,
+        "device": "cuda" if torch.cuda.is_available() else "cpu (gloo)",
+        "machine": f"{os.cpu_count()} cores, torch {torch.__version__}",
+        "runs": [asdict(r) for r in runs],
+    }
+    with open(os.path.join(out_dir, "processes.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(out_dir, "processes.md"), "w") as f:
+        f.write(format_processes_table(report) + "\n")
+    return report
+
+
+def format_processes_table(report: dict) -> str:
+    lines = [
+        "| command | processes | `--batch_size` | wall (s) | trainer/evaluator engine time (s) | best val Dice |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in report["runs"]:
+        what = f"train, {report['epochs']} epochs" if run["command"] == "train" else "evaluate, every volume (`--val_fold -1`)"
+        batch = "-" if run["batch_size"] is None else f"{run['batch_size']}" + (" per process" if run["processes"] > 1 else "")
+        lines.append(f"| {what} | {run['processes']} | {batch} | {run['wall_s']} | {run['engine_s']} | {run['best_dice']:.3f} |")
+    return "\n".join(lines)
