@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose
+from monai.transforms import Compose, Invertd
 
 from conftest import BUNDLE_16
 from jnet.bundle_io import bundle_parser
@@ -133,3 +133,23 @@ def test_inference_pipeline_maps_a_perfect_prediction_back_onto_the_input(tiny_d
     np.testing.assert_allclose(restored.affine.numpy(), original.affine, atol=1e-5)
     agreement = (restored[0].numpy() == np.asarray(original.dataobj)).mean()
     assert agreement > 0.99, agreement
+
+
+def test_invertd_nearest_interp_brings_label_codes_back_unmixed(tiny_dataset):
+    """A label map inverted through the bundle's pre-processing: ``Invertd(nearest_interp=True)`` makes the
+    resizing steps pick voxels (only the codes 0-2 come back); without it they interpolate (fractional values)."""
+    infer = bundle_parser(BUNDLE_16, base="configs/inference.json")
+    preprocessing = infer.get_parsed_content("preprocessing")
+    data = preprocessing({"image": os.path.join(tiny_dataset, "imagesTr", "prostate_01.nii.gz")})
+    codes = torch.randint(0, 3, (1, 256, 256, data["image"].shape[-1])).float()
+    restored = {}
+    for nearest in (False, True):
+        pred = MetaTensor(codes.clone(), affine=data["image"].affine)
+        invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=nearest)
+        restored[nearest] = invert({**data, "pred": pred})["pred"]
+    shape = nib.load(os.path.join(tiny_dataset, "imagesTr", "prostate_01.nii.gz")).shape[:3]
+    for out in restored.values():
+        assert tuple(out.shape[1:]) == shape
+    assert set(restored[True].unique().tolist()) <= {0.0, 1.0, 2.0}
+    assert not torch.equal(restored[False], restored[False].round())  # linear mixes codes: the switch matters
+    assert torch.equal(restored[True].affine, restored[False].affine)

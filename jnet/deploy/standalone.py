@@ -279,10 +279,11 @@ def to_grid(volume, size, grid, mode="linear"):
     return _pad_or_crop(_pad_or_crop(volume, 1, size), 2, size)
 
 
-def from_grid(volume, side, grid):
-    """Undo :func:`to_grid` for ``(K, size, size[, D])`` probabilities: linear resize to ``side``, or crop/pad."""
+def from_grid(volume, side, grid, mode="linear"):
+    """Undo :func:`to_grid` for ``(K, size, size[, D])`` probabilities: resize to ``side`` (``mode`` linear, or
+    nearest for label codes), or crop/pad."""
     if grid["type"] == "resize":
-        return resize_slices(volume, side, "linear")
+        return resize_slices(volume, side, mode)
     return _undo_pad_or_crop(_undo_pad_or_crop(volume, 1, side), 2, side)
 
 

@@ -84,6 +84,15 @@ def _resized_affine(affine: torch.Tensor, old: Sequence[int], new: Sequence[int]
     return _in_plane_step(affine, scale, [(s - 1) / 2 for s in scale])
 
 
+def _inverse_mode(info: dict) -> str:
+    """The interpolation of an inverse resize: the recorded ``"mode"``, which ``Invertd(nearest_interp=True)``
+    turns into ``"nearest"`` (for label maps) - MONAI's convention for the ``mode`` in applied operations."""
+    mode = info.get("mode", "linear")
+    if isinstance(mode, (list, tuple)):  # collated, or as convert_applied_interp_mode writes a sequence
+        mode = mode[0] if mode else "linear"
+    return "nearest" if str(mode).startswith("nearest") else "linear"
+
+
 class _InvertibleStep(MapTransform, InvertibleTransform):
     """
     A step on numpy arrays whose inverse takes a prediction back to the grid before the step and restores that
@@ -235,10 +244,10 @@ class OutputGridd(_InvertibleStep):
         else:
             start = steps.grid_start(side, self.size)  # the crop's first voxel, or minus the padding
             new_affine = _in_plane_step(affine, (1, 1), (start, start))
-        return steps.to_grid(array, self.size, self.grid, option), new_affine, {"side": side}
+        return steps.to_grid(array, self.size, self.grid, option), new_affine, {"side": side, "mode": option}
 
     def _backward(self, array: np.ndarray, info: dict, orig_size: Sequence[int]) -> np.ndarray:
-        return steps.from_grid(array, int(np.asarray(info["side"])), self.grid)
+        return steps.from_grid(array, int(np.asarray(info["side"])), self.grid, _inverse_mode(info))
 
 
 class LowResInputd(_InvertibleStep):
@@ -269,11 +278,11 @@ class LowResInputd(_InvertibleStep):
 
     def _forward(self, array: np.ndarray, affine: torch.Tensor, option) -> tuple[np.ndarray, torch.Tensor, dict]:
         new_affine = _resized_affine(affine, array.shape[1:3], (self.size, self.size))
-        return steps.resize_slices(array, self.size, self.mode), new_affine, {}
+        return steps.resize_slices(array, self.size, self.mode), new_affine, {"mode": "linear"}  # the inverse's
 
     def _backward(self, array: np.ndarray, info: dict, orig_size: Sequence[int]) -> np.ndarray:
         if tuple(array.shape[1:3]) != tuple(orig_size[:2]):  # not on the (square) full-resolution grid: bring it there
-            return steps.resize_slices(array, orig_size[0], "linear")
+            return steps.resize_slices(array, orig_size[0], _inverse_mode(info))
         return array
 
 
