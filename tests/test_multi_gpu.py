@@ -43,6 +43,7 @@ from conftest import BUNDLE_16, BUNDLES, REPO, TINY_OVERRIDES, run_bundle
 from jnet.bundle_io import bundle_command, bundle_parser
 from jnet.bundlegen import bundle_specs
 from jnet.distributed import torchrun_env
+from jnet.errors import InputError
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -206,9 +207,18 @@ def test_process_benchmark_writes_its_table_and_scores_the_same_model_alike(tiny
     weights predict foreground)."""
     from jnet.bench.processes import bench_processes
 
-    out = tmp_path / "bench"
     overrides = {**TINY_OVERRIDES, "finetune": True, "pretrained_file": start_weights}
-    report = bench_processes(str(out), tiny_dataset, processes=NPROC, epochs=1, batch_size=2, overrides=overrides)
+
+    def attempt_run(attempt: int) -> tuple[str, tuple]:
+        out = tmp_path / f"bench_{attempt}"
+        try:
+            return "", (out, bench_processes(str(out), tiny_dataset, processes=NPROC, epochs=1, batch_size=2, overrides=overrides))
+        except SystemExit as failed:  # a command failed: its message names the log
+            logs = "\n".join(path.read_text() for path in out.glob("*/*.log"))
+            return f"{failed}\n{logs[-4000:]}", (out, None)
+
+    failure, (out, report) = once_more_after_shutdown_abort(attempt_run)
+    assert not failure, failure
     assert json.loads((out / "processes.json").read_text()) == report
     rows = [(r["command"], r["processes"], r["batch_size"]) for r in report["runs"]]
     assert rows == [("train", 1, 2), ("train", 2, 2), ("train", 2, 1), ("evaluate", 1, None), ("evaluate", 2, None)]
@@ -219,6 +229,10 @@ def test_process_benchmark_writes_its_table_and_scores_the_same_model_alike(tiny
     assert single > 0.01 and distributed == pytest.approx(single, abs=1e-6)
     table = (out / "processes.md").read_text().splitlines()
     assert len(table) == 2 + len(rows) and f"| {single:.3f} |" in table[-1]
+    for processes, batch_size in ((1, 2), (2, 0)):
+        with pytest.raises(InputError, match="must be at least"):
+            bench_processes(str(out), tiny_dataset, processes=processes, batch_size=batch_size)
+    assert (out / "processes.json").is_file()  # a refused call leaves the last report alone
 
 
 def _free_port() -> int:

@@ -401,7 +401,6 @@ def test_batch_inference_skips_bad_files_writes_every_good_one_and_fails_at_the_
 _HANGING_SAVE = """
 import sys, time
 import torch
-from ignite.engine import Engine
 from jnet.handlers.atomic import atomic_save
 
 class HangsWhilePickled:
@@ -626,7 +625,7 @@ def test_resume_refuses_missing_tampered_and_truncated_checkpoints(tmp_path):
     assert "model_resume.pt: not a readable checkpoint" in str(_resume_from(path))
 
 
-def _amp_engine(scale_in_training: float | None) -> Engine:
+def _amp_engine(scale_in_training: float | None, enabled: bool = True) -> Engine:
     """An engine shaped like ``SupervisedTrainer(amp=True)``: ``amp`` and a real (CPU) ``GradScaler`` as ``scaler``;
     each iteration sets the loss scale to ``scale_in_training`` (as ``GradScaler.update`` does after overflows)."""
 
@@ -636,7 +635,7 @@ def _amp_engine(scale_in_training: float | None) -> Engine:
             engine.scaler.update(new_scale=scale_in_training)
 
     engine = Engine(step)
-    engine.amp, engine.scaler = True, torch.amp.GradScaler("cpu", init_scale=1024.0)
+    engine.amp, engine.scaler = True, torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=enabled)
     return engine
 
 
@@ -659,6 +658,28 @@ def test_resume_restores_the_amp_loss_scale(tmp_path):
     ResumeCheckpoint(path, {"model": net}, resume=True).attach(fresh)
     fresh.run([0, 1], max_epochs=2)
     assert fresh.scaler.get_scale() == 1024.0
+
+
+def test_resume_passes_a_gpu_loss_scale_through_a_run_without_one_and_refuses_a_tampered_one(tmp_path):
+    from jnet.handlers import ResumeCheckpoint
+
+    path, net = str(tmp_path / "model_resume.pt"), torch.nn.Linear(2, 2)
+    first = _amp_engine(scale_in_training=256.0)
+    ResumeCheckpoint(path, {"model": net}).attach(first)
+    first.run([0, 1], max_epochs=1)
+    # resumed where AMP has no working scaler (disabled): its next checkpoint keeps the state it was resumed from
+    cpu_only = _amp_engine(scale_in_training=None, enabled=False)
+    ResumeCheckpoint(path, {"model": net}, resume=True).attach(cpu_only)
+    cpu_only.run([0, 1], max_epochs=2)
+    assert torch.load(path, weights_only=True)["grad_scaler"]["scale"] == 256.0
+    checkpoint = torch.load(path, weights_only=True)
+    for tampered in ({"scale": 1.0}, torch.ones(3)):
+        atomic_save({**checkpoint, "grad_scaler": tampered}, path)
+        engine = _amp_engine(scale_in_training=None)
+        ResumeCheckpoint(path, {"model": net}, resume=True).attach(engine)
+        with pytest.raises(Exception) as info:
+            engine.run([0, 1], max_epochs=3)
+        assert "model_resume.pt: the resume checkpoint does not match this training configuration" in str(find_input_error(info.value))
 
 
 def _calls(source: str, name: str) -> list[str]:

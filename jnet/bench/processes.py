@@ -14,11 +14,13 @@ from dataclasses import asdict, dataclass
 
 from jnet.bundle_io import run_bundle_command
 from jnet.distributed import torchrun_env
+from jnet.errors import InputError
 
 __all__ = ["ProcessRun", "bench_processes", "format_processes_table", "engine_seconds", "best_dice"]
 
 BUNDLE = "prostate_mri_lowres_16"
 ENGINE_LINE = re.compile(r"(SupervisedTrainer|SupervisedEvaluator) - INFO - Engine run finished\. Time taken: (\d+):(\d+):([\d.]+)")
+REPORT_FILES = ("processes.json", "processes.md")
 BEST_LINE = re.compile(r"Key metric: val_mean_dice best value: (\S+) at epoch")
 
 
@@ -31,6 +33,11 @@ class ProcessRun:
     engine_s: float  # the trainer's (training + its validations) or the evaluator's run, as ignite logs it
     best_dice: float  # the best validation mean Dice the command logged
     log: str
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a container's share), not the host's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def engine_seconds(log_text: str, engine: str) -> float:
@@ -56,10 +63,9 @@ def _run(bundle_dir: str, root: str, command: str, processes: int, batch_size: i
     if processes > 1:
         configs.append("configs/multi_gpu_train.json" if train else "configs/multi_gpu_evaluate.json")
     launcher = None
-    if processes > 1:
-        torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-        launcher = [torchrun, "--standalone", f"--nproc_per_node={processes}"]
-    extra = {"batch_size": batch_size} if batch_size else {}
+    if processes > 1:  # torchrun's module under this interpreter: wherever pip put the `torchrun` script
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    extra = {} if batch_size is None else {"batch_size": batch_size}
     log_path = os.path.join(root, f"{command}.log")
     wall = run_bundle_command(bundle_dir, configs, {**overrides, **extra, "bundle_root": root}, log_path, launcher, torchrun_env(threads))
     text = open(log_path).read()
@@ -81,7 +87,7 @@ def bench_processes(
     the same per-process batch (twice the global batch, half the steps) and with ``batch_size // processes`` per
     process (the same global batch); then evaluate the 1-process model on every labelled volume
     (``--val_fold -1``) in 1 and in ``processes`` processes. ``dataset_dir`` None: ``num_train`` synthetic
-    volumes (seed 1) in ``out_dir``. ``overrides``: more bundle overrides for every command (e.g.
+    volumes (seed 1) in ``out_dir/Task05_Prostate_synthetic_<num_train>`` (kept for the next call). ``overrides``: more bundle overrides for every command (e.g.
     ``{"features": 4}``). Returns the report written to ``out_dir/processes.json``.
     """
     import json
@@ -90,14 +96,25 @@ def bench_processes(
 
     from jnet.data.synthetic import write_prostate_task
 
+    if processes < 2:
+        raise InputError(f"processes must be at least 2 (compared with 1), got {processes}.")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}.")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     bundle_dir = os.path.join(repo, "bundles", BUNDLE)
     out_dir = os.path.abspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    for name in REPORT_FILES:  # never leave an earlier report beside this run's logs
+        if os.path.isfile(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
+    generated = dataset_dir is None
     if dataset_dir is None:
-        dataset_dir = os.path.join(out_dir, "Task05_Prostate_synthetic")
-        if not os.path.isdir(dataset_dir):
+        dataset_dir = os.path.join(out_dir, f"Task05_Prostate_synthetic_{num_train}")
+        if not os.path.isfile(os.path.join(dataset_dir, "dataset.json")):  # written last: a complete dataset
+            shutil.rmtree(dataset_dir, ignore_errors=True)
             write_prostate_task(dataset_dir, num_train=num_train, num_test=1, seed=1)
-    threads = max(1, (os.cpu_count() or 1) // processes)
+    cores = usable_cores()
+    threads = max(1, cores // processes)
     common = {"dataset_dir": os.path.abspath(dataset_dir), "num_folds": 4, "num_workers": 0, "epochs": epochs, **(overrides or {})}
     plan = [("train", 1, batch_size), ("train", processes, batch_size)]
     if batch_size % processes == 0:
@@ -120,16 +137,17 @@ def bench_processes(
     report = {
         "bundle": BUNDLE,
         "dataset_dir": common["dataset_dir"],
+        "synthetic_num_train": num_train if generated else None,
         "epochs": epochs,
         "overrides": overrides or {},
         "threads_per_process": threads,
         "device": "cuda" if torch.cuda.is_available() else "cpu (gloo)",
-        "machine": f"{os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": f"{cores} usable cores, torch {torch.__version__}",
         "runs": [asdict(r) for r in runs],
     }
-    with open(os.path.join(out_dir, "processes.json"), "w") as f:
+    with open(os.path.join(out_dir, REPORT_FILES[0]), "w") as f:
         json.dump(report, f, indent=2)
-    with open(os.path.join(out_dir, "processes.md"), "w") as f:
+    with open(os.path.join(out_dir, REPORT_FILES[1]), "w") as f:
         f.write(format_processes_table(report) + "\n")
     return report
 

@@ -59,6 +59,7 @@ class ResumeCheckpoint:
         self.resume = resume
         self.save_interval = save_interval
         self.map_location = map_location
+        self._carried_scaler_state: dict = {}
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
@@ -73,6 +74,20 @@ class ResumeCheckpoint:
     def _scaler(engine: Engine) -> torch.amp.GradScaler | None:
         return getattr(engine, "scaler", None) if getattr(engine, "amp", False) else None
 
+    def _load_scaler(self, engine: Engine, state) -> None:
+        if state is None:  # a checkpoint written without AMP
+            return
+        if not isinstance(state, dict):
+            raise TypeError(f"'{SCALER_KEY}' is a {type(state).__name__}, not a GradScaler state dict")
+        scaler = self._scaler(engine)
+        if scaler is None:
+            return
+        if scaler.is_enabled():
+            if state:  # empty: saved by a disabled scaler, the new one starts afresh
+                scaler.load_state_dict(state)
+        else:
+            self._carried_scaler_state = dict(state)
+
     def save(self, engine: Engine) -> None:
         if not is_main_process():
             return
@@ -80,7 +95,8 @@ class ResumeCheckpoint:
         checkpoint[TRAINER_KEY] = engine.state_dict()
         scaler = self._scaler(engine)
         if scaler is not None:
-            checkpoint[SCALER_KEY] = scaler.state_dict()  # {} when the scaler is disabled (AMP without CUDA)
+            # a disabled scaler (AMP without CUDA) has no state: pass on the one it was resumed from, if any
+            checkpoint[SCALER_KEY] = scaler.state_dict() if scaler.is_enabled() else self._carried_scaler_state
         if self.evaluator is not None:
             state = self.evaluator.state
             checkpoint[BEST_KEY] = {"value": float(state.best_metric), "epoch": int(state.best_metric_epoch)}
@@ -100,11 +116,9 @@ class ResumeCheckpoint:
         try:
             for key, obj in self.save_dict.items():
                 self._unwrap(obj).load_state_dict(checkpoint[key])
-        except (KeyError, RuntimeError, ValueError) as e:
+            self._load_scaler(engine, checkpoint.get(SCALER_KEY))
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise InputError(f"{self.filepath}: the resume checkpoint does not match this training configuration ({e}).") from e
-        scaler = self._scaler(engine)
-        if scaler is not None and checkpoint.get(SCALER_KEY):  # empty: saved by a disabled scaler, keep the new one
-            scaler.load_state_dict(checkpoint[SCALER_KEY])
         max_epochs = engine.state.max_epochs
         trainer_state = dict(checkpoint[TRAINER_KEY])
         done = int(trainer_state["iteration"]) // max(int(trainer_state["epoch_length"]), 1)
