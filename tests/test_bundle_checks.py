@@ -2,6 +2,7 @@
 calls), plus the metadata schema."""
 
 import json
+import copy
 import os
 import shutil
 
@@ -98,11 +99,12 @@ def test_inference_trt_override_parses_and_merges(spec):
 @pytest.mark.parametrize("name", ["prostate_mri_lowres_16", "brats_mri_lowres_128"])
 def test_trt_compile_onnx_step_runs_on_cpu_with_the_bundles_export_args(name, tmp_path):
     """``trt_compile`` first exports the network to ONNX through MONAI's ``convert_to_onnx`` with ``trt_args``'
-    ``export_args``, then builds the engine (which needs CUDA). The ONNX step runs here as TrtCompiler calls it: with
-    torch >= 2.9 and no ``dynamo: false`` it would pick the dynamo exporter and fail without ``onnxscript``."""
+    ``export_args``, then builds the engine (which needs CUDA). The ONNX step runs here as TrtCompiler calls it (after
+    its ``add_casts_around_norms``, which wraps every norm layer in float32 casts): with torch >= 2.9 and no
+    ``dynamo: false`` it would pick the dynamo exporter and fail without ``onnxscript``."""
     import onnxruntime as ort
     from monai.bundle import ConfigParser
-    from monai.networks.utils import convert_to_onnx
+    from monai.networks.utils import add_casts_around_norms, convert_to_onnx
 
     bundle = os.path.join(BUNDLES, name)
     parser = ConfigParser()
@@ -113,10 +115,12 @@ def test_trt_compile_onnx_step_runs_on_cpu_with_the_bundles_export_args(name, tm
     x = torch.randn(2, spec.profile["config"]["in_channels"], spec.input_size, spec.input_size)
     path = str(tmp_path / "model.onnx")
     export_args = dict(parser["trt_args"]["export_args"])
-    convert_to_onnx(network, x, filename=path, input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}}, **export_args)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = network(x).numpy()
+    exported = add_casts_around_norms(copy.deepcopy(network))
+    assert sum(type(m).__name__ == "CastToFloat" for m in exported.modules()) >= 5  # the backbone's norms, wrapped
+    convert_to_onnx(exported, x, filename=path, input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}}, **export_args)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     assert abs(session.run(None, {"x": x.numpy()})[0] - expected).max() <= 1e-4
 
 
