@@ -37,6 +37,9 @@ def test_onnx_export_parity(spec, opset, tiny_dataset, tiny_brats_decathlon, tmp
     onnx_out = session.run(None, {"image": slices.numpy()})[0]
     with torch.no_grad():
         torch_out = network(slices).numpy()
-    assert onnx_out.shape == (len(slices), len(spec.profile["output_channels"]), 256, 256)
+    classes = len(spec.profile["output_channels"])
+    assert onnx_out.shape == (len(slices), classes, 256, 256)
+    assert [i.shape for i in session.get_inputs()] == [["batch", channels, spec.input_size, spec.input_size]]
+    assert [o.shape for o in session.get_outputs()] == [["batch", classes, 256, 256]]  # declared: only N dynamic
     assert np.abs(onnx_out - torch_out).max() <= 1e-4
     assert (onnx_out.argmax(1) == torch_out.argmax(1)).mean() >= 0.999

@@ -329,6 +329,13 @@ def test_runner_refuses_bad_input_with_one_clear_line(prostate_kit, tmp_path):
     result = run_runner(runner, not_a_model, one_channel)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"ERROR: {not_a_model}: not a model this runner reads - expected an ONNX model (.onnx)")
+    # the likeliest mistakes, with no deploy.json beside them: the bundle's weights, or the arguments swapped
+    weights = tmp_path / "models" / "model.pt"
+    weights.parent.mkdir()
+    weights.write_bytes(b"PK\x03\x04")
+    for wrong in (weights, one_channel):
+        result = run_runner(runner, wrong, model)
+        assert result.returncode == 1 and result.stderr.startswith(f"ERROR: {wrong}: not a model this runner reads"), result.stderr
 
     broken_onnx = tmp_path / "broken.onnx"
     broken_onnx.write_text("not protobuf")
@@ -403,6 +410,42 @@ def test_trtexec_commands_in_the_verb_and_the_kit_script(prostate_kit, capsys):
 def test_trtexec_run_without_trtexec_says_where_it_comes_from(prostate_kit):
     with pytest.raises(InputError, match="trtexec not found .* it ships with TensorRT"):
         trtexec(prostate_kit, run=True)
+
+
+def test_build_engine_script_without_trtexec_is_one_clear_line(prostate_kit, tmp_path):
+    missing = str(tmp_path / "no" / "trtexec")
+    env = {**os.environ, "TRTEXEC": missing}
+    result = subprocess.run(["sh", os.path.join(prostate_kit, "build_engine.sh")], capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"ERROR: {missing}: trtexec not found - it ships with TensorRT (JetPack on a Jetson); set TRTEXEC=/path/to/trtexec."
+    assert not os.path.exists(os.path.join(prostate_kit, "model.engine"))
+
+
+def test_export_without_the_export_extra_or_failing_its_check_leaves_the_kit_folder_as_it_was(prostate_kit, trained_root, tmp_path, monkeypatch):
+    import importlib.util
+
+    from jnet.deploy import kit
+
+    weights = os.path.join(trained_root, "models", "model.pt")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a))
+    with pytest.raises(InputError, match=r"^the export needs onnxruntime \(not installed\): pip install onnx onnxruntime"):
+        export_kit(BUNDLE_16, str(tmp_path / "new_kit"), weights, overrides={"features": 4})
+    assert not (tmp_path / "new_kit").exists()
+    monkeypatch.undo()
+
+    old_kit = tmp_path / "old_kit"
+    shutil.copytree(prostate_kit, old_kit)
+    before = {name: (old_kit / name).read_bytes() for name in os.listdir(old_kit)}
+
+    def parity_fails(*args):
+        raise RuntimeError("ONNX Runtime differs from PyTorch")
+
+    monkeypatch.setattr(kit, "_check_parity", parity_fails)
+    with pytest.raises(RuntimeError, match="differs"):
+        export_kit(BUNDLE_16, str(old_kit), weights, opset=17, overrides={"features": 4})
+    assert {name: (old_kit / name).read_bytes() for name in os.listdir(old_kit)} == before  # opset 13 kit untouched
+    assert sorted(os.listdir(tmp_path)) == ["old_kit"]  # no staging folder left behind
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: a TensorRT engine cannot be built or run here")

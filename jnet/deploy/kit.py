@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ __all__ = ["export_kit", "build_engine_script", "kit_trtexec", "RUNNER_NAME", "M
 RUNNER_NAME = "jnet_runner.py"
 MAX_ABS_DIFF = 1e-4  # ONNX Runtime vs PyTorch logits, checked on every export
 TRTEXEC_JETPACK = "/usr/src/tensorrt/bin/trtexec"  # where JetPack installs trtexec (not on PATH)
+KIT_FILES = ("model.onnx", standalone.PARAMS_FILE, RUNNER_NAME, "build_engine.sh")
 
 
 def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) -> str:
@@ -41,6 +43,8 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
         "set -e",
         'cd "$(dirname "$0")"',
         'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"',
+        'command -v "$TRTEXEC" >/dev/null 2>&1 || { echo "ERROR: $TRTEXEC: trtexec not found - it ships with TensorRT'
+        ' (JetPack on a Jetson); set TRTEXEC=/path/to/trtexec." >&2; exit 1; }',
     ]
     for command in standalone.trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16):
         lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in command[1:]))
@@ -68,12 +72,26 @@ def kit_trtexec(kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool 
     return commands
 
 
+EXPORT_PACKAGES = ("onnx", "onnxruntime")  # the export writes with the first and checks in the second
+
+
+def require_export_packages() -> None:
+    """Stop with one line when the ``[export]`` extra is missing: without onnx torch cannot write the model, and
+    without onnxruntime the parity check (the kit's promise) cannot run."""
+    import importlib.util
+
+    missing = [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(
+            f"the export needs {' and '.join(missing)} (not installed): pip install onnx onnxruntime, "
+            "or install the package with its extra: pip install -e \".[export]\"."
+        )
+
+
 def _check_parity(network: torch.nn.Module, onnx_file: str, shape: tuple[int, ...]) -> float:
-    """Max abs difference of ONNX Runtime and PyTorch logits on a seeded batch of 2 (when onnxruntime is there)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return float("nan")
+    """Max abs difference of ONNX Runtime and PyTorch logits on a seeded batch of 2."""
+    import onnxruntime as ort
+
     data = torch.randn((2,) + shape[1:], generator=torch.Generator().manual_seed(0))
     session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
     onnx_out = session.run(None, {INPUT_NAME: data.numpy()})[0]
@@ -99,6 +117,7 @@ def export_kit(
     into the kit folder ``out_dir``. ``opset`` 13 for TensorRT 8.2 (JetPack 4.6), 17 otherwise; ``overrides``:
     the config values the weights were trained with (``{"features": 4}``). Returns the kit's file paths.
     """
+    require_export_packages()
     bundle_dir = os.path.abspath(bundle_dir)
     source = os.path.join(bundle_dir, "configs", "inference.json")
     if not os.path.isfile(source):
@@ -107,18 +126,28 @@ def export_kit(
     apply_overrides(parser, parse_overrides(overrides), source)
     params = deploy_params(parser, os.path.basename(bundle_dir), source)
     network = load_weights(parser.get_parsed_content("network_def"), model_file or os.path.join(bundle_dir, "models", "model.pt"))
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {name: os.path.join(out_dir, name) for name in ("model.onnx", standalone.PARAMS_FILE, RUNNER_NAME, "build_engine.sh")}
-    shape = (1, params["in_channels"], params["input_size"], params["input_size"])
-    export_onnx(network, shape, paths["model.onnx"], opset)
-    params["onnx_opset"] = int(opset)
-    params["onnx_max_abs_diff"] = _check_parity(network, paths["model.onnx"], shape)
-    with open(paths[standalone.PARAMS_FILE], "w") as f:
-        json.dump(params, f, indent=4)
-        f.write("\n")
-    shutil.copyfile(standalone.__file__, paths[RUNNER_NAME])
-    with open(paths["build_engine.sh"], "w") as f:
-        f.write(build_engine_script(params, max_batch, fp16))
-    for name in (RUNNER_NAME, "build_engine.sh"):
-        os.chmod(paths[name], 0o755)
-    return paths
+    out_dir = os.path.abspath(out_dir)
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+    # the kit is built beside OUT_DIR and moved in only once it is complete and checked: a failed export leaves an
+    # earlier kit in OUT_DIR as it was, and no half-written folder
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}-export-", dir=os.path.dirname(out_dir))
+    try:
+        staged = {name: os.path.join(staging, name) for name in KIT_FILES}
+        shape = (1, params["in_channels"], params["input_size"], params["input_size"])
+        export_onnx(network, shape, staged["model.onnx"], opset)
+        params["onnx_opset"] = int(opset)
+        params["onnx_max_abs_diff"] = _check_parity(network, staged["model.onnx"], shape)
+        with open(staged[standalone.PARAMS_FILE], "w") as f:
+            json.dump(params, f, indent=4)
+            f.write("\n")
+        shutil.copyfile(standalone.__file__, staged[RUNNER_NAME])
+        with open(staged["build_engine.sh"], "w") as f:
+            f.write(build_engine_script(params, max_batch, fp16))
+        for name in (RUNNER_NAME, "build_engine.sh"):
+            os.chmod(staged[name], 0o755)
+        os.makedirs(out_dir, exist_ok=True)
+        for name, path in staged.items():
+            os.replace(path, os.path.join(out_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {name: os.path.join(out_dir, name) for name in KIT_FILES}

@@ -494,20 +494,27 @@ class TensorRTModel(object):
         return output.copy()
 
 
-def load_model(path, params, threads=0):
-    """An :class:`OnnxModel` for ``.onnx``, a :class:`TensorRTModel` for ``.engine``/``.plan``/``.trt``."""
+def model_kind(path):
+    """``"onnx"`` or ``"engine"`` by the file's suffix; :class:`RunnerError` naming the file for anything else."""
     if not os.path.isfile(path):
         raise RunnerError("{}: no such model file.".format(path))
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".onnx":
-        return OnnxModel(path, params, threads)
+        return "onnx"
     if suffix in ENGINE_SUFFIXES:
-        return TensorRTModel(path, params)
+        return "engine"
     raise RunnerError(
         "{}: not a model this runner reads - expected an ONNX model (.onnx) or a TensorRT engine ({}).".format(
             path, ", ".join(ENGINE_SUFFIXES)
         )
     )
+
+
+def load_model(path, params, threads=0):
+    """An :class:`OnnxModel` for ``.onnx``, a :class:`TensorRTModel` for ``.engine``/``.plan``/``.trt``."""
+    if model_kind(path) == "onnx":
+        return OnnxModel(path, params, threads)
+    return TensorRTModel(path, params)
 
 
 def trtexec_commands(onnx_file, params, engine_file="model.engine", max_batch=32, fp16=True, trtexec="trtexec"):
@@ -614,6 +621,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=5.0, help="benchmark time per batch size (default 5)")
     args = parser.parse_args(argv)
     try:
+        model_kind(args.model)  # the model argument first: a wrong file is named before its deploy.json is sought
         params = load_params(args.params or os.path.join(os.path.dirname(os.path.abspath(args.model)), PARAMS_FILE))
         if args.input is None and not args.benchmark:
             raise RunnerError("give an input volume or folder, or --benchmark.")
