@@ -96,7 +96,8 @@ def test_unpack_refuses_tampered_weights_and_leaves_nothing(packed, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("ERROR: ") and message.endswith("refusing it.")
-    assert "models/model.pt: sha256 " in message and "does not match large_files.yml" in message
+    assert message.startswith(f"ERROR: {tampered}: {NAME}/models/model.pt: sha256 ")  # the zip and its member
+    assert "does not match large_files.yml" in message and ".unpack-" not in message
     assert not destination.exists()  # created by unpack, removed again: nothing half-extracted
 
     existing = tmp_path / "existing"
@@ -156,8 +157,14 @@ def test_verify_large_files(tmp_path):
 
 
 def test_pack_refuses_weights_trained_with_other_overrides(trained_root, tmp_path):
-    with pytest.raises(InputError, match=r"model.pt: the weights do not fit the bundle's network_def .* --overrides"):
+    trained_with = r"""here --overrides "\{'features': 4\}" \(its first convolution has 4 filters\)\.$"""
+    with pytest.raises(InputError, match=r"model.pt: the weights do not fit the bundle's network_def .* " + trained_with):
         pack_bundle(BUNDLE_16, str(tmp_path), os.path.join(trained_root, "models", "model.pt"))
+    not_weights = tmp_path.parent / "volume.nii.gz"  # a NIfTI passed as --model_file: no unsafe-load advice
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(not_weights))
+    with pytest.raises(InputError, match=r"volume.nii.gz: not a PyTorch checkpoint of weights \(refused unread") as info:
+        pack_bundle(BUNDLE_16, str(tmp_path), str(not_weights))
+    assert "weights_only" not in str(info.value)
     with pytest.raises(InputError, match="override.*nonexistent_key"):
         pack_bundle(BUNDLE_16, str(tmp_path), os.path.join(trained_root, "models", "model.pt"), {"nonexistent_key": 1})
     assert os.listdir(tmp_path) == []

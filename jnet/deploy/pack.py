@@ -65,7 +65,7 @@ def _stage(bundle_dir: str, stage: str, model_file: str, overrides: dict) -> str
     weights = os.path.join(stage, "models", "model.pt")
     shutil.copyfile(model_file, weights)
     parser = bundle_parser(stage, base="configs/inference.json")
-    network = load_weights(parser.get_parsed_content("network_def"), weights)
+    network = load_weights(parser.get_parsed_content("network_def"), model_file)  # errors name the user's file
     channels, size = int(parser["in_channels"]), int(parser["input_size"])
     extra_files = {}
     for name in ("metadata.json", "inference.json"):
@@ -159,7 +159,10 @@ def unpack_bundle(zip_file: str, out_dir: str = ".", sha256: str | None = None) 
             except (zipfile.BadZipFile, OSError, EOFError) as error:  # a damaged member fails its CRC check here
                 raise InputError(f"{zip_file}: cannot be extracted ({error}).") from error
             bundle = os.path.join(staging, name)
-            verified = {os.path.realpath(p) for p in verify_large_files(bundle)}
+            try:
+                verified = {os.path.realpath(p) for p in verify_large_files(bundle)}
+            except InputError as error:  # name the zip and the file inside it, not the (deleted) staging folder
+                raise InputError(str(error).replace(staging + os.sep, f"{zip_file}: ")) from error
             models = os.path.join(bundle, "models")
             for file in sorted(os.listdir(models)) if os.path.isdir(models) else []:
                 if os.path.realpath(os.path.join(models, file)) not in verified:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import pickle
 
 import torch
 from monai.bundle import ConfigParser
@@ -46,6 +47,11 @@ def load_weights(network: nn.Module, model_file: str) -> nn.Module:
         raise InputError(f"{model_file}: no such weights file.")
     try:
         state = torch.load(model_file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # torch's message goes on to suggest weights_only=False: not here
+        raise InputError(
+            f"{model_file}: not a PyTorch checkpoint of weights (refused unread: it is another kind of file, or "
+            "holds objects that only an unsafe load could rebuild)."
+        ) from error
     except Exception as error:
         raise InputError(f"{model_file}: not a PyTorch checkpoint ({str(error).strip().splitlines()[0]}).") from error
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
@@ -57,6 +63,16 @@ def load_weights(network: nn.Module, model_file: str) -> nn.Module:
         detail = (lines[1] if len(lines) > 1 else lines[0]).strip().rstrip(".")
         raise InputError(
             f"{model_file}: the weights do not fit the bundle's network_def ({detail}); "
-            "pass the overrides it was trained with, e.g. --overrides \"{'features': 4}\"."
+            f"pass the overrides it was trained with{_features_hint(network, state)}."
         ) from error
     return network.eval()
+
+
+def _features_hint(network: nn.Module, state: dict) -> str:
+    """``, here --overrides "{'features': N}"`` when the checkpoint's first convolution has ``N`` filters and the
+    network's another (``features`` is the backbone's first width), else a generic example."""
+    expected = next(((key, value) for key, value in network.state_dict().items() if value.ndim == 4), None)
+    saved = state.get(expected[0]) if expected is not None and isinstance(state, dict) else None
+    if isinstance(saved, torch.Tensor) and saved.ndim == 4 and saved.shape[0] != expected[1].shape[0]:
+        return f", here --overrides \"{{'features': {int(saved.shape[0])}}}\" (its first convolution has {int(saved.shape[0])} filters)"
+    return ", e.g. --overrides \"{'features': 4}\""
