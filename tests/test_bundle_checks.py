@@ -126,7 +126,7 @@ def test_trt_compile_onnx_step_runs_on_cpu_with_the_bundles_export_args(name, tm
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the TensorRT path cannot run here")
 def test_inference_trt_runs_where_cuda_and_tensorrt_exist(tiny_dataset, trained_root, tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install jnet-lowres[tensorrt])")
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install -e \".[tensorrt]\")")
     from conftest import BUNDLE_16, TINY_OVERRIDES, run_bundle
 
     out = str(tmp_path / "trt")

@@ -450,7 +450,7 @@ def test_export_without_the_export_extra_or_failing_its_check_leaves_the_kit_fol
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: a TensorRT engine cannot be built or run here")
 def test_tensorrt_engine_matches_onnx(prostate_kit, tiny_dataset, tmp_path):
-    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install jnet-lowres[tensorrt])")
+    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install -e \".[tensorrt]\")")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
