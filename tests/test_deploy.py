@@ -170,6 +170,19 @@ def test_pack_refuses_weights_trained_with_other_overrides(trained_root, tmp_pat
     assert os.listdir(tmp_path) == []
 
 
+def test_pack_and_export_without_trained_weights_say_how_to_get_them(tmp_path):
+    from jnet.deploy import export_kit
+
+    bundle = tmp_path / NAME
+    shutil.copytree(BUNDLE_16, bundle, ignore=shutil.ignore_patterns("models", "eval"))
+    missing = f"{bundle}/models/model.pt: no such weights file (train the bundle first, or pass --model_file)."
+    for make in (lambda: pack_bundle(str(bundle), str(tmp_path / "dist")), lambda: export_kit(str(bundle), str(tmp_path / "kit"))):
+        with pytest.raises(InputError) as info:
+            make()
+        assert str(info.value) == missing
+    assert sorted(os.listdir(tmp_path)) == [NAME]  # no zip folder, no kit folder
+
+
 def test_export_refuses_a_pipeline_the_runner_does_not_implement():
     parser = bundle_parser(BUNDLE_16, base="configs/inference.json")
     parser["image_grid_transform"] = {"_target_": "Spacingd", "keys": "image", "pixdim": [1.0, 1.0, -1]}

@@ -24,7 +24,7 @@ from jnet.errors import InputError
 from jnet.export import export_torchscript
 
 from .integrity import LARGE_FILES, large_files_yml, sha256_file, verify_large_files
-from .weights import load_weights, parse_overrides
+from .weights import load_weights, parse_overrides, require_weights_file
 
 __all__ = ["pack_bundle", "unpack_bundle", "PACKED_ITEMS"]
 
@@ -97,8 +97,7 @@ def pack_bundle(bundle_dir: str, out_dir: str = ".", model_file: str | None = No
     if not version:
         raise InputError(f"{metadata}: no 'version'.")
     model_file = model_file or os.path.join(bundle_dir, "models", "model.pt")
-    if not os.path.isfile(model_file):
-        raise InputError(f"{model_file}: no such weights file (train the bundle first, or pass --model_file).")
+    require_weights_file(model_file)
     os.makedirs(out_dir, exist_ok=True)
     zip_path = os.path.join(out_dir, f"{name}_v{version}.zip")
     if os.path.exists(zip_path):

@@ -13,7 +13,7 @@ from torch import nn
 
 from jnet.errors import InputError
 
-__all__ = ["parse_overrides", "apply_overrides", "load_weights"]
+__all__ = ["parse_overrides", "apply_overrides", "load_weights", "require_weights_file"]
 
 
 def parse_overrides(overrides: dict | str | None) -> dict:
@@ -40,11 +40,15 @@ def apply_overrides(parser: ConfigParser, overrides: dict, source: str) -> None:
         parser[key] = value
 
 
+def require_weights_file(model_file: str) -> None:
+    if not os.path.isfile(model_file):
+        raise InputError(f"{model_file}: no such weights file (train the bundle first, or pass --model_file).")
+
+
 def load_weights(network: nn.Module, model_file: str) -> nn.Module:
     """Load a ``CheckpointSaver`` checkpoint (a state dict, or ``{"model": state dict}``) into ``network``; a
     checkpoint that does not fit (trained with other overrides) is an :class:`InputError` naming the file."""
-    if not os.path.isfile(model_file):
-        raise InputError(f"{model_file}: no such weights file.")
+    require_weights_file(model_file)
     try:
         state = torch.load(model_file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:  # torch's message goes on to suggest weights_only=False: not here
