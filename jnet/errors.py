@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from types import TracebackType
 
@@ -27,7 +29,8 @@ def install_excepthook() -> None:
     """
     Print an uncaught :class:`InputError` (also when wrapped by ``monai.bundle``'s config parser, Ignite or a
     DataLoader worker) as ``ERROR: <message>`` without a traceback; every other exception keeps Python's
-    traceback. The process still exits with status 1. Bundle configs call this first in ``initialize``.
+    traceback. The process then exits with status 1 at once (``os._exit``, after flushing the logs and the
+    console). Bundle configs call this first in ``initialize``.
     """
     previous = sys.excepthook
 
@@ -39,6 +42,13 @@ def install_excepthook() -> None:
         # a DataLoader worker re-raises with the worker's traceback in the message: keep its last line only
         lines = str(input_error).strip().splitlines() or [kind.__name__]
         print(f"ERROR: {lines[-1].removeprefix(f'{InputError.__module__}.InputError: ')}", file=sys.stderr)
+        # Exit now, without the interpreter's teardown: the error often comes from one of CacheDataset's loader
+        # threads while others are still inside torch, and tearing torch's thread pools down under them aborts
+        # the process ("terminate called without an active exception", exit 134) after the clean message.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
     if getattr(previous, "_jnet_hook", False):
         return
