@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 
-from . import data, distributed, errors, handlers, inferers, losses, networks, transforms  # noqa: E402  (bundle configs use `jnet.<module>`)
+from . import checkpoints, data, distributed, errors, handlers, inferers, losses, networks, transforms  # noqa: E402  (bundle configs use `jnet.<module>`)

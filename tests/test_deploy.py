@@ -157,7 +157,7 @@ def test_verify_large_files(tmp_path):
 
 
 def test_pack_refuses_weights_trained_with_other_overrides(trained_root, tmp_path):
-    trained_with = r"""here --overrides "\{'features': 4\}" \(its first convolution has 4 filters\)\.$"""
+    trained_with = r"""here features 4 \(its first convolution has 4 filters\): --features 4 in a bundle command, --overrides "\{'features': 4\}" for jnet export and pack\.$"""
     with pytest.raises(InputError, match=r"model.pt: the weights do not fit the bundle's network_def .* " + trained_with):
         pack_bundle(BUNDLE_16, str(tmp_path), os.path.join(trained_root, "models", "model.pt"))
     not_weights = tmp_path.parent / "volume.nii.gz"  # a NIfTI passed as --model_file: no unsafe-load advice

@@ -26,7 +26,7 @@ from ignite.engine import Engine
 from conftest import BUNDLE_16, BUNDLES, TINY_OVERRIDES, run_bundle
 from jnet.bundle_io import bundle_command, bundle_parser
 from jnet.data import write_brats_task, write_prostate_task
-from jnet.errors import find_input_error
+from jnet.errors import InputError, find_input_error
 from jnet.handlers import atomic_save
 
 BRATS_16 = os.path.join(BUNDLES, "brats_mri_lowres_16")
@@ -329,9 +329,35 @@ def test_a_bad_label_found_by_a_loader_thread_exits_1_not_an_abort(prostate_base
 
 
 @pytest.mark.slow
+def test_missing_or_unfitting_weights_are_one_line_before_any_work(prostate_base, tmp_path):
+    """Evaluate / infer before any training, fine-tune from a missing file or from weights of another network:
+    one line naming the weights file (not CheckpointLoader's or load_state_dict's traceback)."""
+    root = str(tmp_path / "root")
+    model = os.path.join(root, "models", "model.pt")
+    common = dict(bundle_root=root, dataset_dir=prostate_base, **TINY_OVERRIDES)
+    for files in (["configs/train.json", "configs/evaluate.json"], ["configs/inference.json"]):
+        result = run_bundle(BUNDLE_16, files, output_dir=str(tmp_path / "out"), **common)
+        assert _error_line(result) == f"ERROR: {model}: no such weights file (train the bundle first, or pass --model_file)."
+    missing = str(tmp_path / "pretrained.pt")
+    result = run_bundle(BUNDLE_16, ["configs/train.json"], finetune=True, pretrained_file=missing, epochs=1, **common)
+    assert _error_line(result).startswith(f"ERROR: {missing}: no such weights file")
+    parser = bundle_parser(BUNDLE_16)  # features 8: not the features 4 of this training
+    atomic_save(parser.get_parsed_content("network_def").state_dict(), missing)
+    result = run_bundle(BUNDLE_16, ["configs/train.json"], finetune=True, pretrained_file=missing, epochs=1, **common)
+    assert _error_line(result) == (
+        f"ERROR: {missing}: the weights do not fit the bundle's network_def (size mismatch for backbone.in_conv.0.weight: "
+        "copying a param with shape torch.Size([8, 2, 3, 3]) from checkpoint, the shape in current model is "
+        "torch.Size([4, 2, 3, 3])); pass the overrides it was trained with, here features 8 (its first convolution "
+        "has 8 filters): --features 8 in a bundle command, --overrides \"{'features': 8}\" for jnet export and pack."
+    )
+    assert not os.path.exists(model)
+
+
+@pytest.mark.slow
 def test_evaluate_refuses_an_image_with_nan(prostate_base, tmp_path):
     data = _copy(prostate_base, tmp_path)
     bad = _edit(_prostate_image(data, "evaluate"), _set((3, 4, 1, 0), np.nan))
+    _structured_model(str(tmp_path / "root"), _prostate_image(prostate_base, "evaluate"))  # weights to evaluate
     result = run_bundle(
         BUNDLE_16, ["configs/train.json", "configs/evaluate.json"], bundle_root=str(tmp_path / "root"), dataset_dir=data,
         output_dir=str(tmp_path / "eval"), val_fold=-1, **TINY_OVERRIDES,
@@ -518,6 +544,20 @@ def test_a_killed_training_resumes_at_the_next_epoch_and_finishes(prostate_base,
     network = parser.get_parsed_content("network_def")
     network.load_state_dict(torch.load(os.path.join(root, "models", "model.pt"), weights_only=True))  # strict
     network.load_state_dict(final["model"])
+    # resume mistakes stop with one line naming the checkpoint - before the engine runs, so no engine traceback
+    # in the log either - and leave the trained files as they were
+    kept = {name: open(os.path.join(root, "models", name), "rb").read() for name in ("model.pt", "model_resume.pt")}
+    mistakes = {
+        "features": f"ERROR: {resume_file}: the resume checkpoint does not match this training configuration (size mismatch for ",
+        "epochs": f"ERROR: {resume_file}: the run already trained {epochs + 2} epochs; set --epochs to at least {epochs + 2}.",
+    }
+    for key, expected in mistakes.items():
+        wrong = {**overrides, "features": 8} if key == "features" else {**overrides, "epochs": 2}
+        result = run_bundle(BUNDLE_16, ["configs/train.json"], resume=True, **wrong)
+        assert _error_line(result).startswith(expected), result.stderr[-2000:]
+        assert "Traceback" not in result.stdout and "Engine run is terminating" not in result.stdout, result.stdout[-3000:]
+    for name, content in kept.items():
+        assert open(os.path.join(root, "models", name), "rb").read() == content, name
 
 
 # ------------------------------------------------------------------- awkward inputs that must run; determinism
@@ -624,9 +664,8 @@ def _resume_from(path: str) -> Exception:
     from jnet.handlers import ResumeCheckpoint
 
     engine = Engine(lambda engine, batch: None)
-    ResumeCheckpoint(path, {"model": torch.nn.Linear(2, 2)}, resume=True).attach(engine)
-    with pytest.raises(Exception) as info:
-        engine.run([0], max_epochs=1)
+    with pytest.raises(Exception) as info:  # the checkpoint is checked when the handler attaches (config parsing)
+        ResumeCheckpoint(path, {"model": torch.nn.Linear(2, 2)}, resume=True).attach(engine)
     return find_input_error(info.value)
 
 
@@ -691,11 +730,8 @@ def test_resume_passes_a_gpu_loss_scale_through_a_run_without_one_and_refuses_a_
     checkpoint = torch.load(path, weights_only=True)
     for tampered in ({"scale": 1.0}, torch.ones(3)):
         atomic_save({**checkpoint, "grad_scaler": tampered}, path)
-        engine = _amp_engine(scale_in_training=None)
-        ResumeCheckpoint(path, {"model": net}, resume=True).attach(engine)
-        with pytest.raises(Exception) as info:
-            engine.run([0, 1], max_epochs=3)
-        assert "model_resume.pt: the resume checkpoint does not match this training configuration" in str(find_input_error(info.value))
+        with pytest.raises(InputError, match="model_resume.pt: the resume checkpoint does not match this training configuration"):
+            ResumeCheckpoint(path, {"model": net}, resume=True).attach(_amp_engine(scale_in_training=None))
 
 
 def _calls(source: str, name: str) -> list[str]:
@@ -718,7 +754,9 @@ def test_every_torch_load_in_the_package_and_configs_is_weights_only():
     files += glob.glob(os.path.join(REPO, "configs", "**", "*.json"), recursive=True)
     files += glob.glob(os.path.join(REPO, "bundles", "*", "configs", "*.json"))
     calls = [(path, call) for path in files for call in _calls(open(path).read(), "torch.load")]
-    assert len(calls) >= 5  # the package's loaders, the fine-tuning and resume paths, in every bundle's train.json
+    assert len(calls) >= 4  # the package's loaders: checkpoints (export, packing, fine-tuning, evaluation), resume, sweep
+    configs = [path for path in files if path.endswith(".json") and "jnet.checkpoints.load_weights(" in open(path).read()]
+    assert len(configs) >= 3 * 8  # every bundle's train, evaluate and inference configs load weights through it
     unsafe = [f"{os.path.relpath(path, REPO)}: {call}" for path, call in calls if "weights_only=True" not in call]
     assert not unsafe, unsafe
 

@@ -24,7 +24,7 @@ from jnet.export import INPUT_NAME, export_onnx
 
 from . import standalone
 from .params import deploy_params
-from .weights import apply_overrides, load_weights, parse_overrides
+from jnet.checkpoints import apply_overrides, load_weights, parse_overrides
 
 __all__ = ["export_kit", "build_engine_script", "kit_trtexec", "RUNNER_NAME", "MAX_ABS_DIFF", "TRTEXEC_JETPACK"]
 

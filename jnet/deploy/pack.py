@@ -24,7 +24,7 @@ from jnet.errors import InputError
 from jnet.export import export_torchscript
 
 from .integrity import LARGE_FILES, large_files_yml, sha256_file, verify_large_files
-from .weights import load_weights, parse_overrides, require_weights_file
+from jnet.checkpoints import load_weights, parse_overrides, require_weights_file
 
 __all__ = ["pack_bundle", "unpack_bundle", "PACKED_ITEMS"]
 

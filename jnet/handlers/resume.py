@@ -9,6 +9,7 @@ import pickle
 import torch
 from ignite.engine import Engine, Events
 
+from jnet.checkpoints import mismatch_detail
 from jnet.errors import InputError
 
 from .atomic import atomic_save, is_main_process
@@ -60,10 +61,15 @@ class ResumeCheckpoint:
         self.save_interval = save_interval
         self.map_location = map_location
         self._carried_scaler_state: dict = {}
+        self._checkpoint: dict = {}
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
+        """With ``resume``: read and check the checkpoint and load ``save_dict`` now - while the bundle's config is
+        still being parsed, so a missing, tampered or mismatched checkpoint stops with one line before the engine
+        runs - and restore the trainer's progress when it starts."""
         if self.resume:
+            self._checkpoint = self._read_checkpoint(engine)
             engine.add_event_handler(Events.STARTED, self.load)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
 
@@ -74,13 +80,9 @@ class ResumeCheckpoint:
     def _scaler(engine: Engine) -> torch.amp.GradScaler | None:
         return getattr(engine, "scaler", None) if getattr(engine, "amp", False) else None
 
-    def _load_scaler(self, engine: Engine, state) -> None:
-        if state is None:  # a checkpoint written without AMP
-            return
-        if not isinstance(state, dict):
-            raise TypeError(f"'{SCALER_KEY}' is a {type(state).__name__}, not a GradScaler state dict")
+    def _load_scaler(self, engine: Engine, state: dict | None) -> None:
         scaler = self._scaler(engine)
-        if scaler is None:
+        if state is None or scaler is None:  # a checkpoint written without AMP, or a run without it
             return
         if scaler.is_enabled():
             if state:  # empty: saved by a disabled scaler, the new one starts afresh
@@ -102,7 +104,8 @@ class ResumeCheckpoint:
             checkpoint[BEST_KEY] = {"value": float(state.best_metric), "epoch": int(state.best_metric_epoch)}
         atomic_save(checkpoint, self.filepath)
 
-    def load(self, engine: Engine) -> None:
+    def _read_checkpoint(self, engine: Engine) -> dict:
+        """The checked checkpoint, with ``save_dict``'s objects loaded from it; :class:`InputError` naming the file."""
         if not os.path.isfile(self.filepath):
             raise InputError(f"{self.filepath}: no resume checkpoint to continue from (train without --resume True to start a new run).")
         try:
@@ -116,18 +119,48 @@ class ResumeCheckpoint:
         try:
             for key, obj in self.save_dict.items():
                 self._unwrap(obj).load_state_dict(checkpoint[key])
-            self._load_scaler(engine, checkpoint.get(SCALER_KEY))
+            trainer_state = dict(checkpoint[TRAINER_KEY])
+            int(trainer_state["iteration"]), int(trainer_state["epoch_length"])
+            _check_scaler_state(checkpoint.get(SCALER_KEY))
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise InputError(f"{self.filepath}: the resume checkpoint does not match this training configuration ({e}).") from e
-        max_epochs = engine.state.max_epochs
-        trainer_state = dict(checkpoint[TRAINER_KEY])
+            raise InputError(
+                f"{self.filepath}: the resume checkpoint does not match this training configuration ({mismatch_detail(e)})."
+            ) from e
+        if engine.state.max_epochs is not None:  # a MONAI trainer knows its epochs already: refuse before it runs
+            self._epochs_done(checkpoint, engine.state.max_epochs)
+        return checkpoint
+
+    def _epochs_done(self, checkpoint: dict, max_epochs: int) -> int:
+        trainer_state = checkpoint[TRAINER_KEY]
         done = int(trainer_state["iteration"]) // max(int(trainer_state["epoch_length"]), 1)
         if done > max_epochs:
             raise InputError(f"{self.filepath}: the run already trained {done} epochs; set --epochs to at least {done}.")
+        return done
+
+    def load(self, engine: Engine) -> None:
+        """Restore the trainer's progress (the epochs done), its AMP scaler and the best metric when it starts."""
+        checkpoint = self._checkpoint
+        max_epochs = engine.state.max_epochs
+        done = self._epochs_done(checkpoint, max_epochs)
+        self._load_scaler(engine, checkpoint.get(SCALER_KEY))  # the trainer makes its scaler in run()
         # restart after the last finished epoch; this run's --epochs may extend the killed one
-        epoch_length = engine.state.epoch_length or int(trainer_state["epoch_length"])
+        epoch_length = engine.state.epoch_length or int(checkpoint[TRAINER_KEY]["epoch_length"])
         engine.load_state_dict({"epoch": done, "epoch_length": epoch_length, "max_epochs": max_epochs})
         if self.evaluator is not None and BEST_KEY in checkpoint:
             self.evaluator.state.best_metric = checkpoint[BEST_KEY]["value"]
             self.evaluator.state.best_metric_epoch = checkpoint[BEST_KEY]["epoch"]
         self.logger.info(f"resumed from {self.filepath} after epoch {engine.state.epoch} of {max_epochs}")
+
+
+SCALER_KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
+
+
+def _check_scaler_state(state) -> None:
+    """A GradScaler state dict, an empty one (a disabled scaler's) or None (no AMP); TypeError/KeyError otherwise."""
+    if state is None:
+        return
+    if not isinstance(state, dict):
+        raise TypeError(f"'{SCALER_KEY}' is a {type(state).__name__}, not a GradScaler state dict")
+    missing = [key for key in SCALER_KEYS if key not in state]
+    if state and missing:
+        raise KeyError(f"'{SCALER_KEY}' lacks {', '.join(missing)}")

@@ -1,9 +1,11 @@
-"""A bundle's network with trained weights: the overrides it was trained with, and a checkpoint that must fit."""
+"""Trained weights into a bundle's network (export, packing, fine-tuning): the overrides they were trained with, a
+checkpoint that must fit, and one-line errors naming the file when it does not."""
 
 from __future__ import annotations
 
 import ast
 import json
+import logging
 import os
 import pickle
 
@@ -13,7 +15,7 @@ from torch import nn
 
 from jnet.errors import InputError
 
-__all__ = ["parse_overrides", "apply_overrides", "load_weights", "require_weights_file"]
+__all__ = ["parse_overrides", "apply_overrides", "load_weights", "require_weights_file", "mismatch_detail"]
 
 
 def parse_overrides(overrides: dict | str | None) -> dict:
@@ -63,20 +65,30 @@ def load_weights(network: nn.Module, model_file: str) -> nn.Module:
     try:
         network.load_state_dict(state)
     except RuntimeError as error:
-        lines = str(error).strip().splitlines()
-        detail = (lines[1] if len(lines) > 1 else lines[0]).strip().rstrip(".")
         raise InputError(
-            f"{model_file}: the weights do not fit the bundle's network_def ({detail}); "
+            f"{model_file}: the weights do not fit the bundle's network_def ({mismatch_detail(error)}); "
             f"pass the overrides it was trained with{_features_hint(network, state)}."
         ) from error
+    logging.getLogger(__name__).info(f"{model_file}: weights loaded into the network")
     return network.eval()
 
 
+def mismatch_detail(error: BaseException) -> str:
+    """The informative line of ``load_state_dict``'s multi-line error (``Error(s) in loading state_dict for X:``
+    followed by ``size mismatch for ...`` / ``Missing key(s) ...``), stripped: one line for a user message."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+    return (lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict") else lines[0]).rstrip(".")
+
+
 def _features_hint(network: nn.Module, state: dict) -> str:
-    """``, here --overrides "{'features': N}"`` when the checkpoint's first convolution has ``N`` filters and the
-    network's another (``features`` is the backbone's first width), else a generic example."""
+    """Which ``features`` the checkpoint has when its first convolution's filter count differs from the network's
+    (``features`` is the backbone's first width), in both override forms; else a generic example."""
     expected = next(((key, value) for key, value in network.state_dict().items() if value.ndim == 4), None)
     saved = state.get(expected[0]) if expected is not None and isinstance(state, dict) else None
     if isinstance(saved, torch.Tensor) and saved.ndim == 4 and saved.shape[0] != expected[1].shape[0]:
-        return f", here --overrides \"{{'features': {int(saved.shape[0])}}}\" (its first convolution has {int(saved.shape[0])} filters)"
-    return ", e.g. --overrides \"{'features': 4}\""
+        n = int(saved.shape[0])
+        return (
+            f", here features {n} (its first convolution has {n} filters): --features {n} in a bundle command, "
+            f"--overrides \"{{'features': {n}}}\" for jnet export and pack"
+        )
+    return ", e.g. --features 4 in a bundle command, --overrides \"{'features': 4}\" for jnet export and pack"
