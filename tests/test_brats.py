@@ -67,6 +67,20 @@ def test_mixed_layouts_are_refused(tiny_brats2021, tiny_brats_decathlon, tmp_pat
         labelled_datalist(data, "brats2021")
 
 
+def test_wrong_brats_folders_say_where_to_point(tiny_brats2021, tiny_brats_decathlon, tmp_path):
+    with pytest.raises(InputError, match=r"a Decathlon dataset \(dataset.json\), not BraTS case folders: set --dataset_layout decathlon"):
+        labelled_datalist(tiny_brats_decathlon, "brats2021")
+    with pytest.raises(InputError, match=r"holds folders of cases \(TrainingData.*\), not cases: point --dataset_dir at"):
+        labelled_datalist(tiny_brats2021, "brats2021")  # the release's top folder, not its TrainingData
+    release = tmp_path / "MICCAI_BraTS_2019_Data_Training"
+    cases = sorted(glob.glob(os.path.join(tiny_brats2021, "TrainingData", "*")))
+    for group, members in (("HGG", cases[:2]), ("LGG", cases[2:])):
+        for case in members:
+            shutil.copytree(case, release / group / os.path.basename(case))
+    with pytest.raises(InputError, match=r"holds folders of cases \(HGG, LGG\), not cases"):
+        labelled_datalist(str(release), "brats2021")
+
+
 def test_synthetic_brats_labels_use_each_layouts_codes(tiny_brats_decathlon, tiny_brats2021):
     decathlon = nib.load(sorted(glob.glob(os.path.join(tiny_brats_decathlon, "labelsTr", "*.nii.gz")))[0])
     folders = nib.load(sorted(glob.glob(os.path.join(tiny_brats2021, "TrainingData", "*", "*_seg.nii.gz")))[0])

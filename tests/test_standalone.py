@@ -406,6 +406,11 @@ def test_trtexec_commands_in_the_verb_and_the_kit_script(prostate_kit, capsys):
     assert "--maxShapes=image:32x2x16x16 --fp16" in script  # the kit's default max batch
 
 
+def test_trtexec_on_a_folder_that_is_not_a_kit(tmp_path):
+    with pytest.raises(InputError, match=r"deploy.json: no such file; KIT_DIR must be a folder written by `python -m jnet export`\.$"):
+        trtexec(str(tmp_path))
+
+
 @pytest.mark.skipif(shutil.which("trtexec") is not None or os.path.exists("/usr/src/tensorrt/bin/trtexec"), reason="trtexec exists here")
 def test_trtexec_run_without_trtexec_says_where_it_comes_from(prostate_kit):
     with pytest.raises(InputError, match="trtexec not found .* it ships with TensorRT"):

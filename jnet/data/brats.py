@@ -86,12 +86,22 @@ def brats_case_dirs(dataset_dir: str) -> list[str]:
         raise InputError(f"dataset_dir '{dataset_dir}' does not exist or is not a folder (set --dataset_dir).")
     cases = sorted(d for d in glob.glob(os.path.join(dataset_dir, "*")) if os.path.isdir(d))
     if os.path.isfile(os.path.join(dataset_dir, "dataset.json")):
-        raise InputError(
-            f"{dataset_dir}: mixed layouts - a Decathlon dataset.json next to BraTS case folders; "
-            "set dataset_layout to 'decathlon' or remove one of them."
-        )
+        if any(_case_files(case) for case in cases):
+            raise InputError(
+                f"{dataset_dir}: mixed layouts - a Decathlon dataset.json next to BraTS case folders; "
+                "set dataset_layout to 'decathlon' or remove one of them."
+            )
+        raise InputError(f"{dataset_dir}: a Decathlon dataset (dataset.json), not BraTS case folders: set --dataset_layout decathlon.")
     if not cases:
         raise InputError(f"{dataset_dir}: no BraTS case folders (expected <case>/<case>_flair.nii.gz, ...).")
+    if not any(_case_files(case) for case in cases):  # e.g. BraTS2021/ holding TrainingData/, or HGG/ + LGG/
+        inner = [case for case in cases if any(_case_files(d) for d in glob.glob(os.path.join(case, "*")) if os.path.isdir(d))]
+        if inner:
+            raise InputError(
+                f"{dataset_dir}: holds folders of cases ({', '.join(os.path.basename(c) for c in inner)}), not cases: "
+                "point --dataset_dir at the folder whose sub-folders are the cases (e.g. BraTS2021/TrainingData; "
+                "put BraTS 2018/2019's HGG and LGG cases into one folder)."
+            )
     return cases
 
 

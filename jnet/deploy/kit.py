@@ -54,8 +54,11 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
 def kit_trtexec(kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool = False) -> list[list[str]]:
     """Print the trtexec commands for the kit in ``kit_dir`` (build ``model.engine``, measure at batch 1 and
     ``max_batch``); with ``run``, run them with the trtexec on PATH or JetPack's."""
+    params_file = os.path.join(kit_dir, standalone.PARAMS_FILE)
+    if not os.path.isfile(params_file):
+        raise InputError(f"{params_file}: no such file; KIT_DIR must be a folder written by `python -m jnet export`.")
     try:
-        params = standalone.load_params(os.path.join(kit_dir, standalone.PARAMS_FILE))
+        params = standalone.load_params(params_file)
     except standalone.RunnerError as error:
         raise InputError(str(error)) from error
     binary = shutil.which("trtexec") or TRTEXEC_JETPACK
