@@ -15,11 +15,18 @@ class InputError(ValueError):
 
 
 def find_input_error(error: BaseException | None) -> InputError | None:
-    """The :class:`InputError` that caused ``error``, following MONAI's and Ignite's re-raising chains."""
+    """The :class:`InputError` that caused ``error``, following MONAI's and Ignite's re-raising chains and a
+    DataLoader worker's re-raise (rebuilt from the ``jnet.errors.InputError: ...`` line it quotes)."""
     seen: set[int] = set()
+    marker = f"{InputError.__module__}.InputError: "
     while error is not None and id(error) not in seen:
         if isinstance(error, InputError):
             return error
+        # a DataLoader worker's error comes back as another type (MONAI's transform RuntimeError), the worker's
+        # traceback - ending in the InputError's own line - in its message
+        lines = [line.strip() for line in str(error).splitlines() if line.strip().startswith(marker)]
+        if lines:
+            return InputError(lines[-1][len(marker) :])
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None

@@ -354,6 +354,19 @@ def test_missing_or_unfitting_weights_are_one_line_before_any_work(prostate_base
 
 
 @pytest.mark.slow
+def test_a_bad_image_read_in_a_dataloader_worker_is_one_line(prostate_base, tmp_path):
+    """``--cache_rate 0`` (what the full BraTS set needs) with worker processes: the error crosses the process
+    boundary inside MONAI's RuntimeError and is still printed as its one line."""
+    data = _copy(prostate_base, tmp_path)
+    bad = _edit(_prostate_image(data, "train"), _set((3, 4, 1, 0), np.nan))
+    overrides = {**TINY_OVERRIDES, "num_workers": 2, "cache_rate": 0.0}
+    result = run_bundle(BUNDLE_16, ["configs/train.json"], bundle_root=str(tmp_path / "root"), dataset_dir=data, epochs=1, val_fold=-1, **overrides)
+    assert _error_line(result) == (
+        f"ERROR: {bad}: holds 1 NaN and 0 Inf voxel value(s) of 7680; they are not replaced automatically - fix or re-export the file."
+    )
+
+
+@pytest.mark.slow
 def test_evaluate_refuses_an_image_with_nan(prostate_base, tmp_path):
     data = _copy(prostate_base, tmp_path)
     bad = _edit(_prostate_image(data, "evaluate"), _set((3, 4, 1, 0), np.nan))
