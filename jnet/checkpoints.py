@@ -42,15 +42,18 @@ def apply_overrides(parser: ConfigParser, overrides: dict, source: str) -> None:
         parser[key] = value
 
 
-def require_weights_file(model_file: str) -> None:
+def require_weights_file(model_file: str, option: str = "--model_file") -> None:
+    """:class:`InputError` unless ``model_file`` exists; ``option`` is the override that names another file."""
     if not os.path.isfile(model_file):
-        raise InputError(f"{model_file}: no such weights file (train the bundle first, or pass --model_file).")
+        hint = "train the bundle first, or pass --model_file" if option == "--model_file" else f"check {option}"
+        raise InputError(f"{model_file}: no such weights file ({hint}).")
 
 
-def load_weights(network: nn.Module, model_file: str) -> nn.Module:
+def load_weights(network: nn.Module, model_file: str, option: str = "--model_file") -> nn.Module:
     """Load a ``CheckpointSaver`` checkpoint (a state dict, or ``{"model": state dict}``) into ``network``; a
-    checkpoint that does not fit (trained with other overrides) is an :class:`InputError` naming the file."""
-    require_weights_file(model_file)
+    missing file, a file that is not a state dict, or weights that do not fit (trained with other overrides) are an
+    :class:`InputError` naming the file. ``option``: the override the file came from, for the message."""
+    require_weights_file(model_file, option)
     try:
         state = torch.load(model_file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:  # torch's message goes on to suggest weights_only=False: not here
@@ -62,6 +65,8 @@ def load_weights(network: nn.Module, model_file: str) -> nn.Module:
         raise InputError(f"{model_file}: not a PyTorch checkpoint ({str(error).strip().splitlines()[0]}).") from error
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise InputError(f"{model_file}: holds a {type(state).__name__}, not a state dict of weights.")
     try:
         network.load_state_dict(state)
     except RuntimeError as error:

@@ -305,6 +305,22 @@ def test_multi_gpu_config_without_torchrun_is_a_one_line_error(tiny_dataset, tmp
     assert not os.path.exists(os.path.join(str(tmp_path), "models"))
 
 
+def test_an_input_error_inside_the_process_group_is_each_ranks_one_line(tiny_dataset, tmp_path):
+    """After ``init_process_group`` torch's own excepthook wraps ours (stderr buffered, printed with a rank prefix
+    after ours returns): the line must still reach the console. Here: a 2-process evaluation before training."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    command = [torchrun, "--standalone", f"--nproc_per_node={NPROC}"]
+    overrides = {**OVERRIDES, "bundle_root": str(tmp_path), "dataset_dir": tiny_dataset, "output_dir": str(tmp_path / "eval")}
+    command += bundle_command(MULTI_EVALUATE, overrides)[1:]
+    result = subprocess.run(command, cwd=BUNDLE_16, capture_output=True, text=True, timeout=300, env=distributed_env())
+    assert result.returncode != 0
+    model = os.path.join(str(tmp_path), "models", "model.pt")
+    expected = f"ERROR: {model}: no such weights file (train the bundle first, or pass --model_file)."
+    lines = sorted(line for line in (result.stderr + result.stdout).splitlines() if "ERROR: " in line and "no such weights" in line)
+    assert lines == [f"[rank{rank}]: {expected}" for rank in range(NPROC)], result.stderr[-3000:]
+    assert "jnet.errors.InputError" not in result.stderr  # no rank's traceback (torchrun adds its own failure report)
+
+
 SPECS = list(bundle_specs(os.path.join(REPO, "configs")))
 RANK_0_ONLY = {  # merged-config handler lists the overrides disable on ranks > 0, and what each must be
     "train#handlers": {1: "ProgressBar", 2: "StatsHandler", 3: "TensorBoardStatsHandler"},

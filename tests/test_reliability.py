@@ -340,7 +340,10 @@ def test_missing_or_unfitting_weights_are_one_line_before_any_work(prostate_base
         assert _error_line(result) == f"ERROR: {model}: no such weights file (train the bundle first, or pass --model_file)."
     missing = str(tmp_path / "pretrained.pt")
     result = run_bundle(BUNDLE_16, ["configs/train.json"], finetune=True, pretrained_file=missing, epochs=1, **common)
-    assert _error_line(result).startswith(f"ERROR: {missing}: no such weights file")
+    assert _error_line(result) == f"ERROR: {missing}: no such weights file (check --pretrained_file)."
+    torch.save(torch.ones(3), missing)  # a tensor, not a state dict
+    result = run_bundle(BUNDLE_16, ["configs/train.json"], finetune=True, pretrained_file=missing, epochs=1, **common)
+    assert _error_line(result) == f"ERROR: {missing}: holds a Tensor, not a state dict of weights."
     parser = bundle_parser(BUNDLE_16)  # features 8: not the features 4 of this training
     atomic_save(parser.get_parsed_content("network_def").state_dict(), missing)
     result = run_bundle(BUNDLE_16, ["configs/train.json"], finetune=True, pretrained_file=missing, epochs=1, **common)

@@ -418,11 +418,11 @@ def test_trtexec_run_without_trtexec_says_where_it_comes_from(prostate_kit):
 
 
 def test_build_engine_script_without_trtexec_is_one_clear_line(prostate_kit, tmp_path):
-    missing = str(tmp_path / "no" / "trtexec")
-    env = {**os.environ, "TRTEXEC": missing}
-    result = subprocess.run(["sh", os.path.join(prostate_kit, "build_engine.sh")], capture_output=True, text=True, env=env)
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"ERROR: {missing}: trtexec not found - it ships with TensorRT (JetPack on a Jetson); set TRTEXEC=/path/to/trtexec."
+    for missing in (str(tmp_path / "no" / "trtexec"), str(tmp_path)):  # no such file; a folder (not a program)
+        env = {**os.environ, "TRTEXEC": missing}
+        result = subprocess.run(["sh", os.path.join(prostate_kit, "build_engine.sh")], capture_output=True, text=True, env=env)
+        assert result.returncode == 1
+        assert result.stderr.strip() == f"ERROR: {missing}: trtexec not found - it ships with TensorRT (JetPack on a Jetson); set TRTEXEC=/path/to/trtexec."
     assert not os.path.exists(os.path.join(prostate_kit, "model.engine"))
 
 
@@ -451,6 +451,10 @@ def test_export_without_the_export_extra_or_failing_its_check_leaves_the_kit_fol
         export_kit(BUNDLE_16, str(old_kit), weights, opset=17, overrides={"features": 4})
     assert {name: (old_kit / name).read_bytes() for name in os.listdir(old_kit)} == before  # opset 13 kit untouched
     assert sorted(os.listdir(tmp_path)) == ["old_kit"]  # no staging folder left behind
+    monkeypatch.undo()
+    (old_kit / "model.engine").write_bytes(b"built from the old model.onnx")
+    export_kit(BUNDLE_16, str(old_kit), weights, opset=17, overrides={"features": 4})
+    assert sorted(os.listdir(old_kit)) == ["build_engine.sh", "deploy.json", RUNNER_NAME, "model.onnx"]  # stale engine gone
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: a TensorRT engine cannot be built or run here")

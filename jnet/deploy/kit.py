@@ -43,7 +43,8 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
         "set -e",
         'cd "$(dirname "$0")"',
         'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"',
-        'command -v "$TRTEXEC" >/dev/null 2>&1 || { echo "ERROR: $TRTEXEC: trtexec not found - it ships with TensorRT'
+        'TRTEXEC="$(command -v "$TRTEXEC" || echo "$TRTEXEC")"',
+        '[ -f "$TRTEXEC" ] && [ -x "$TRTEXEC" ] || { echo "ERROR: $TRTEXEC: trtexec not found - it ships with TensorRT'
         ' (JetPack on a Jetson); set TRTEXEC=/path/to/trtexec." >&2; exit 1; }',
     ]
     for command in standalone.trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16):
@@ -129,11 +130,11 @@ def export_kit(
     apply_overrides(parser, parse_overrides(overrides), source)
     params = deploy_params(parser, os.path.basename(bundle_dir), source)
     network = load_weights(parser.get_parsed_content("network_def"), model_file or os.path.join(bundle_dir, "models", "model.pt"))
-    out_dir = os.path.abspath(out_dir)
-    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-    # the kit is built beside OUT_DIR and moved in only once it is complete and checked: a failed export leaves an
-    # earlier kit in OUT_DIR as it was, and no half-written folder
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}-export-", dir=os.path.dirname(out_dir))
+    created = not os.path.isdir(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    # the kit is built in a hidden folder inside OUT_DIR (same file system: os.replace) and moved in only once it is
+    # complete and checked: a failed export leaves an earlier kit as it was, and no half-written folder
+    staging = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
     try:
         staged = {name: os.path.join(staging, name) for name in KIT_FILES}
         shape = (1, params["in_channels"], params["input_size"], params["input_size"])
@@ -148,9 +149,16 @@ def export_kit(
             f.write(build_engine_script(params, max_batch, fp16))
         for name in (RUNNER_NAME, "build_engine.sh"):
             os.chmod(staged[name], 0o755)
-        os.makedirs(out_dir, exist_ok=True)
         for name, path in staged.items():
             os.replace(path, os.path.join(out_dir, name))
+        for suffix in standalone.ENGINE_SUFFIXES:  # an engine built from the previous model.onnx no longer matches it
+            stale = os.path.join(out_dir, "model" + suffix)
+            if os.path.isfile(stale):
+                os.remove(stale)
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {name: os.path.join(out_dir, name) for name in KIT_FILES}

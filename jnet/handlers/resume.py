@@ -30,8 +30,10 @@ class ResumeCheckpoint:
     metric (so a resumed run only replaces ``model.pt`` with a better model). Written atomically (:func:`~jnet.handlers.atomic.atomic_save`) after every
     ``save_interval`` epochs, once validation has run.
 
-    With ``resume=True`` everything is restored when the trainer starts (loaded with ``weights_only=True``), and
-    the run continues at the next epoch up to the trainer's ``max_epochs`` (which may be raised to train longer).
+    With ``resume=True`` the checkpoint is read (``weights_only=True``), checked and loaded into ``save_dict``'s
+    objects when the handler attaches (a bad one stops before any work), and the trainer's epochs, scaler and the
+    best metric are restored when it starts; the run continues at the next epoch up to the trainer's
+    ``max_epochs`` (which may be raised to train longer).
 
     Args:
         filepath: the checkpoint file, e.g. ``models/model_resume.pt``.
@@ -68,8 +70,9 @@ class ResumeCheckpoint:
         """With ``resume``: read and check the checkpoint and load ``save_dict`` now - while the bundle's config is
         still being parsed, so a missing, tampered or mismatched checkpoint stops with one line before the engine
         runs - and restore the trainer's progress when it starts."""
-        if self.resume:
-            self._checkpoint = self._read_checkpoint(engine)
+        if self.resume:  # keep what is applied when the trainer starts, not the loaded weights
+            checkpoint = self._read_checkpoint(engine)
+            self._checkpoint = {key: checkpoint[key] for key in (TRAINER_KEY, SCALER_KEY, BEST_KEY) if key in checkpoint}
             engine.add_event_handler(Events.STARTED, self.load)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
 
