@@ -13,18 +13,18 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 
 import numpy as np
 import torch
 
 from jnet.bundle_io import bundle_parser
+from jnet.checkpoints import apply_overrides, load_weights, parse_overrides
 from jnet.errors import InputError
 from jnet.export import INPUT_NAME, export_onnx
 
 from . import standalone
 from .params import deploy_params
-from jnet.checkpoints import apply_overrides, load_weights, parse_overrides
+from .staging import staging_folder
 
 __all__ = ["export_kit", "build_engine_script", "kit_trtexec", "RUNNER_NAME", "MAX_ABS_DIFF", "TRTEXEC_JETPACK"]
 
@@ -130,12 +130,9 @@ def export_kit(
     apply_overrides(parser, parse_overrides(overrides), source)
     params = deploy_params(parser, os.path.basename(bundle_dir), source)
     network = load_weights(parser.get_parsed_content("network_def"), model_file or os.path.join(bundle_dir, "models", "model.pt"))
-    created = not os.path.isdir(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    # the kit is built in a hidden folder inside OUT_DIR (same file system: os.replace) and moved in only once it is
-    # complete and checked: a failed export leaves an earlier kit as it was, and no half-written folder
-    staging = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
-    try:
+    # the kit is built in a hidden folder inside OUT_DIR and moved in only once it is complete and checked: a failed
+    # export leaves an earlier kit as it was, and no half-written folder
+    with staging_folder(out_dir, ".export-") as staging:
         staged = {name: os.path.join(staging, name) for name in KIT_FILES}
         shape = (1, params["in_channels"], params["input_size"], params["input_size"])
         export_onnx(network, shape, staged["model.onnx"], opset)
@@ -155,10 +152,4 @@ def export_kit(
             stale = os.path.join(out_dir, "model" + suffix)
             if os.path.isfile(stale):
                 os.remove(stale)
-    except BaseException:
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {name: os.path.join(out_dir, name) for name in KIT_FILES}

@@ -20,11 +20,12 @@ import tempfile
 import zipfile
 
 from jnet.bundle_io import bundle_parser
+from jnet.checkpoints import load_weights, parse_overrides, require_weights_file
 from jnet.errors import InputError
 from jnet.export import export_torchscript
 
 from .integrity import LARGE_FILES, large_files_yml, sha256_file, verify_large_files
-from jnet.checkpoints import load_weights, parse_overrides, require_weights_file
+from .staging import staging_folder
 
 __all__ = ["pack_bundle", "unpack_bundle", "PACKED_ITEMS"]
 
@@ -149,10 +150,7 @@ def unpack_bundle(zip_file: str, out_dir: str = ".", sha256: str | None = None) 
         destination = os.path.join(out_dir, name)
         if os.path.exists(destination):
             raise InputError(f"{destination}: already exists; remove it or choose another --out_dir.")
-        created = not os.path.isdir(out_dir)
-        os.makedirs(out_dir, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".unpack-", dir=out_dir)
-        try:
+        with staging_folder(out_dir, ".unpack-") as staging:
             try:
                 archive.extractall(staging)
             except (zipfile.BadZipFile, OSError, EOFError) as error:  # a damaged member fails its CRC check here
@@ -167,10 +165,4 @@ def unpack_bundle(zip_file: str, out_dir: str = ".", sha256: str | None = None) 
                 if os.path.realpath(os.path.join(models, file)) not in verified:
                     raise InputError(f"{zip_file}: models/{file} is not listed in {LARGE_FILES}; it cannot be verified.")
             os.rename(bundle, destination)
-        except BaseException:
-            if created:
-                shutil.rmtree(out_dir, ignore_errors=True)
-            raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return destination
