@@ -15,6 +15,14 @@ from torch import nn
 __all__ = ["bundle_parser", "bundle_network", "count_parameters", "bundle_command", "run_bundle_command", "read_metric_summary"]
 
 
+REPO_BUNDLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles")
+
+
+def repo_bundle(name: str) -> str:
+    """The folder of the generated bundle ``name`` in this repository (``bundles/<name>``)."""
+    return os.path.join(REPO_BUNDLES, name)
+
+
 def bundle_parser(bundle_dir: str, overrides: Sequence[str] = (), base: str = "configs/train.json") -> ConfigParser:
     """A ConfigParser over ``base`` merged with ``overrides`` (paths relative to the bundle), as ``monai.bundle run``."""
     parser = ConfigParser()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from jnet.bundle_io import bundle_network, count_parameters, read_metric_summary, run_bundle_command
+from jnet.bundle_io import bundle_network, count_parameters, read_metric_summary, repo_bundle, run_bundle_command
 
 __all__ = ["run_demo", "VariantResult", "format_table"]
 
@@ -39,8 +39,7 @@ def format_table(results: list[VariantResult], class_names: list[str]) -> str:
 def run_demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 16, seed: int = 0) -> list[VariantResult]:
     from jnet.data.synthetic import write_prostate_task
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    bundle_dir = os.path.join(repo, "bundles", BUNDLE)
+    bundle_dir = repo_bundle(BUNDLE)
     work_dir = os.path.abspath(work_dir)
     data_dir = os.path.join(work_dir, "Task05_Prostate_synthetic")
     print(f"[1/3] writing {num_train} + 2 synthetic prostate volumes (Decathlon Task05 layout, seed {seed}) to {data_dir}")

@@ -12,7 +12,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 
-from jnet.bundle_io import run_bundle_command
+from jnet.bundle_io import repo_bundle, run_bundle_command
 from jnet.distributed import torchrun_env
 from jnet.errors import InputError
 
@@ -60,10 +60,9 @@ def best_dice(log_text: str) -> float:
 def _run(bundle_dir: str, root: str, command: str, processes: int, batch_size: int | None, overrides: dict, threads: int) -> ProcessRun:
     train = command == "train"
     configs = ["configs/train.json"] + ([] if train else ["configs/evaluate.json"])
-    if processes > 1:
-        configs.append("configs/multi_gpu_train.json" if train else "configs/multi_gpu_evaluate.json")
     launcher = None
     if processes > 1:  # torchrun's module under this interpreter: wherever pip put the `torchrun` script
+        configs.append("configs/multi_gpu_train.json" if train else "configs/multi_gpu_evaluate.json")
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     extra = {} if batch_size is None else {"batch_size": batch_size}
     log_path = os.path.join(root, f"{command}.log")
@@ -87,8 +86,8 @@ def bench_processes(
     the same per-process batch (twice the global batch, half the steps) and with ``batch_size // processes`` per
     process (the same global batch); then evaluate the 1-process model on every labelled volume
     (``--val_fold -1``) in 1 and in ``processes`` processes. ``dataset_dir`` None: ``num_train`` synthetic
-    volumes (seed 1) in ``out_dir/Task05_Prostate_synthetic_<num_train>`` (kept for the next call). ``overrides``: more bundle overrides for every command (e.g.
-    ``{"features": 4}``). Returns the report written to ``out_dir/processes.json``.
+    volumes (seed 1) in ``out_dir/Task05_Prostate_synthetic_<num_train>`` (kept for the next call).
+    ``overrides``: more bundle overrides for every command (e.g. ``{"features": 4}``). Returns the report written to ``out_dir/processes.json``.
     """
     import json
 
@@ -100,8 +99,7 @@ def bench_processes(
         raise InputError(f"processes must be at least 2 (compared with 1), got {processes}.")
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}.")
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    bundle_dir = os.path.join(repo, "bundles", BUNDLE)
+    bundle_dir = repo_bundle(BUNDLE)
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     for name in REPORT_FILES:  # never leave an earlier report beside this run's logs

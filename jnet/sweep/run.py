@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 import monai
 from jnet.bench.bundles import bench_networks
-from jnet.bundle_io import count_parameters
+from jnet.bundle_io import count_parameters, repo_bundle
 from jnet.data.defaults import synthetic_dataset
 
 from .data import NUM_FOLDS, load_sweep_data
@@ -58,7 +58,7 @@ def run_sweep(
     os.makedirs(work_dir, exist_ok=True)
     generated = dataset_dir is None
     dataset_dir = dataset_dir or synthetic_dataset(dataset, os.path.join(work_dir, f"{dataset}_synthetic_seed{data_seed}"), num_train, 0, data_seed)
-    bundle_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles", BUNDLE_FOR[dataset])
+    bundle_dir = repo_bundle(BUNDLE_FOR[dataset])
     data = load_sweep_data(bundle_dir, dataset_dir, os.path.join(work_dir, "slices.pt"), dataset_layout=dataset_layout)
     path = os.path.join(work_dir, "sweep.json")
     results = json.load(open(path)) if os.path.isfile(path) else {"runs": {}, "speed": {}}
