@@ -52,7 +52,7 @@ def run_demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 1
         root = os.path.join(work_dir, name.split()[0])
         os.makedirs(root, exist_ok=True)
         print(f"[{step}/3] {name}: train {epochs} epochs, then evaluate on the held-out fold (logs in {root})")
-        train_overrides = {**common, "bundle_root": root, "epochs": epochs, "val_interval": 5}
+        train_overrides = {**common, "bundle_root": root, "epochs": epochs, "val_interval": min(5, epochs)}  # validated at least once
         seconds = run_bundle_command(bundle_dir, ["configs/train.json"] + extra, train_overrides, os.path.join(root, "train.log"))
         eval_dir = os.path.join(root, "eval")
         eval_files = ["configs/train.json", "configs/evaluate.json"] + extra
