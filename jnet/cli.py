@@ -22,7 +22,7 @@ def synthetic(
 ) -> str:
     """Write a synthetic dataset to OUT_DIR: DATASET prostate (Decathlon Task05 layout) or brats (LAYOUT
     decathlon = Task01, or brats2021 = case folders); --small: small slices and few of them, for quick tries."""
-    from jnet.data.defaults import DATASETS, write_synthetic
+    from jnet.tools.synthetic import DATASETS, write_synthetic
 
     if dataset not in DATASETS:
         sys.exit(f"ERROR: dataset must be one of {', '.join(DATASETS)}, got '{dataset}'.")
@@ -32,31 +32,35 @@ def synthetic(
 def generate(
     configs_dir: str = "configs", bundles_dir: str = "bundles", table_file: str = "docs/bundles.md", check: bool = False
 ) -> None:
-    """Regenerate bundles/ from configs/ (with --check: only report what is out of date, exit 1 if anything)."""
-    from jnet.bundlegen import check_bundles, generate_bundles
+    """Regenerate bundles/ and the bundle table (docs/bundles.md) from configs/ (with --check: only report what is
+    out of date, exit 1 if anything)."""
+    from jnet.bundles.check import check_bundles
+    from jnet.bundles.render import generate_bundles
+    from jnet.tools.bench.table import check_bundles_table, write_bundles_table
 
     if check:
-        differences = check_bundles(configs_dir, bundles_dir, table_file)
+        differences = check_bundles(configs_dir, bundles_dir) + check_bundles_table(configs_dir, bundles_dir, table_file)
         for line in differences:
             print(line)
         if differences:
             sys.exit(1)
         print("bundles are in sync with configs/")
         return
-    for name in generate_bundles(configs_dir, bundles_dir, table_file):
+    for name in generate_bundles(configs_dir, bundles_dir):
         print(f"generated {bundles_dir}/{name}")
+    print(f"generated {write_bundles_table(configs_dir, bundles_dir, table_file)}")
 
 
 def demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 16, seed: int = 0) -> None:
     """Synthetic data -> train the 16x16 bundle with and without the head -> evaluate both -> print a table."""
-    from jnet.demo import run_demo
+    from jnet.tools.demo import run_demo
 
     run_demo(work_dir=work_dir, epochs=epochs, num_train=num_train, seed=seed)
 
 
 def eval_metrics(epochs: int = 20, num_train: int = 16, seed: int = 0, out_file: str = "configs/eval_metrics.json") -> None:
     """Measure every bundle's eval_metrics (a short training on synthetic data) into OUT_FILE; resumable."""
-    from jnet.eval_metrics import measure_eval_metrics
+    from jnet.tools.eval_metrics import measure_eval_metrics
 
     measure_eval_metrics(out_file=out_file, epochs=epochs, num_train=num_train, seed=seed)
 
@@ -67,7 +71,7 @@ def bench(out_dir: str = "bench_output", budget_s: float = 0.5) -> None:
     import json
     import os
 
-    from jnet.bench.bundles import bench_bundles, format_bench_table
+    from jnet.tools.bench.bundles import bench_bundles, format_bench_table
 
     os.makedirs(out_dir, exist_ok=True)
     report = bench_bundles(budget_s=budget_s)
@@ -84,7 +88,7 @@ def bench_processes(
 ) -> None:
     """Wall time of training and evaluation in 1 vs PROCESSES processes (torchrun; gloo on CPU, one GPU per process
     where there are GPUs): writes OUT_DIR/processes.json and OUT_DIR/processes.md and prints the table."""
-    from jnet.bench.processes import bench_processes as run, format_processes_table
+    from jnet.tools.bench.processes import bench_processes as run, format_processes_table
 
     print(format_processes_table(run(out_dir, dataset_dir, processes, epochs, batch_size)))
 
@@ -109,7 +113,7 @@ def sweep(
     """Resolution sweep: every variant at every input size on the same data and budget (DATASET_DIR in either
     layout, or a synthetic default); JSON, Markdown table and plots in WORK_DIR; resumable. --remeasure_speed:
     measure the inference cost again without retraining (when the machine was busy during the first run)."""
-    from jnet.sweep import run_sweep
+    from jnet.tools.sweep import run_sweep
 
     run_sweep(
         work_dir=work_dir,
@@ -135,7 +139,7 @@ def publish(sweep_dir: str = "sweep_output", bench_dir: str = "bench_output", ot
     eval_metrics (configs/eval_metrics.json, bundles regenerated) and, from BENCH_DIR/bench.json, the Jetson
     estimates of docs/jetson.md; OTHER_SWEEP_DIRS (e.g. "['sweep_brats']") add their section and bundles'
     eval_metrics. Prints every target and whether it is met."""
-    from jnet.sweep.publish import publish_results
+    from jnet.tools.sweep.publish import publish_results
 
     published = publish_results(sweep_dir, bench_dir, other_sweep_dirs=tuple(_listed(other_sweep_dirs)))
     for what, met, numbers in published["checks"]:
@@ -147,9 +151,9 @@ def export(
     bundle_dir: str, out_dir: str = "deploy", model_file: str | None = None, opset: int = 17, overrides: dict | str | None = None, max_batch: int = 32
 ) -> None:
     """Deployment kit of a trained bundle in OUT_DIR: model.onnx (input `image`, output `pred`, dynamic batch; opset
-    13 for TensorRT 8.2 / JetPack 4.6), deploy.json, jnet_runner.py (numpy + nibabel + ONNX Runtime/TensorRT) and
+    13 for TensorRT 8.2 / JetPack 4.6), deploy.json, the runner folder jnet_runner/ (numpy + nibabel + ONNX Runtime/TensorRT) and
     build_engine.sh (trtexec). OVERRIDES: config values the weights were trained with, e.g. "{'features': 4}"."""
-    from jnet.deploy import export_kit
+    from jnet.deploy.kit import export_kit
 
     for path in export_kit(bundle_dir, out_dir, model_file, opset, overrides, max_batch).values():
         print(path)
@@ -166,7 +170,8 @@ def trtexec(kit_dir: str = "deploy", max_batch: int = 32, fp16: bool = True, run
 def pack(bundle_dir: str, out_dir: str = ".", model_file: str | None = None, overrides: dict | str | None = None) -> None:
     """Pack a trained bundle into OUT_DIR/<name>_v<version>.zip (configs, docs, LICENSE, models/model.pt and
     model.ts, large_files.yml with sha256). OVERRIDES: config values the weights were trained with."""
-    from jnet.deploy import pack_bundle, sha256_file
+    from jnet.deploy.integrity import sha256_file
+    from jnet.deploy.pack import pack_bundle
 
     path = pack_bundle(bundle_dir, out_dir, model_file, overrides)
     print(f"{path}\nsha256 {sha256_file(path)}")
@@ -175,7 +180,7 @@ def pack(bundle_dir: str, out_dir: str = ".", model_file: str | None = None, ove
 def unpack(zip_file: str, out_dir: str = ".", sha256: str | None = None) -> None:
     """Unpack a packed bundle into OUT_DIR/<name>/ after checking every file of its large_files.yml (and the zip
     against SHA256 when given); refuses a mismatch and leaves nothing behind."""
-    from jnet.deploy import unpack_bundle
+    from jnet.deploy.pack import unpack_bundle
 
     print(unpack_bundle(zip_file, out_dir, sha256))
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from jnet.bundle_io import bundle_command
+from jnet.tools.bundle_commands import bundle_command
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLES = os.path.join(REPO, "bundles")
@@ -37,7 +37,7 @@ def run_bundle(bundle_dir: str, config_files: list[str], timeout: int = 600, **o
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> str:
     """6 labelled + 1 test volume, 128-160 px slices, 6-8 slices each, in the Decathlon Task05 layout."""
-    from jnet.data.synthetic import write_prostate_task
+    from jnet.tools.synthetic.prostate import write_prostate_task
 
     out = str(tmp_path_factory.mktemp("Task05_Prostate_tiny"))
     write_prostate_task(out, num_train=6, num_test=1, seed=3, slice_sizes=((128, 128), (160, 128)), num_slices=(6, 8))
@@ -56,7 +56,7 @@ def trained_root(tiny_dataset, tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_brats_decathlon(tmp_path_factory) -> str:
     """6 labelled + 1 test synthetic BraTS volume (96x96, 6-8 slices) in the Decathlon Task01 layout."""
-    from jnet.data.synthetic_brats import write_brats_task
+    from jnet.tools.synthetic.brats import write_brats_task
 
     return write_brats_task(str(tmp_path_factory.mktemp("Task01_tiny")), "decathlon", 6, 1, seed=2, size=(96, 96), num_slices=(6, 8))
 
@@ -64,6 +64,6 @@ def tiny_brats_decathlon(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_brats2021(tmp_path_factory) -> str:
     """The same in the BraTS 2018-2021 case-folder layout (TrainingData/ and ValidationData/)."""
-    from jnet.data.synthetic_brats import write_brats_task
+    from jnet.tools.synthetic.brats import write_brats_task
 
     return write_brats_task(str(tmp_path_factory.mktemp("BraTS2021_tiny")), "brats2021", 6, 1, seed=2, size=(96, 96), num_slices=(6, 8))

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from jnet.bench.jetson import estimate_images_per_s
-from jnet.bench.macs import count_macs, head_macs
-from jnet.bench.memory import peak_forward_memory
-from jnet.export import export_onnx
+from jnet.tools.bench.jetson import estimate_images_per_s
+from jnet.tools.bench.macs import count_macs, head_macs
+from jnet.tools.bench.memory import peak_forward_memory
+from jnet.deploy.export import export_onnx
 from jnet.networks import JNet, UpscalingHead, elunet_for_input
 
 
@@ -54,7 +54,7 @@ def test_onnx_export_matches_pytorch(opset, skip, tmp_path):
 
 
 def test_fastest_of_rounds_keeps_each_figures_best_round_and_alternates():
-    from jnet.bench.speed import fastest_of_rounds
+    from jnet.tools.bench.speed import fastest_of_rounds
 
     order, rounds = [], {"a": iter([(10.0, 5.0), (30.0, 2.0), (20.0, 9.0)]), "b": iter([(1.0, 1.0)] * 3)}
 

@@ -12,8 +12,8 @@ import torch
 from monai.bundle import ConfigWorkflow, ckpt_export, load, verify_net_in_out
 
 from conftest import BUNDLES, REPO
-from jnet.bundle_io import bundle_network
-from jnet.bundlegen import bundle_specs
+from jnet.bundles.parse import bundle_network
+from jnet.bundles.matrix import bundle_specs
 
 SPECS = list(bundle_specs(os.path.join(REPO, "configs")))
 pytestmark = pytest.mark.filterwarnings("ignore")

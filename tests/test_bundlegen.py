@@ -1,16 +1,90 @@
 import json
 import os
 import re
+import shutil
 
 import pytest
 
 from conftest import BUNDLES, REPO
-from jnet.bundlegen import bundle_specs, check_bundles
+from jnet.bundles.check import check_bundles
+from jnet.bundles.matrix import bundle_specs, head_levels
+from jnet.bundles.parse import bundle_parser
+from jnet.bundles.render import SLOT, generate_bundles
+from jnet.tools.bench.table import check_bundles_table
 
 
 def test_committed_bundles_match_the_generator():
-    differences = check_bundles(os.path.join(REPO, "configs"), BUNDLES, os.path.join(REPO, "docs", "bundles.md"))
+    differences = check_bundles(os.path.join(REPO, "configs"), BUNDLES)
+    differences += check_bundles_table(os.path.join(REPO, "configs"), BUNDLES, os.path.join(REPO, "docs", "bundles.md"))
     assert differences == [], "bundles/ is out of date: run `make generate`\n" + "\n".join(differences)
+
+
+def test_head_levels_from_input_size():
+    assert [head_levels(r) for r in (16, 32, 64, 128, 256)] == [4, 3, 2, 1, 0]
+    assert head_levels(8, 512) == 6
+    for bad in (24, 48, 300, 0):
+        with pytest.raises(ValueError, match=f"input size {bad} must divide 256 by a power of two"):
+            head_levels(bad)
+
+
+def _configs_copy(tmp_path):
+    configs = str(tmp_path / "configs")
+    shutil.copytree(os.path.join(REPO, "configs"), configs)
+    return configs
+
+
+def _edit_json(path, edit):
+    content = json.load(open(path))
+    edit(content)
+    json.dump(content, open(path, "w"))
+
+
+def test_every_dataset_profile_fills_the_same_neutral_slots():
+    """The templates hold no dataset's values: prostate states its grid, loss and activation as BraTS does."""
+    templates = {name: json.load(open(os.path.join(REPO, "configs", "templates", name))) for name in ("train.json", "inference.json")}
+    slots = {key for content in templates.values() for key, value in content.items() if value == SLOT}
+    assert {"grid_transform", "loss", "post_activation", "label_transform", "val_discretize", "input_size", "head_levels"} <= slots
+    for dataset in ("prostate", "brats"):
+        config = json.load(open(os.path.join(REPO, "configs", "datasets", f"{dataset}.json")))["config"]
+        assert set(config) == slots - {"input_size", "output_size", "head_levels"}, dataset
+    prostate = json.load(open(os.path.join(REPO, "configs", "datasets", "prostate.json")))["config"]
+    assert prostate["grid_transform"]["grid"] == "resize" and prostate["post_activation"]["activation"] == "softmax"
+    assert prostate["loss"]["loss"]["_target_"] == "DiceCELoss"
+
+
+def test_a_profile_key_that_fills_no_slot_is_refused(tmp_path):
+    configs = _configs_copy(tmp_path)
+    _edit_json(os.path.join(configs, "datasets", "prostate.json"), lambda p: p["config"].update(lables_values=[0, 1, 2]))
+    with pytest.raises(ValueError, match=r"configs/datasets/prostate.json: config key\(s\) lables_values fill no slot"):
+        generate_bundles(configs, str(tmp_path / "bundles"))
+
+
+def test_a_slot_that_the_profile_leaves_empty_is_refused(tmp_path):
+    configs = _configs_copy(tmp_path)
+    _edit_json(os.path.join(configs, "datasets", "brats.json"), lambda p: p["config"].pop("loss"))
+    with pytest.raises(ValueError, match=r"configs/datasets/brats.json: no value for the slot\(s\) loss of configs/templates/train.json"):
+        generate_bundles(configs, str(tmp_path / "bundles"))
+
+
+@pytest.mark.parametrize("section,expected", [
+    ("train", {"ignite.contrib.handlers.ProgressBar": "main", "StatsHandler": "log", "TensorBoardStatsHandler": "main"}),
+    ("validate", {"StatsHandler": "log", "TensorBoardStatsHandler": "main", "jnet.handlers.BestModelSaver": "main"}),
+])
+def test_main_process_handlers_are_disabled_by_name_on_other_ranks(section, expected):
+    """multi_gpu_train.json names the main process (`is_main_process`); no handler is disabled by list position, so
+    reordering train.json's handlers keeps each handler's own condition."""
+    multi = json.load(open(os.path.join(BUNDLES, "prostate_mri_lowres_16", "configs", "multi_gpu_train.json")))
+    assert not [key for key in multi if "#handlers#" in key] and multi["is_main_process"] == "$dist.get_rank() == 0"
+    for main_process, log_all_ranks in ((True, False), (False, False), (False, True)):
+        parser = bundle_parser(os.path.join(BUNDLES, "prostate_mri_lowres_16"))
+        parser["is_main_process"], parser["log_all_ranks"] = main_process, log_all_ranks
+        handlers = parser[f"{section}#handlers"]
+        for index, handler in enumerate(handlers):
+            disabled = parser.get_parsed_content(f"{section}#handlers#{index}#_disabled_") if "_disabled_" in handler else False
+            kind = expected.get(handler["_target_"])
+            runs = kind is None or main_process or (kind == "log" and log_all_ranks)  # None: every process
+            assert disabled is (not runs), (handler["_target_"], main_process, log_all_ranks)
+        assert {h["_target_"] for h in handlers if "_disabled_" in h} == set(expected)
 
 
 @pytest.mark.parametrize("spec", list(bundle_specs(os.path.join(REPO, "configs"))), ids=lambda s: s.name)

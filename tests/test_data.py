@@ -6,8 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from jnet.data import decathlon_datalist, image_datalist, split_folds, write_prostate_task
-from jnet.data.synthetic import make_prostate_case
+from jnet.data import decathlon_datalist, image_datalist, split_folds
+from jnet.tools.synthetic import write_prostate_task
+from jnet.tools.synthetic.prostate import make_prostate_case
 from jnet.errors import InputError
 
 

@@ -3,7 +3,7 @@ commands, evaluated at 256x256, and the table printed from the evaluation's metr
 
 import os
 
-from jnet.demo import VARIANTS, run_demo
+from jnet.tools.demo import VARIANTS, run_demo
 
 
 def test_demo_trains_both_variants_and_prints_the_table(tmp_path, capsys):

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from conftest import BUNDLE_16, REPO, run_bundle
-from jnet.bundle_io import bundle_parser
-from jnet.deploy import pack_bundle, read_large_files, sha256_file, unpack_bundle, verify_large_files
+from jnet.bundles.parse import bundle_parser
+from jnet.deploy.integrity import read_large_files, sha256_file, verify_large_files
+from jnet.deploy.pack import pack_bundle, unpack_bundle
 from jnet.deploy.params import deploy_params
 from jnet.errors import InputError
 
@@ -171,7 +172,7 @@ def test_pack_refuses_weights_trained_with_other_overrides(trained_root, tmp_pat
 
 
 def test_pack_and_export_without_trained_weights_say_how_to_get_them(tmp_path):
-    from jnet.deploy import export_kit
+    from jnet.deploy.kit import export_kit
 
     bundle = tmp_path / NAME
     shutil.copytree(BUNDLE_16, bundle, ignore=shutil.ignore_patterns("models", "eval"))
@@ -210,7 +211,7 @@ def test_readme_onnx_commands_give_the_same_model(tmp_path, monkeypatch):
     import onnxruntime as ort
     from monai.bundle.scripts import onnx_export
 
-    from jnet.deploy import export_kit
+    from jnet.deploy.kit import export_kit
 
     bundle = tmp_path / NAME
     shutil.copytree(BUNDLE_16, bundle, ignore=shutil.ignore_patterns("models", "eval"))

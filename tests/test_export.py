@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import BUNDLES, REPO
-from jnet.bundle_io import bundle_network, bundle_parser
-from jnet.bundlegen import bundle_specs
-from jnet.export import export_onnx
+from jnet.bundles.parse import bundle_network, bundle_parser
+from jnet.bundles.matrix import bundle_specs
+from jnet.deploy.export import export_onnx
 
 SPECS = list(bundle_specs(os.path.join(REPO, "configs")))
 

@@ -42,9 +42,10 @@ from torch import nn
 
 from envs import ENVS
 from conftest import BUNDLES, REPO
-from jnet.bundle_io import bundle_network
-from jnet.bundlegen import bundle_specs
-from jnet.data import LAYOUTS, write_brats_task, write_prostate_task
+from jnet.bundles.parse import bundle_network
+from jnet.bundles.matrix import bundle_specs
+from jnet.data import LAYOUTS
+from jnet.tools.synthetic import write_brats_task, write_prostate_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

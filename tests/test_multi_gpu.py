@@ -40,8 +40,9 @@ import torch
 from monai.bundle import ConfigParser
 
 from conftest import BUNDLE_16, BUNDLES, REPO, TINY_OVERRIDES, run_bundle
-from jnet.bundle_io import bundle_command, bundle_parser
-from jnet.bundlegen import bundle_specs
+from jnet.bundles.parse import bundle_parser
+from jnet.tools.bundle_commands import bundle_command
+from jnet.bundles.matrix import bundle_specs
 from jnet.distributed import torchrun_env
 from jnet.errors import InputError
 
@@ -205,7 +206,7 @@ def test_process_benchmark_writes_its_table_and_scores_the_same_model_alike(tiny
     """``python -m jnet bench_processes`` (docs/multi_gpu.md's table) on tiny data: every row measured from its
     own log, and the 1- and 2-process evaluations of one model give the same Dice (a non-zero one: the start
     weights predict foreground)."""
-    from jnet.bench.processes import bench_processes
+    from jnet.tools.bench.processes import bench_processes
 
     overrides = {**TINY_OVERRIDES, "finetune": True, "pretrained_file": start_weights}
 

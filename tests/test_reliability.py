@@ -24,8 +24,9 @@ import torch
 from ignite.engine import Engine
 
 from conftest import BUNDLE_16, BUNDLES, TINY_OVERRIDES, run_bundle
-from jnet.bundle_io import bundle_command, bundle_parser
-from jnet.data import write_brats_task, write_prostate_task
+from jnet.bundles.parse import bundle_parser
+from jnet.tools.bundle_commands import bundle_command
+from jnet.tools.synthetic import write_brats_task, write_prostate_task
 from jnet.errors import InputError, find_input_error
 from jnet.handlers import atomic_save
 
@@ -112,7 +113,7 @@ def _run_in_process(command: str, family: str, data: str, input_files: list[str]
     in-process: ``{first image file: [pre-processed samples]}``."""
     bundle, layout = (BUNDLE_16, "decathlon") if family == "prostate" else (BRATS_16, "brats2021")
     if command == "sweep":
-        from jnet.sweep.data import load_sweep_data
+        from jnet.tools.sweep.data import load_sweep_data
 
         load_sweep_data(bundle, data, os.path.join(data + "_sweep", "cache.pt"), num_folds=3, val_fold=-1)
         return {}

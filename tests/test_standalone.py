@@ -1,4 +1,4 @@
-"""The standalone runner (jnet/deploy/standalone.py): Python 3.6 syntax, no MONAI/PyTorch, and the same masks as
+"""The standalone runner (jnet/deploy/runner/ on jnet/processing/): Python 3.6 syntax, no MONAI/PyTorch, and the same masks as
 the bundle's own inference.json - step by step in-process, and end to end against `python -m monai.bundle run`."""
 
 import ast
@@ -16,23 +16,32 @@ from monai.transforms import Compose, Resize
 
 from conftest import BUNDLE_16, BUNDLES, run_bundle
 from envs import ENVS
-from jnet.bundle_io import bundle_parser
-from jnet.bundlegen import bundle_specs
+from jnet.bundles.parse import bundle_parser
+from jnet.bundles.matrix import bundle_specs
 from jnet.cli import trtexec
-from jnet.data.synthetic import make_prostate_case
-from jnet.data.synthetic_brats import make_brats_case
-from jnet.deploy import export_kit, standalone
-from jnet.deploy.kit import RUNNER_NAME
+from jnet.tools.synthetic.prostate import make_prostate_case
+from jnet.tools.synthetic.brats import make_brats_case
+import jnet.deploy.runner
+from jnet import processing as standalone  # the runner's numpy steps
+from jnet.deploy.kit import RUNNER_NAME, export_kit
 from jnet.deploy.params import deploy_params
 from jnet.errors import InputError
 from jnet.transforms import LowResInputd
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-RUNNER = standalone.__file__
+RUNNER_PACKAGES = (standalone, jnet.deploy.runner)  # what the kit's runner folder holds, under their package path
+RUNNER_SOURCES = {
+    os.path.join(*package.__name__.split("."), name): os.path.join(os.path.dirname(package.__file__), name)
+    for package in RUNNER_PACKAGES
+    for name in sorted(os.listdir(os.path.dirname(package.__file__)))
+    if name.endswith(".py")
+}  # kit-relative path -> source file
+RUNNER_MODULES = ("jnet.processing", "jnet.deploy.runner")  # the jnet modules the runner may import
 STDLIB_OK = {"argparse", "glob", "json", "math", "os", "sys", "time"}
 OPTIONAL_OK = {"onnxruntime", "tensorrt", "pycuda", "cuda"}  # imported inside the functions that need them
-# run the runner with torch, MONAI and the jnet package made unimportable: what a Jetson Nano has
-NO_TORCH = "import runpy, sys\nfor m in ('torch', 'monai', 'jnet'): sys.modules[m] = None\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')"
+# run the runner with torch and MONAI made unimportable: what a Jetson Nano has. The kit's folder brings its own
+# jnet/ (processing + deploy.runner, empty __init__s); the repository's jnet would import torch and fail here.
+NO_TORCH = "import runpy, sys\nfor m in ('torch', 'monai'): sys.modules[m] = None\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')"
 
 # (bundle, slice size, slices): down- and up-sampling to 256, BraTS pad and crop, a permuted in-plane affine
 CASES = [
@@ -80,19 +89,30 @@ def balance_final_bias(network, slices):
 
 
 # ------------------------------------------------------------------------------------------------ the file itself
-def test_runner_is_python36_code_with_numpy_and_nibabel_only():
-    source = open(RUNNER).read()
-    tree = ast.parse(source, feature_version=(3, 6))  # no walrus, positional-only parameters, match, ...
-    top_level = {n.names[0].name.split(".")[0] for n in tree.body if isinstance(n, ast.Import)}
-    top_level |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom)}
-    assert top_level == STDLIB_OK | {"numpy", "nibabel"}  # no __future__ annotations, no torch/monai/jnet
-    nested = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    nested |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+def _absolute_imports(nodes):
+    names = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+    return names | {n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.level == 0}
+
+
+@pytest.mark.parametrize("relative", sorted(RUNNER_SOURCES))
+def test_runner_is_python36_code_with_numpy_and_nibabel_only(relative):
+    tree = ast.parse(open(RUNNER_SOURCES[relative]).read(), feature_version=(3, 6))  # no walrus, match, ...
+    top_level = _absolute_imports(tree.body)
+    own = {name for name in top_level if name.split(".")[0] == "jnet"}
+    assert all(name.startswith(RUNNER_MODULES) for name in own)  # of jnet only the runner's own floor
+    assert {name.split(".")[0] for name in top_level - own} <= STDLIB_OK | {"numpy", "nibabel"}  # no __future__, torch, monai
+    nested = {name.split(".")[0] for name in _absolute_imports(ast.walk(tree)) - own}
     assert nested <= STDLIB_OK | OPTIONAL_OK | {"numpy", "nibabel"}
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.JoinedStr)]  # str.format only: no f"{x=}" (3.8)
     annotations = [n.annotation for n in ast.walk(tree) if isinstance(n, (ast.arg, ast.AnnAssign)) and n.annotation]
     annotations += [n.returns for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.returns]
     assert not annotations  # no PEP 585/604 hints to trip 3.6 at import
+
+
+def test_runner_sources_import_numpy_and_nibabel_and_nothing_else_outside_the_standard_library():
+    trees = [ast.parse(open(path).read()) for path in RUNNER_SOURCES.values()]
+    third_party = {name.split(".")[0] for tree in trees for name in _absolute_imports(tree.body)} - STDLIB_OK - {"jnet"}
+    assert third_party == {"numpy", "nibabel"}
 
 
 # --------------------------------------------------------------------------- one implementation: the bundle calls it
@@ -218,7 +238,14 @@ def prostate_kit(trained_root, tmp_path_factory):
 
 def test_kit_holds_the_model_its_parameters_and_this_runner(prostate_kit):
     assert sorted(os.listdir(prostate_kit)) == ["build_engine.sh", "deploy.json", RUNNER_NAME, "model.onnx"]
-    assert open(os.path.join(prostate_kit, RUNNER_NAME)).read() == open(RUNNER).read()
+    runner = os.path.join(prostate_kit, RUNNER_NAME)
+    in_kit = sorted(os.path.relpath(os.path.join(d, f), runner) for d, _, files in os.walk(runner) for f in files if f.endswith(".py"))
+    parents = [os.path.join("jnet", "__init__.py"), os.path.join("jnet", "deploy", "__init__.py")]
+    assert in_kit == sorted(list(RUNNER_SOURCES) + parents + ["__main__.py"])
+    for relative, source in RUNNER_SOURCES.items():  # byte copies of this repository's runner and processing
+        assert open(os.path.join(runner, relative)).read() == open(source).read(), relative
+    for parent in parents:  # the runner's part of jnet only: nothing that imports torch or MONAI
+        assert "import" not in open(os.path.join(runner, parent)).read()
     params = standalone.load_params(os.path.join(prostate_kit, "deploy.json"))
     assert (params["in_channels"], params["num_classes"], params["input_size"], params["onnx_opset"]) == (2, 3, 16, 13)
     assert params["grid"] == {"type": "resize", "anti_aliasing": True} and params["activation"] == "softmax"

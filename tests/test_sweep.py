@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from conftest import BUNDLE_16, REPO
-from jnet.bundlegen import provenance
-from jnet.sweep import run_sweep
-from jnet.sweep.publish import ESTIMATES_BEGIN, ESTIMATES_END, _update_jetson_estimates, publish_results, target_checks
+from jnet.bundles.render import provenance
+from jnet.tools.sweep import run_sweep
+from jnet.tools.sweep.publish import ESTIMATES_BEGIN, ESTIMATES_END, _update_jetson_estimates, publish_results, target_checks
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -118,7 +118,7 @@ def test_a_cache_from_other_preprocessing_is_refused(tiny_dataset, tmp_path, mon
     """The sweep's slice cache is tied to its data and to the pre-processing code: a cache made by another
     version is refused with the file named, never silently mixed with new runs."""
     from jnet.errors import InputError
-    from jnet.sweep import data as sweep_data
+    from jnet.tools.sweep import data as sweep_data
 
     cache = str(tmp_path / "slices.pt")
     first = sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)

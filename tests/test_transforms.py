@@ -8,7 +8,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd
 
 from conftest import BUNDLE_16
-from jnet.bundle_io import bundle_parser
+from jnet.bundles.parse import bundle_parser
 from jnet.errors import InputError
 from jnet.transforms import Activationd, AsLabelsd, CheckLabelValuesd, LowResInputd, OutputGridd, RandSliceSamplerd, Reorientd, SquarePadd
 

@@ -2,8 +2,9 @@
 
 ``OUT_DIR/model.onnx`` (input ``image`` ``(N, C, r, r)``, output ``pred`` ``(N, K, 256, 256)`` logits, ``N``
 dynamic), ``deploy.json`` (the runner's parameters, derived from the bundle's ``inference.json``),
-``jnet_runner.py`` (a byte copy of :mod:`jnet.deploy.standalone`) and ``build_engine.sh`` (the ``trtexec``
-commands that build and measure a TensorRT engine on the device).
+``jnet_runner/`` (the standalone runner: byte copies of :mod:`jnet.deploy.runner` and :mod:`jnet.processing` under
+their own package path, run as ``python3 jnet_runner``) and ``build_engine.sh`` (the ``trtexec`` commands that build
+and measure a TensorRT engine on the device).
 """
 
 from __future__ import annotations
@@ -17,21 +18,51 @@ import subprocess
 import numpy as np
 import torch
 
-from jnet.bundle_io import bundle_parser
+import jnet.deploy.runner
+import jnet.processing
+from jnet.bundles.parse import bundle_parser
 from jnet.checkpoints import apply_overrides, load_weights, parse_overrides
 from jnet.errors import InputError
-from jnet.export import INPUT_NAME, export_onnx
+from jnet.processing import PARAMS_FILE, RunnerError, load_params
 
-from . import standalone
+from .export import INPUT_NAME, export_onnx
 from .params import deploy_params
+from .runner.models import ENGINE_SUFFIXES
+from .runner.trtexec import trtexec_commands
 from .staging import staging_folder
 
 __all__ = ["export_kit", "build_engine_script", "kit_trtexec", "RUNNER_NAME", "MAX_ABS_DIFF", "TRTEXEC_JETPACK"]
 
-RUNNER_NAME = "jnet_runner.py"
+RUNNER_NAME = "jnet_runner"  # a folder: `python3 jnet_runner MODEL INPUT` on the device
+OLD_RUNNER_NAME = "jnet_runner.py"  # the one-file runner of kits exported before 0.1.0's layered package
 MAX_ABS_DIFF = 1e-4  # ONNX Runtime vs PyTorch logits, checked on every export
 TRTEXEC_JETPACK = "/usr/src/tensorrt/bin/trtexec"  # where JetPack installs trtexec (not on PATH)
-KIT_FILES = ("model.onnx", standalone.PARAMS_FILE, RUNNER_NAME, "build_engine.sh")
+KIT_FILES = ("model.onnx", PARAMS_FILE, RUNNER_NAME, "build_engine.sh")
+
+
+def _python_files(package) -> list[str]:
+    folder = os.path.dirname(package.__file__)
+    return sorted(name for name in os.listdir(folder) if name.endswith(".py"))
+
+
+def write_runner(runner_dir: str) -> list[str]:
+    """The standalone runner as a folder of its own: ``runner_dir/__main__.py`` and byte copies of
+    :mod:`jnet.deploy.runner` and :mod:`jnet.processing` under their package path (``jnet/...``, with empty
+    ``__init__.py`` above them), so the runner's imports are the same in the kit and in the repository.
+    Returns the written paths relative to ``runner_dir``."""
+    written = []
+    for package in (jnet.processing, jnet.deploy.runner):
+        relative = os.path.join(*package.__name__.split("."))
+        os.makedirs(os.path.join(runner_dir, relative), exist_ok=True)
+        for name in _python_files(package):
+            shutil.copyfile(os.path.join(os.path.dirname(package.__file__), name), os.path.join(runner_dir, relative, name))
+            written.append(os.path.join(relative, name))
+    for parent in ("jnet", os.path.join("jnet", "deploy")):
+        with open(os.path.join(runner_dir, parent, "__init__.py"), "w") as f:
+            f.write('"""The standalone runner\'s part of the jnet package (the kit holds only jnet.processing and jnet.deploy.runner)."""\n')
+        written.append(os.path.join(parent, "__init__.py"))
+    shutil.copyfile(os.path.join(os.path.dirname(jnet.deploy.runner.__file__), "__main__.py"), os.path.join(runner_dir, "__main__.py"))
+    return written + ["__main__.py"]
 
 
 def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) -> str:
@@ -47,7 +78,7 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
         '[ -f "$TRTEXEC" ] && [ -x "$TRTEXEC" ] || { echo "ERROR: $TRTEXEC: trtexec not found - it ships with TensorRT'
         ' (JetPack on a Jetson); set TRTEXEC=/path/to/trtexec." >&2; exit 1; }',
     ]
-    for command in standalone.trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16):
+    for command in trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16):
         lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in command[1:]))
     return "\n".join(lines) + "\n"
 
@@ -55,16 +86,16 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
 def kit_trtexec(kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool = False) -> list[list[str]]:
     """Print the trtexec commands for the kit in ``kit_dir`` (build ``model.engine``, measure at batch 1 and
     ``max_batch``); with ``run``, run them with the trtexec on PATH or JetPack's."""
-    params_file = os.path.join(kit_dir, standalone.PARAMS_FILE)
+    params_file = os.path.join(kit_dir, PARAMS_FILE)
     if not os.path.isfile(params_file):
         raise InputError(f"{params_file}: no such file; KIT_DIR must be a folder written by `python -m jnet export`.")
     try:
-        params = standalone.load_params(params_file)
-    except standalone.RunnerError as error:
+        params = load_params(params_file)
+    except RunnerError as error:
         raise InputError(str(error)) from error
     binary = shutil.which("trtexec") or TRTEXEC_JETPACK
     onnx, engine = os.path.join(kit_dir, "model.onnx"), os.path.join(kit_dir, "model.engine")
-    commands = standalone.trtexec_commands(onnx, params, engine, max_batch, fp16, trtexec=binary if run else "trtexec")
+    commands = trtexec_commands(onnx, params, engine, max_batch, fp16, trtexec=binary if run else "trtexec")
     for command in commands:
         print(" ".join(shlex.quote(part) for part in command))
     if run:
@@ -138,17 +169,22 @@ def export_kit(
         export_onnx(network, shape, staged["model.onnx"], opset)
         params["onnx_opset"] = int(opset)
         params["onnx_max_abs_diff"] = _check_parity(network, staged["model.onnx"], shape)
-        with open(staged[standalone.PARAMS_FILE], "w") as f:
+        with open(staged[PARAMS_FILE], "w") as f:
             json.dump(params, f, indent=4)
             f.write("\n")
-        shutil.copyfile(standalone.__file__, staged[RUNNER_NAME])
+        write_runner(staged[RUNNER_NAME])
         with open(staged["build_engine.sh"], "w") as f:
             f.write(build_engine_script(params, max_batch, fp16))
-        for name in (RUNNER_NAME, "build_engine.sh"):
-            os.chmod(staged[name], 0o755)
+        os.chmod(staged["build_engine.sh"], 0o755)
+        for name in (RUNNER_NAME, OLD_RUNNER_NAME):  # the previous kit's runner goes (a folder is not replaced)
+            old = os.path.join(out_dir, name)
+            if os.path.isdir(old):
+                shutil.rmtree(old)
+            elif os.path.isfile(old):
+                os.remove(old)
         for name, path in staged.items():
             os.replace(path, os.path.join(out_dir, name))
-        for suffix in standalone.ENGINE_SUFFIXES:  # an engine built from the previous model.onnx no longer matches it
+        for suffix in ENGINE_SUFFIXES:  # an engine built from the previous model.onnx no longer matches it
             stale = os.path.join(out_dir, "model" + suffix)
             if os.path.isfile(stale):
                 os.remove(stale)

@@ -19,10 +19,10 @@ import shutil
 import tempfile
 import zipfile
 
-from jnet.bundle_io import bundle_parser
+from jnet.bundles.parse import bundle_parser
 from jnet.checkpoints import load_weights, parse_overrides, require_weights_file
 from jnet.errors import InputError
-from jnet.export import export_torchscript
+from jnet.deploy.export import export_torchscript
 
 from .integrity import LARGE_FILES, large_files_yml, sha256_file, verify_large_files
 from .staging import staging_folder

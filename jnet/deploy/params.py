@@ -11,7 +11,7 @@ from monai.bundle import ConfigParser
 from monai.transforms import Invertd, LoadImaged, SaveImaged
 
 from jnet.errors import InputError
-from jnet.export import INPUT_NAME, OUTPUT_NAME
+from jnet.deploy.export import INPUT_NAME, OUTPUT_NAME
 from jnet.transforms import (
     Activationd,
     AsLabelsd,
@@ -23,7 +23,7 @@ from jnet.transforms import (
     ZNormalized,
 )
 
-from .standalone import PARAMS_FORMAT, RunnerError, check_params
+from jnet.processing import PARAMS_FORMAT, RunnerError, check_params
 
 __all__ = ["deploy_params"]
 
@@ -38,13 +38,13 @@ def _check_steps(transforms: list, kinds: tuple, section: str, source: str) -> N
         implemented = ", ".join(k.__name__ for k in kinds)
         raise InputError(
             f"{source}: '{section}' is [{found}]; the standalone runner implements [{implemented}] "
-            "- extend jnet/deploy/standalone.py and jnet/transforms/pipeline.py (and their tests) before exporting "
+            "- extend jnet/processing/ and jnet/transforms/pipeline.py (and their tests) before exporting "
             "this bundle."
         )
 
 
 def _unsupported(source: str, what: str) -> InputError:
-    return InputError(f"{source}: {what} is not implemented by the standalone runner (jnet/deploy/standalone.py).")
+    return InputError(f"{source}: {what} is not implemented by the standalone runner (jnet/processing/, jnet/deploy/runner/).")
 
 
 def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs/inference.json") -> dict:

@@ -9,7 +9,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from jnet.data.brats import labels_to_regions
+from jnet.data.layouts.brats import labels_to_regions
 
 from .pipeline import like_source
 

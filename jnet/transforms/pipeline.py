@@ -1,6 +1,6 @@
 """
 The bundles' pre- and post-processing steps as MONAI dictionary transforms, each a thin wrapper around the numpy
-function of the standalone runner (:mod:`jnet.deploy.standalone`) that does the same step on a device without
+function of the processing floor (:mod:`jnet.processing`) that the standalone runner runs on a device without
 MONAI. The bundle and the runner therefore share one implementation and cannot drift; these wrappers only move
 data between MetaTensors and numpy, keep the affine of each grid, and record what ``Invertd`` needs to undo a
 step on a prediction.
@@ -22,8 +22,8 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform
 from monai.utils import TraceKeys, ensure_tuple_rep
 
-from jnet.data.brats import LAYOUTS
-from jnet.deploy import standalone as steps
+from jnet import processing as steps  # looked up per call: one implementation for the bundles and the runner
+from jnet.data.layouts.brats import LAYOUTS
 
 __all__ = [
     "Reorientd",
@@ -134,7 +134,7 @@ class _InvertibleStep(MapTransform, InvertibleTransform):
 class Reorientd(_InvertibleStep):
     """
     Reorient channel-first ``(C, H, W, D)`` volumes to ``axcodes`` (RAS by default) by permuting and flipping
-    axes (:func:`jnet.deploy.standalone.reorient`); the affine follows. ``inverse`` puts a prediction back into
+    axes (:func:`jnet.processing.reorient`); the affine follows. ``inverse`` puts a prediction back into
     the input's axis order and restores its affine.
 
     Args:
@@ -157,7 +157,7 @@ class Reorientd(_InvertibleStep):
 
 class ZNormalized(MapTransform):
     """
-    z-normalise images per channel (or over all channels): :func:`jnet.deploy.standalone.normalize`, MONAI's
+    z-normalise images per channel (or over all channels): :func:`jnet.processing.normalize`, MONAI's
     ``NormalizeIntensity`` arithmetic (population std; a zero std is left as 1). Output float32.
 
     Args:
@@ -183,7 +183,7 @@ class ZNormalized(MapTransform):
 class SquarePadd(_InvertibleStep):
     """
     Pad the in-plane axes of ``(C, H, W[, D])`` arrays with zeros to a centred square ``max(H, W)``
-    (:func:`jnet.deploy.standalone.pad_square`), keeping the aspect ratio for the resize that follows.
+    (:func:`jnet.processing.pad_square`), keeping the aspect ratio for the resize that follows.
     ``inverse`` crops a prediction back.
 
     Args:
@@ -201,10 +201,10 @@ class SquarePadd(_InvertibleStep):
 class OutputGridd(_InvertibleStep):
     """
     Bring square ``(C, s, s[, D])`` slices onto the network's ``size x size`` output grid
-    (:func:`jnet.deploy.standalone.to_grid`): ``grid="resize"`` resamples (``mode`` per key: ``"linear"`` for
+    (:func:`jnet.processing.to_grid`): ``grid="resize"`` resamples (``mode`` per key: ``"linear"`` for
     images, anti-aliased when downsampling if ``anti_aliasing``; ``"nearest"`` for labels), ``grid="pad_or_crop"``
     pads or crops around the centre (BraTS: 240 -> 256 without resampling). ``inverse`` takes per-class
-    probabilities back to the square (:func:`jnet.deploy.standalone.from_grid`: linear resize, or crop/pad).
+    probabilities back to the square (:func:`jnet.processing.from_grid`: linear resize, or crop/pad).
 
     Args:
         keys: keys of the arrays.
@@ -253,7 +253,7 @@ class OutputGridd(_InvertibleStep):
 class LowResInputd(_InvertibleStep):
     """
     Downsample the in-plane axes of ``(C, H, W[, D])`` images to ``size x size``, the network input
-    (:func:`jnet.deploy.standalone.resize_slices`); any slice axis stays as it is.
+    (:func:`jnet.processing.resize_slices`); any slice axis stays as it is.
 
     ``mode="area"`` averages the covered pixels (an anti-aliased box filter, the default); ``"nearest"`` picks
     one pixel per output pixel, as the J-Net paper's code does.
@@ -288,7 +288,7 @@ class LowResInputd(_InvertibleStep):
 
 class Activationd(MapTransform):
     """
-    ``(K, ...)`` logits -> per-class probabilities (:func:`jnet.deploy.standalone.activate`): ``"softmax"`` over
+    ``(K, ...)`` logits -> per-class probabilities (:func:`jnet.processing.activate`): ``"softmax"`` over
     the classes, or ``"sigmoid"`` per (overlapping) region. Computed on the CPU; the result goes back to the
     input's device (validation on a GPU).
 
@@ -312,9 +312,9 @@ class Activationd(MapTransform):
 
 class AsLabelsd(MapTransform):
     """
-    ``(K, ...)`` probabilities -> ``(1, ...)`` uint8 label codes (:func:`jnet.deploy.standalone.to_labels`): the
+    ``(K, ...)`` probabilities -> ``(1, ...)`` uint8 label codes (:func:`jnet.processing.to_labels`): the
     argmax class, or for BraTS (``layout`` set) the TC / WT / ET regions thresholded and written as that
-    layout's codes, ET over TC over WT (:data:`jnet.data.brats.LAYOUTS`).
+    layout's codes, ET over TC over WT (:data:`jnet.data.layouts.brats.LAYOUTS`).
 
     Args:
         keys: prediction keys.

@@ -9,9 +9,11 @@ import json
 import os
 import shutil
 
-from jnet.bench.bundles import SHARE_KEYS, SHARE_TARGET, under_nano_target
-from jnet.bundlegen import bundle_specs, generate_bundles
-from jnet.eval_metrics import metric_class_names
+from jnet.tools.bench.bundles import SHARE_KEYS, SHARE_TARGET, under_nano_target
+from jnet.bundles.matrix import bundle_specs
+from jnet.bundles.render import generate_bundles
+from jnet.tools.bench.table import write_bundles_table
+from jnet.tools.eval_metrics import metric_class_names
 
 from .run import run_sweep
 
@@ -285,5 +287,6 @@ def publish_results(
         f.write(page)
     if bench:
         _update_jetson_estimates(bench, os.path.join(docs_dir, "jetson.md"))
-    generate_bundles(configs_dir, bundles_dir, os.path.join(docs_dir, "bundles.md"))
+    generate_bundles(configs_dir, bundles_dir)
+    write_bundles_table(configs_dir, bundles_dir, os.path.join(docs_dir, "bundles.md"))
     return {"checks": target_checks(sweep, bench), "eval_metrics_from_sweep": updated}

@@ -1,4 +1,5 @@
-"""The volumes an inference run segments, each screened on its own (headers, channels, readable finite voxels)."""
+"""The datalists every bundle config calls: the labelled volumes of a split (training, evaluation) and the volumes an
+inference run segments, each screened on its own (headers, channels, readable finite voxels), for either layout."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from collections.abc import Sequence
 
 from jnet.errors import InputError
 
-from .brats import _layout, brats_case, brats_case_dirs
-from .checks import check_image_header
-from .reader import check_voxel_data
-from .screening import ScreenedInputs, screen_inputs
+from .io.checks import check_image_header
+from .io.reader import check_voxel_data
+from .io.screening import ScreenedInputs, screen_inputs
+from .layouts.brats import brats_case, brats_case_datalist, brats_case_dirs, brats_layout
+from .layouts.decathlon import decathlon_datalist, select_split
 
-__all__ = ["inference_inputs", "inference_datalist"]
+__all__ = ["labelled_datalist", "inference_inputs", "inference_datalist"]
 
 
 def _matching_files(pattern_or_files: str | Sequence[str]) -> list[str]:
@@ -35,6 +37,23 @@ def _case_item(case_dir: str) -> dict:
     return item
 
 
+def labelled_datalist(
+    dataset_dir: str,
+    layout: str = "decathlon",
+    split: str = "train",
+    num_folds: int = 5,
+    val_fold: int = 0,
+    seed: int = 0,
+    in_channels: int | None = None,
+) -> list[dict]:
+    """The labelled volumes of one split, from a Decathlon task (``layout="decathlon"``, prostate or BraTS
+    Task01) or from BraTS 2018-2021 case folders (``layout="brats2021"``)."""
+    if layout == "decathlon":
+        return decathlon_datalist(dataset_dir, split, num_folds, val_fold, seed, in_channels)
+    brats_layout(layout)
+    return select_split(brats_case_datalist(dataset_dir), split, num_folds, val_fold, seed)
+
+
 def inference_inputs(
     dataset_dir: str | None, layout: str = "decathlon", input_files: str | list | None = None, in_channels: int | None = None
 ) -> ScreenedInputs:
@@ -51,7 +70,7 @@ def inference_inputs(
             raise InputError(f"dataset_dir '{dataset_dir}' does not exist or is not a folder (set --dataset_dir or --input_files).")
         files = _matching_files(os.path.join(dataset_dir, "imagesTs", "*.nii.gz"))
         return screen_inputs(files, lambda path: _image_item(path, in_channels))
-    _layout(layout)
+    brats_layout(layout)
     return screen_inputs(brats_case_dirs(dataset_dir or ""), _case_item)
 
 

@@ -1,4 +1,4 @@
-"""Read a bundle's configs from Python: its network, parameter counts."""
+"""The repository's bundles run as a user runs them: ``python -m monai.bundle run`` subprocesses, their metric CSVs."""
 
 from __future__ import annotations
 
@@ -9,36 +9,14 @@ import sys
 import time
 from collections.abc import Sequence
 
-from monai.bundle import ConfigParser
-from torch import nn
+__all__ = ["REPO_BUNDLES", "repo_bundle", "bundle_command", "run_bundle_command", "read_metric_summary"]
 
-__all__ = ["bundle_parser", "bundle_network", "count_parameters", "bundle_command", "run_bundle_command", "read_metric_summary"]
-
-
-REPO_BUNDLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles")
+REPO_BUNDLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles")
 
 
 def repo_bundle(name: str) -> str:
     """The folder of the generated bundle ``name`` in this repository (``bundles/<name>``)."""
     return os.path.join(REPO_BUNDLES, name)
-
-
-def bundle_parser(bundle_dir: str, overrides: Sequence[str] = (), base: str = "configs/train.json") -> ConfigParser:
-    """A ConfigParser over ``base`` merged with ``overrides`` (paths relative to the bundle), as ``monai.bundle run``."""
-    parser = ConfigParser()
-    parser.read_config([os.path.join(bundle_dir, base)] + [os.path.join(bundle_dir, f) for f in overrides])
-    parser.read_meta(os.path.join(bundle_dir, "configs", "metadata.json"))
-    parser["bundle_root"] = bundle_dir
-    return parser
-
-
-def bundle_network(bundle_dir: str, overrides: Sequence[str] = (), base: str = "configs/train.json") -> nn.Module:
-    """The bundle's ``network_def``, freshly instantiated (random weights)."""
-    return bundle_parser(bundle_dir, overrides, base).get_parsed_content("network_def")
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def bundle_command(config_files: Sequence[str], overrides: dict[str, object]) -> list[str]:

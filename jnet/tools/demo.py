@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from jnet.bundle_io import bundle_network, count_parameters, read_metric_summary, repo_bundle, run_bundle_command
+from jnet.bundles.parse import bundle_network, count_parameters
+from jnet.tools.bundle_commands import read_metric_summary, repo_bundle, run_bundle_command
 
 __all__ = ["run_demo", "VariantResult", "format_table"]
 
@@ -37,7 +38,7 @@ def format_table(results: list[VariantResult], class_names: list[str]) -> str:
 
 
 def run_demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 16, seed: int = 0) -> list[VariantResult]:
-    from jnet.data.synthetic import write_prostate_task
+    from jnet.tools.synthetic.prostate import write_prostate_task
 
     bundle_dir = repo_bundle(BUNDLE)
     work_dir = os.path.abspath(work_dir)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .synthetic import write_prostate_task
-from .synthetic_brats import write_brats_task
+from .prostate import write_prostate_task
+from .brats import write_brats_task
 
 __all__ = ["DATASETS", "write_synthetic", "synthetic_dataset"]
 

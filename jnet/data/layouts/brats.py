@@ -21,8 +21,7 @@ import torch
 
 from jnet.errors import InputError
 
-from .checks import check_image_header, check_pair_headers
-from .decathlon import decathlon_datalist, select_split
+from ..io.checks import check_image_header, check_pair_headers
 
 __all__ = [
     "BratsLayout",
@@ -30,7 +29,7 @@ __all__ = [
     "MODALITY_SUFFIXES",
     "labels_to_regions",
     "brats_case_datalist",
-    "labelled_datalist",
+    "brats_layout",
     "brats_case",
     "brats_case_dirs",
 ]
@@ -52,7 +51,8 @@ class BratsLayout:
 LAYOUTS = {"decathlon": BratsLayout(edema=1, core=2, enhancing=3), "brats2021": BratsLayout(edema=2, core=1, enhancing=4)}
 
 
-def _layout(name: str) -> BratsLayout:
+def brats_layout(name: str) -> BratsLayout:
+    """The label codes of the BraTS layout ``name``; an :class:`InputError` naming the known ones otherwise."""
     if name not in LAYOUTS:
         raise InputError(f"unknown BraTS layout '{name}'; use one of {sorted(LAYOUTS)}.")
     return LAYOUTS[name]
@@ -60,7 +60,7 @@ def _layout(name: str) -> BratsLayout:
 
 def labels_to_regions(label: torch.Tensor | np.ndarray, layout: str) -> torch.Tensor:
     """``(1, ...)`` label codes -> ``(3, ...)`` float regions TC, WT, ET."""
-    codes = _layout(layout)
+    codes = brats_layout(layout)
     label = torch.as_tensor(label)[0]
     tc = (label == codes.core) | (label == codes.enhancing)
     wt = tc | (label == codes.edema)
@@ -131,20 +131,3 @@ def brats_case_datalist(dataset_dir: str, labelled: bool = True) -> list[dict]:
     modality, a missing segmentation, a Decathlon ``dataset.json`` in the same folder (mixed layouts).
     """
     return [brats_case(case_dir, labelled) for case_dir in brats_case_dirs(dataset_dir)]
-
-
-def labelled_datalist(
-    dataset_dir: str,
-    layout: str = "decathlon",
-    split: str = "train",
-    num_folds: int = 5,
-    val_fold: int = 0,
-    seed: int = 0,
-    in_channels: int | None = None,
-) -> list[dict]:
-    """The labelled volumes of one split, from a Decathlon task (``layout="decathlon"``, prostate or BraTS
-    Task01) or from BraTS 2018-2021 case folders (``layout="brats2021"``)."""
-    if layout == "decathlon":
-        return decathlon_datalist(dataset_dir, split, num_folds, val_fold, seed, in_channels)
-    _layout(layout)
-    return select_split(brats_case_datalist(dataset_dir), split, num_folds, val_fold, seed)

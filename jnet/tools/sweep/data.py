@@ -12,9 +12,9 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 from tqdm import tqdm
 
-from jnet.bundle_io import bundle_parser
-from jnet.data.brats import labelled_datalist
-from jnet.deploy import standalone
+import jnet.processing
+from jnet.bundles.parse import bundle_parser
+from jnet.data.datalists import labelled_datalist
 from jnet.errors import InputError
 from jnet.transforms import pipeline
 
@@ -48,11 +48,16 @@ def _volume_slices(item: dict, transform: Compose) -> tuple[torch.Tensor, torch.
     return image, label
 
 
+def _processing_files() -> list[str]:
+    folder = os.path.dirname(jnet.processing.__file__)
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name.endswith(".py")]
+
+
 def cache_key(bundle_dir: str, dataset_dir: str, layout: str, num_folds: int, val_fold: int) -> str:
     """What the cached slices depend on: the data (folder, layout, folds), the bundle's train.json and the code of
-    the pre-processing steps (jnet/transforms/pipeline.py and the runner's numpy functions they call)."""
+    the pre-processing steps (jnet/transforms/pipeline.py and the numpy functions of jnet/processing/ they call)."""
     digest = hashlib.sha256(json.dumps([os.path.abspath(dataset_dir), layout, num_folds, val_fold]).encode())
-    for path in (os.path.join(bundle_dir, "configs", "train.json"), pipeline.__file__, standalone.__file__):
+    for path in (os.path.join(bundle_dir, "configs", "train.json"), pipeline.__file__, *_processing_files()):
         with open(path, "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()

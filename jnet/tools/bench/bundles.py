@@ -10,13 +10,13 @@ import tempfile
 import torch
 
 import monai
-from jnet.bench.jetson import ASSUMED_EFFICIENCY, DEVICES, estimate_images_per_s
-from jnet.bench.macs import count_macs
-from jnet.bench.memory import peak_forward_memory
-from jnet.bench.speed import eager_speed, fastest_of_rounds, onnxruntime_speed
-from jnet.bundle_io import bundle_network, count_parameters
-from jnet.bundlegen import bundle_specs
-from jnet.export.onnx import export_onnx
+from jnet.tools.bench.jetson import ASSUMED_EFFICIENCY, DEVICES, estimate_images_per_s
+from jnet.tools.bench.macs import count_macs
+from jnet.tools.bench.memory import peak_forward_memory
+from jnet.tools.bench.speed import eager_speed, fastest_of_rounds, onnxruntime_speed
+from jnet.bundles.matrix import bundle_specs
+from jnet.bundles.parse import bundle_network, count_parameters
+from jnet.deploy.export.onnx import export_onnx
 
 __all__ = ["bench_bundles", "bench_networks", "format_bench_table", "under_nano_target", "SHARE_TARGET", "NANO_TARGET", "SHARE_KEYS"]
 

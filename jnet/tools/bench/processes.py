@@ -12,7 +12,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 
-from jnet.bundle_io import repo_bundle, run_bundle_command
+from jnet.tools.bundle_commands import repo_bundle, run_bundle_command
 from jnet.distributed import torchrun_env
 from jnet.errors import InputError
 
@@ -93,7 +93,7 @@ def bench_processes(
 
     import torch
 
-    from jnet.data.synthetic import write_prostate_task
+    from jnet.tools.synthetic.prostate import write_prostate_task
 
     if processes < 2:
         raise InputError(f"processes must be at least 2 (compared with 1), got {processes}.")

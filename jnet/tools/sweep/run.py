@@ -12,9 +12,10 @@ import torch
 from tqdm import tqdm
 
 import monai
-from jnet.bench.bundles import bench_networks
-from jnet.bundle_io import count_parameters, repo_bundle
-from jnet.data.defaults import synthetic_dataset
+from jnet.tools.bench.bundles import bench_networks
+from jnet.bundles.parse import count_parameters
+from jnet.tools.bundle_commands import repo_bundle
+from jnet.tools.synthetic.defaults import synthetic_dataset
 
 from .data import NUM_FOLDS, load_sweep_data
 from .report import write_reports

@@ -11,7 +11,7 @@ from monai.data import partition_dataset
 
 from jnet.errors import InputError
 
-from .checks import check_image_header, check_pair_headers
+from ..io.checks import check_image_header, check_pair_headers
 
 __all__ = ["decathlon_datalist", "image_datalist", "select_split", "split_folds", "read_dataset_json"]
 

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from .brats import LAYOUTS, MODALITY_SUFFIXES
+from jnet.data.layouts.brats import LAYOUTS, MODALITY_SUFFIXES
 
 __all__ = ["BratsCase", "make_brats_case", "write_brats_task"]
 

@@ -13,9 +13,9 @@ import time
 import torch
 
 import monai
-from jnet.bundle_io import read_metric_summary, run_bundle_command
-from jnet.bundlegen import BundleSpec, bundle_specs
-from jnet.data.defaults import synthetic_dataset
+from jnet.bundles.matrix import BundleSpec, bundle_specs
+from jnet.tools.bundle_commands import read_metric_summary, run_bundle_command
+from jnet.tools.synthetic.defaults import synthetic_dataset
 
 __all__ = ["measure_eval_metrics", "metric_class_names"]
 

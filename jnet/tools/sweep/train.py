@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss
 from monai.metrics import compute_dice, compute_iou
 
+from jnet.bundles.matrix import head_levels
 from jnet.losses import DiceBCELoss, MultiStageLoss
 from jnet.networks import JNet, elunet_for_input
 
@@ -47,7 +47,7 @@ REFERENCE = Variant("reference", head=False, full_resolution=True)
 
 def build_network(variant: Variant, in_channels: int, num_classes: int, input_size: int, features: int, output_size: int = 256) -> JNet:
     size = output_size if variant.full_resolution else input_size
-    levels = int(math.log2(output_size // size)) if variant.head else 0
+    levels = head_levels(size, output_size) if variant.head else 0
     return JNet(
         elunet_for_input(in_channels, num_classes, size, features),
         num_classes,

@@ -1,0 +1,188 @@
+"""Render every bundle of ``bundles/`` from the single source in ``configs/``: the templates' slots filled with each
+dataset profile's values and the matrix's sizes, the metadata, the README and the licence files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import jnet
+
+from .large_files import LARGE_FILES, large_files_yml
+from .matrix import BundleSpec, bundle_specs, load_json
+
+__all__ = ["SLOT", "filled_configs", "metadata", "render_bundle", "generate_bundles", "provenance", "measured_metrics"]
+
+BASE_CONFIGS = ("train.json", "inference.json")  # hold the per-bundle values at their top level
+OVERRIDE_CONFIGS = (
+    "evaluate.json", "train_baseline.json", "train_bilinear.json", "inference_trt.json",
+    "multi_gpu_train.json", "multi_gpu_evaluate.json",
+)  # merged on top, copied as they are
+PACKAGE_NAME = "jnet-lowres"
+SLOT = "<filled by python -m jnet generate>"  # a template value that each bundle's profile / the matrix provides
+
+
+def _write_json(path: str, content: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(content, f, indent=4)
+        f.write("\n")
+
+
+def _fill(template: dict, values: dict, source: str, profile: str) -> dict:
+    """The template with every slot (a top-level value :data:`SLOT`) replaced by ``values``; a slot that
+    ``values`` does not fill is refused with both files named. Other keys keep the template's value."""
+    missing = [key for key, value in template.items() if value == SLOT and key not in values]
+    if missing:
+        raise ValueError(f"{profile}: no value for the slot(s) {', '.join(missing)} of {source}.")
+    return {key: values[key] if value == SLOT else value for key, value in template.items()}
+
+
+def filled_configs(spec: BundleSpec, templates: str) -> dict[str, dict]:
+    """Every config file of ``spec``'s bundle: the base configs with their slots filled, the overrides as they
+    are. A profile ``config`` key that fills no slot of any template is refused (a misspelt key would vanish)."""
+    values, profile = spec.config_values(), f"configs/datasets/{spec.dataset}.json"
+    configs, used = {}, set()
+    for name in BASE_CONFIGS + OVERRIDE_CONFIGS:
+        content = load_json(os.path.join(templates, name))
+        if name in BASE_CONFIGS:
+            used |= {key for key, value in content.items() if value == SLOT}
+            content = _fill(content, values, f"configs/templates/{name}", profile)
+        configs[name] = content
+    unused = sorted(set(spec.profile["config"]) - used)
+    if unused:
+        raise ValueError(
+            f"{profile}: config key(s) {', '.join(unused)} fill no slot of {' or '.join(BASE_CONFIGS)} "
+            f"(a slot is a top-level key whose template value is {SLOT!r})."
+        )
+    return configs
+
+
+def measured_metrics(configs_dir: str) -> dict:
+    """``configs/eval_metrics.json``: every bundle's measured ``eval_metrics`` and their sources."""
+    path = os.path.join(configs_dir, "eval_metrics.json")
+    return load_json(path) if os.path.isfile(path) else {}
+
+
+def provenance(name: str, measured: dict) -> str:
+    """Where a bundle's ``eval_metrics`` come from: a sweep (``_sources``, written by ``python -m jnet publish``), else
+    ``python -m jnet eval_metrics`` (``_provenance``)."""
+    return measured.get("_sources", {}).get(name, measured["_provenance"])
+
+
+def _results_section(spec: BundleSpec, measured: dict) -> str:
+    metrics = measured.get(spec.name)
+    if not metrics:
+        return "Not measured yet (`python -m jnet eval_metrics` fills `eval_metrics` in `configs/metadata.json`)."
+    rows = ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in metrics.items()]
+    return "\n".join(rows) + "\n\nSource: " + provenance(spec.name, measured)
+
+
+def metadata(spec: BundleSpec, matrix: dict, measured: dict | None = None) -> dict:
+    profile, versions = spec.profile, matrix["versions"]
+    measured = measured or {}
+    source = f" eval_metrics: {provenance(spec.name, measured)}" if spec.name in measured else ""
+    r, out = spec.input_size, spec.output_size
+    return {
+        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json",
+        "version": matrix["version"],
+        "changelog": matrix["changelog"],
+        "monai_version": versions["monai_version"],
+        "pytorch_version": versions["pytorch_version"],
+        "numpy_version": versions["numpy_version"],
+        "required_packages_version": {PACKAGE_NAME: jnet.__version__, **versions["required_packages_version"]},
+        "supported_apps": {},
+        "name": f"{profile['title']} low-resolution ({r}x{r}) segmentation",
+        "task": profile["task"],
+        "description": (
+            f"J-Net: an ELU-Net backbone on a {r}x{r} input with a {spec.head_levels}-level upscaling head, "
+            f"trained with a multi-stage loss against the {out}x{out} ground truth, predicting at {out}x{out}. "
+            "Predictions are written at each input volume's original shape, spacing and affine." + source
+        ),
+        "authors": matrix["authors"],
+        "copyright": matrix["copyright"],
+        "data_source": profile["data_source"],
+        "data_type": "nibabel",
+        "image_classes": profile["image_classes"],
+        "label_classes": profile["label_classes"],
+        "pred_classes": ", ".join(f"{k} {v}" for k, v in profile["output_channels"].items()),
+        "eval_metrics": measured.get(spec.name, {}),
+        "intended_use": "Research only. Not a medical device; not for diagnostic use.",
+        "references": matrix["references"] + [profile["dataset_reference"]],
+        "network_data_format": {
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "modality": profile["modality"],
+                    "num_channels": profile["config"]["in_channels"],
+                    "spatial_shape": [r, r],
+                    "dtype": "float32",
+                    "value_range": [],
+                    "is_patch_data": False,
+                    "channel_def": profile["input_channels"],
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "segmentation",
+                    "num_channels": len(profile["output_channels"]),
+                    "spatial_shape": [out, out],
+                    "dtype": "float32",
+                    "value_range": [],
+                    "is_patch_data": False,
+                    "channel_def": profile["output_channels"],
+                }
+            },
+        },
+    }
+
+
+def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: str) -> None:
+    """Write one bundle (configs, docs, licence files) into ``bundle_dir``."""
+    templates = os.path.join(configs_dir, "templates")
+    os.makedirs(os.path.join(bundle_dir, "configs"), exist_ok=True)
+    os.makedirs(os.path.join(bundle_dir, "docs"), exist_ok=True)
+    for name, content in filled_configs(spec, templates).items():
+        _write_json(os.path.join(bundle_dir, "configs", name), content)
+    measured = measured_metrics(configs_dir)
+    _write_json(os.path.join(bundle_dir, "configs", "metadata.json"), metadata(spec, matrix, measured))
+    shutil.copyfile(os.path.join(templates, "logging.conf"), os.path.join(bundle_dir, "configs", "logging.conf"))
+    shutil.copyfile(os.path.join(templates, "LICENSE"), os.path.join(bundle_dir, "LICENSE"))
+    with open(os.path.join(bundle_dir, "docs", "data_license.txt"), "w") as f:
+        f.write(spec.profile["data_license"] + "\n")
+    with open(os.path.join(templates, "README.md")) as f:
+        readme = f.read()
+    fields = {
+        "name": spec.name,
+        "title": spec.profile["title"],
+        "r": spec.input_size,
+        "out": spec.output_size,
+        "levels": spec.head_levels,
+        "layout": spec.profile["layout_help"],
+        "dataset_dir": spec.profile["config"]["dataset_dir"],
+        "in_channels": spec.profile["config"]["in_channels"],
+        "channels": ", ".join(spec.profile["input_channels"].values()),
+        "classes": ", ".join(f"{k} {v}" for k, v in spec.profile["output_channels"].items()),
+        "version": matrix["version"],
+        "results": _results_section(spec, measured),
+        "layout_option": spec.profile.get("layout_option", ""),
+        "num_classes": len(spec.profile["output_channels"]),
+        "activation": spec.profile["output_activation"],
+    }
+    with open(os.path.join(bundle_dir, "docs", "README.md"), "w") as f:
+        f.write(readme.format(**fields))
+    with open(os.path.join(bundle_dir, LARGE_FILES), "w") as f:
+        weights = {"path": "models/model.pt", "url": "", "hash_val": "", "hash_type": "sha256"}
+        f.write(large_files_yml([weights], {"url": "filled when trained weights are published; never committed to git"}))
+
+
+def generate_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles") -> list[str]:
+    """(Re)write every bundle of the matrix into ``bundles_dir``; returns their names."""
+    matrix = load_json(os.path.join(configs_dir, "matrix.json"))
+    names = []
+    for spec in bundle_specs(configs_dir):
+        render_bundle(spec, configs_dir, matrix, os.path.join(bundles_dir, spec.name))
+        names.append(spec.name)
+    return names

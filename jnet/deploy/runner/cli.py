@@ -1,0 +1,47 @@
+"""The runner's command line: ``python3 jnet_runner MODEL [INPUT] [--output_dir ...] [--benchmark]``."""
+
+import argparse
+import os
+import sys
+
+from jnet.processing import PARAMS_FILE, RunnerError, load_params
+
+from .benchmark import benchmark
+from .models import load_model, model_kind
+from .volumes import input_files, segment_files
+
+DESCRIPTION = "J-Net standalone runner: segment NIfTI volumes with an exported bundle network, without MONAI or PyTorch."
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    parser.add_argument("model", help="model.onnx, or a TensorRT engine (.engine/.plan/.trt) built on this device")
+    parser.add_argument("input", nargs="?", help="a NIfTI volume, or a folder of .nii/.nii.gz volumes")
+    parser.add_argument("--output_dir", default="output", help="where <name>_seg.nii.gz go (default: output)")
+    parser.add_argument("--params", help="deploy.json (default: next to the model)")
+    parser.add_argument("--batch_size", type=int, default=32, help="slices per network call (default 32)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (default: all cores)")
+    parser.add_argument("--benchmark", action="store_true", help="print network images/s at batch 1 and batch_size")
+    parser.add_argument("--seconds", type=float, default=5.0, help="benchmark time per batch size (default 5)")
+    args = parser.parse_args(argv)
+    try:
+        model_kind(args.model)  # the model argument first: a wrong file is named before its deploy.json is sought
+        params = load_params(args.params or os.path.join(os.path.dirname(os.path.abspath(args.model)), PARAMS_FILE))
+        if args.input is None and not args.benchmark:
+            raise RunnerError("give an input volume or folder, or --benchmark.")
+        model = load_model(args.model, params, args.threads)
+        if args.input is not None:
+            paths = input_files(args.input)
+            failures = segment_files(model, paths, params, args.output_dir, args.batch_size)
+            if failures and len(paths) == 1:
+                return 1  # its one ERROR line is printed
+            if failures:
+                raise RunnerError("{} of {} volumes failed and were skipped: {}".format(
+                    len(failures), len(paths), ", ".join(os.path.basename(path) for path, _ in failures)))
+        if args.benchmark:
+            for batch, rate in sorted(benchmark(model, params, args.batch_size, args.seconds).items()):
+                print("{}: batch {}: {:.1f} images/s (network only)".format(os.path.basename(args.model), batch, rate))
+    except RunnerError as error:
+        print("ERROR: {}".format(error), file=sys.stderr)
+        return 1
+    return 0

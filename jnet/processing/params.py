@@ -1,0 +1,59 @@
+"""
+The runner's parameters (``deploy.json``): the schema the export writes and :func:`check_params` accepts.
+
+Python 3.6 syntax and the standard library only (this floor runs on the Jetson Nano's JetPack 4.6).
+"""
+
+import json
+import os
+
+PARAMS_FORMAT = "jnet-deploy/1"
+PARAMS_FILE = "deploy.json"
+GRID_TYPES = ("resize", "pad_or_crop")
+LOWRES_MODES = ("area", "nearest", "nearest-exact", "bilinear")
+ACTIVATIONS = ("softmax", "sigmoid")
+LABEL_TYPES = ("argmax", "regions")
+REQUIRED_PARAMS = (
+    "format", "input_name", "output_name", "in_channels", "num_classes", "input_size", "output_size", "axcodes",
+    "normalize", "grid", "lowres_mode", "activation", "labels",
+)  # fmt: skip
+
+
+class RunnerError(Exception):
+    """A problem with the runner's input (a file, the model, the parameters): the message names it."""
+
+
+# ---------------------------------------------------------------------------------------------------- parameters
+def check_params(params, source="deploy.json"):
+    """Raise :class:`RunnerError` unless ``params`` is a deploy.json dict this runner implements."""
+    missing = [k for k in REQUIRED_PARAMS if k not in params]
+    if missing:
+        raise RunnerError("{}: missing key(s) {}; re-export with `python -m jnet export`.".format(source, ", ".join(missing)))
+    if params["format"] != PARAMS_FORMAT:
+        raise RunnerError("{}: format '{}', this runner reads '{}'.".format(source, params["format"], PARAMS_FORMAT))
+    choices = (
+        ("grid type", params["grid"].get("type"), GRID_TYPES),
+        ("lowres_mode", params["lowres_mode"], LOWRES_MODES),
+        ("activation", params["activation"], ACTIVATIONS),
+        ("labels type", params["labels"].get("type"), LABEL_TYPES),
+    )
+    for name, value, allowed in choices:
+        if value not in allowed:
+            raise RunnerError("{}: {} '{}' is not one of {}.".format(source, name, value, ", ".join(allowed)))
+    return params
+
+
+def load_params(path):
+    """Read and check a deploy.json."""
+    if not os.path.isfile(path):
+        raise RunnerError(
+            "{}: no such parameter file (`python -m jnet export` writes deploy.json next to model.onnx; "
+            "pass --params).".format(path)
+        )
+    try:
+        with open(path) as f:
+            params = json.load(f)
+    except ValueError as error:
+        raise RunnerError("{}: not a JSON file ({}).".format(path, error))
+    return check_params(params, path)
+

@@ -1,0 +1,151 @@
+"""
+The bundles' pre- and post-processing steps as numpy + nibabel functions: each step is also one MONAI transform
+of the bundles (:mod:`jnet.transforms.pipeline` wraps these functions), so the bundles and the standalone runner
+compute their pre- and post-processing with the same code.
+
+Python 3.6 syntax, numpy + nibabel only.
+"""
+
+import nibabel as nib
+import numpy as np
+
+from .params import RunnerError
+from .resample import pad_or_crop, resize_slices, undo_pad_or_crop
+
+
+def load_volume(path, in_channels):
+    """``(C, H, W, D)`` float32 image and the affine of a 3D (one channel) or 4D (channels last) NIfTI file."""
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:  # nibabel raises many types for unreadable files
+        raise RunnerError("{}: cannot be read as NIfTI ({}).".format(path, str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__))
+    if data.ndim == 3:
+        data = data[None]
+    elif data.ndim == 4:
+        data = np.moveaxis(data, -1, 0)
+    else:
+        raise RunnerError("{}: a {}D image; expected a 3D volume or a 4D volume with channels last.".format(path, data.ndim))
+    if data.shape[0] != in_channels:
+        raise RunnerError("{}: image has {} channel(s), the model expects {}.".format(path, data.shape[0], in_channels))
+    data = data.astype(np.float32)
+    if not np.isfinite(data).all():
+        raise RunnerError("{}: holds NaN or Inf voxel values; fix or re-export the file.".format(path))
+    return data, np.asarray(image.affine, dtype=np.float64)
+
+
+def orientations(affine, axcodes="RAS"):
+    """The nibabel orientations that take an image with ``affine`` to ``axcodes`` and back: ``(forward, undo)``."""
+    source = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+    target = nib.orientations.axcodes2ornt(tuple(axcodes))
+    return nib.orientations.ornt_transform(source, target), nib.orientations.ornt_transform(target, source)
+
+
+def apply_orientation(volume, ornt):
+    """Permute and flip the spatial axes of a channel-first ``(C, H, W, D)`` array by a nibabel orientation."""
+    channels_last = nib.orientations.apply_orientation(np.moveaxis(volume, 0, -1), ornt)
+    return np.ascontiguousarray(np.moveaxis(channels_last, -1, 0))
+
+
+def reorient(volume, affine, axcodes="RAS"):
+    """Reorient the spatial axes of ``(C, H, W, D)`` to ``axcodes``; returns the array and the orientation that
+    undoes it (for :func:`apply_orientation`)."""
+    forward, undo = orientations(affine, axcodes)
+    return apply_orientation(volume, forward), undo
+
+
+def normalize(volume, channel_wise=True, nonzero=False):
+    """z-normalisation (MONAI's ``NormalizeIntensity``: population std, a zero std left as 1)."""
+    out = volume.astype(np.float32)
+    groups = [out[c : c + 1] for c in range(out.shape[0])] if channel_wise else [out]
+    for group in groups:  # views into out
+        if nonzero:
+            mask = group != 0
+            if mask.any():
+                values = group[mask]
+                group[mask] = (values - values.mean(dtype=np.float64)) / (values.std(dtype=np.float64) or 1.0)
+            continue
+        mean, std = group.mean(dtype=np.float64), group.std(dtype=np.float64) or 1.0
+        group -= np.float32(mean)
+        group /= np.float32(std)
+    return out
+
+
+def pad_square(volume):
+    """Pad the in-plane axes (1, 2) of ``(C, H, W[, D])`` with zeros to a centred square; returns it and the pads
+    ``[(top, bottom), (left, right)]``."""
+    side = max(volume.shape[1:3])
+    pads = [((side - n) // 2, side - n - (side - n) // 2) for n in volume.shape[1:3]]
+    return np.pad(volume, [(0, 0)] + pads + [(0, 0)] * (volume.ndim - 3), mode="constant"), pads
+
+
+def crop_square(volume, pads):
+    """Undo :func:`pad_square` with its ``pads``."""
+    (top, bottom), (left, right) = pads
+    return volume[:, top : volume.shape[1] - bottom, left : volume.shape[2] - right]
+
+
+def to_grid(volume, size, grid, mode="linear"):
+    """
+    Square ``(C, s, s[, D])`` slices onto the ``size x size`` output grid: ``grid`` ``{"type": "resize",
+    "anti_aliasing": bool}`` (``mode`` ``linear`` for images, anti-aliased when asked; ``nearest`` for labels) or
+    ``{"type": "pad_or_crop"}`` (centred zero padding or cropping).
+    """
+    if grid["type"] == "resize":
+        return resize_slices(volume, size, mode, grid.get("anti_aliasing", False) and mode == "linear")
+    return pad_or_crop(pad_or_crop(volume, 1, size), 2, size)
+
+
+def from_grid(volume, side, grid, mode="linear"):
+    """Undo :func:`to_grid` for ``(K, size, size[, D])`` probabilities: resize to ``side`` (``mode`` linear, or
+    nearest for label codes), or crop/pad."""
+    if grid["type"] == "resize":
+        return resize_slices(volume, side, mode)
+    return undo_pad_or_crop(undo_pad_or_crop(volume, 1, side), 2, side)
+
+
+def preprocess(volume, params):
+    """
+    ``(C, H, W, D)`` image in RAS -> ``(D, C, r, r)`` network input and the state :func:`postprocess` needs.
+    Steps 3-6 of the module docstring.
+    """
+    norm = params["normalize"]
+    image = normalize(volume, norm.get("channel_wise", True), norm.get("nonzero", False))
+    image, pads = pad_square(image)
+    side = image.shape[1]
+    image = to_grid(image, params["output_size"], params["grid"])
+    low = resize_slices(image, params["input_size"], params["lowres_mode"])
+    return np.ascontiguousarray(np.transpose(low, (3, 0, 1, 2))), {"pads": pads, "side": side}
+
+
+def activate(logits, activation):
+    """Per-class probabilities of ``(K, ...)`` logits."""
+    logits = logits.astype(np.float32)
+    if activation == "sigmoid":
+        return 0.5 + 0.5 * np.tanh(0.5 * logits)  # the logistic function, without overflow for large |logits|
+    shifted = np.exp(logits - logits.max(axis=0, keepdims=True))
+    return shifted / shifted.sum(axis=0, keepdims=True)
+
+
+def to_labels(probabilities, labels):
+    """``(K, ...)`` probabilities -> ``(...)`` uint8 labels: argmax, or nested regions (for BraTS: TC, WT, ET
+    thresholded, written as the layout's codes with ET over TC over WT)."""
+    if labels["type"] == "argmax":
+        return probabilities.argmax(axis=0).astype(np.uint8)
+    codes, threshold = labels["codes"], labels.get("threshold", 0.5)
+    core, whole, enhancing = probabilities > threshold
+    out = np.zeros(core.shape, dtype=np.uint8)
+    out[whole] = codes["edema"]
+    out[core] = codes["core"]
+    out[enhancing] = codes["enhancing"]
+    return out
+
+
+def postprocess(logits, state, params):
+    """
+    ``(d, K, out, out)`` network logits of ``d`` slices -> ``(H, W, d)`` uint8 labels on the RAS grid of the input
+    (steps 8-10; :func:`apply_orientation` does 11). Slices are independent: any batch of them at a time.
+    """
+    probabilities = activate(np.transpose(logits, (1, 2, 3, 0)), params["activation"])
+    probabilities = crop_square(from_grid(probabilities, state["side"], params["grid"]), state["pads"])
+    return to_labels(probabilities, params["labels"])
