@@ -27,7 +27,7 @@ demo: install
 	$(PY) -m jnet demo --work_dir demo_output
 
 test: install test-envs
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs tests
 
 generate: install
 	$(PY) -m jnet generate

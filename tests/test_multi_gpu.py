@@ -323,28 +323,32 @@ def test_an_input_error_inside_the_process_group_is_each_ranks_one_line(tiny_dat
 
 
 SPECS = list(bundle_specs(os.path.join(REPO, "configs")))
-RANK_0_ONLY = {  # merged-config handler lists the overrides disable on ranks > 0, and what each must be
-    "train#handlers": {1: "ProgressBar", 2: "StatsHandler", 3: "TensorBoardStatsHandler"},
-    "validate#handlers": {0: "StatsHandler", 1: "TensorBoardStatsHandler", 2: "Saver"},
+MAIN_ONLY, LOGGER = "$not @is_main_process", "$not (@is_main_process or @log_all_ranks)"
+RANK_0_ONLY = {  # merged-config handlers that ranks > 0 leave out, by target, and the condition each carries
+    "train#handlers": {"ProgressBar": MAIN_ONLY, "StatsHandler": LOGGER, "TensorBoardStatsHandler": MAIN_ONLY},
+    "validate#handlers": {"StatsHandler": LOGGER, "TensorBoardStatsHandler": MAIN_ONLY, "BestModelSaver": MAIN_ONLY},
 }
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_overrides_disable_the_intended_handlers_and_keep_train_initialize(spec):
-    """The overrides address handlers by list index: fail here, not in a hung torchrun, when train.json or
-    evaluate.json reorder them; and the replaced ``initialize`` must keep every step of train.json's."""
+    """Each rank-0-only handler names its condition (``is_main_process``, set per rank by the overrides), so no
+    override addresses a handler by list index; and the replaced ``initialize`` must keep every step of train.json's."""
     configs = os.path.join(BUNDLES, spec.name, "configs")
     train = ConfigParser()
     train.read_config([os.path.join(configs, "train.json"), os.path.join(configs, "multi_gpu_train.json")])
     assert train["network"]["_target_"] == "torch.nn.parallel.DistributedDataParallel"
     assert train["train#dataloader#sampler"] == "@train#sampler" and train["train#dataloader#drop_last"] is True
     assert train["validate#sampler"]["even_divisible"] is False
+    assert train["is_main_process"] == "$dist.get_rank() == 0" and train["log_all_ranks"] is False
+    assert not [key for key in json.load(open(os.path.join(configs, "multi_gpu_train.json"))) if "#handlers#" in key]
     for handlers, expected in RANK_0_ONLY.items():
-        for index, handler in enumerate(train[handlers]):
-            disabled = handler.get("_disabled_", "")
-            assert (index in expected) == disabled.startswith("$dist.get_rank() > 0"), (handlers, index, handler)
-            if index in expected:
-                assert handler["_target_"].endswith(expected[index]), (handlers, index, handler["_target_"])
+        seen = set()
+        for handler in train[handlers]:
+            name = handler["_target_"].split(".")[-1]
+            assert handler.get("_disabled_") == expected.get(name), (handlers, handler)
+            seen.add(name)
+        assert set(expected) <= seen, (handlers, seen)
     base = json.load(open(os.path.join(configs, "train.json")))["initialize"]
     for step in base:
         assert step in train["initialize"] or step.replace("@network.", "@network.module.") in train["initialize"], step

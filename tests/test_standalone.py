@@ -72,6 +72,14 @@ def run_runner(*args):
     return subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
+def tree_bytes(folder):
+    """Every file below ``folder`` (the kit's runner is a folder) as ``{relative path: content}``."""
+    return {
+        os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), "rb").read()
+        for d, _, files in os.walk(folder) for f in files
+    }
+
+
 def load_mask(path):
     image = nib.load(path)
     return np.asanyarray(image.dataobj), image.affine
@@ -468,7 +476,7 @@ def test_export_without_the_export_extra_or_failing_its_check_leaves_the_kit_fol
 
     old_kit = tmp_path / "old_kit"
     shutil.copytree(prostate_kit, old_kit)
-    before = {name: (old_kit / name).read_bytes() for name in os.listdir(old_kit)}
+    before = tree_bytes(old_kit)
 
     def parity_fails(*args):
         raise RuntimeError("ONNX Runtime differs from PyTorch")
@@ -476,7 +484,7 @@ def test_export_without_the_export_extra_or_failing_its_check_leaves_the_kit_fol
     monkeypatch.setattr(kit, "_check_parity", parity_fails)
     with pytest.raises(RuntimeError, match="differs"):
         export_kit(BUNDLE_16, str(old_kit), weights, opset=17, overrides={"features": 4})
-    assert {name: (old_kit / name).read_bytes() for name in os.listdir(old_kit)} == before  # opset 13 kit untouched
+    assert tree_bytes(old_kit) == before  # opset 13 kit untouched
     assert sorted(os.listdir(tmp_path)) == ["old_kit"]  # no staging folder left behind
     monkeypatch.undo()
     (old_kit / "model.engine").write_bytes(b"built from the old model.onnx")

@@ -19,12 +19,13 @@ import shutil
 import tempfile
 import zipfile
 
+from jnet.bundles.large_files import LARGE_FILES, large_files_yml
 from jnet.bundles.parse import bundle_parser
 from jnet.checkpoints import load_weights, parse_overrides, require_weights_file
 from jnet.errors import InputError
-from jnet.deploy.export import export_torchscript
 
-from .integrity import LARGE_FILES, large_files_yml, sha256_file, verify_large_files
+from .export import export_torchscript
+from .integrity import sha256_file, verify_large_files
 from .staging import staging_folder
 
 __all__ = ["pack_bundle", "unpack_bundle", "PACKED_ITEMS"]
