@@ -14,7 +14,9 @@ older keys are deleted. ``JNET_<NAME>_VENV`` names another place.
 
 When an environment cannot be made here - the package index is unreachable, or there is no Python 3.6 - the reason
 is written to ``<venv>.unavailable``, the command exits 0 and the tests that need it skip with that reason; any
-other install failure exits non-zero.
+other install failure exits non-zero. ``JNET_REQUIRE_TEST_ENVS`` (comma-separated names, or ``all``) names the
+environments that MUST be made - ``.ci/run`` sets it for the ones the project's CI machine can build - and turns
+their "cannot be made here" into an error (exit 1), so CI never passes with their tests skipped.
 
 Usage::
 
@@ -108,7 +110,7 @@ def find_interpreter(version: str | None) -> str | None:
     candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")), reverse=True)
     candidates += [shutil.which(f"python{version}")]
     for candidate in candidates:
-        if candidate and subprocess.run([candidate, "-c", "import venv"], capture_output=True).returncode == 0:
+        if candidate and shutil.which(candidate) and subprocess.run([candidate, "-c", "import venv"], capture_output=True).returncode == 0:
             return candidate
     return None
 
@@ -135,8 +137,17 @@ def _remove_stale(env: CachedEnv) -> None:
                 old.unlink(missing_ok=True)
 
 
+def required_envs() -> set[str]:
+    """The environments ``$JNET_REQUIRE_TEST_ENVS`` says must be made (``all``: every one)."""
+    names = {n.strip() for n in os.environ.get("JNET_REQUIRE_TEST_ENVS", "").split(",") if n.strip()}
+    return set(ENVS) if "all" in names else names
+
+
 def _unavailable(env: CachedEnv, reason: str) -> int:
     Path(f"{env.path()}.unavailable").write_text(reason + "\n")
+    if env.name in required_envs():
+        print(f"ERROR: {reason} - and JNET_REQUIRE_TEST_ENVS requires it (its tests would only skip)", file=sys.stderr)
+        return 1
     print(f"SKIP: {reason}", file=sys.stderr)
     return 0
 
@@ -180,7 +191,7 @@ def create(env: CachedEnv) -> int:
 
 def main(argv: list[str]) -> int:
     names = [a for a in argv if not a.startswith("--")] or list(ENVS)
-    unknown = [n for n in names if n not in ENVS]
+    unknown = [n for n in set(names) | required_envs() if n not in ENVS]
     if unknown:
         print(f"ERROR: unknown environment(s) {', '.join(unknown)}; known: {', '.join(ENVS)}", file=sys.stderr)
         return 2

@@ -71,14 +71,34 @@ def test_inference_writes_masks_with_the_input_shape_and_affine(trained_root, ti
         assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1, 2}
 
 
-def test_fine_tuning_starts_from_an_existing_model(trained_root, tiny_dataset, tmp_path):
-    root = str(tmp_path / "finetune")
-    result = run_bundle(
-        BUNDLE_16, ["configs/train.json"], bundle_root=root, dataset_dir=tiny_dataset, epochs=1,
-        finetune=True, pretrained_file=os.path.join(trained_root, "models", "model.pt"), **TINY_OVERRIDES,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert os.path.isfile(os.path.join(root, "models", "model.pt"))
+def _parameters(path, network):
+    """The learnable tensors of a saved state dict (BatchNorm's running statistics move in any training)."""
+    state = torch.load(path, weights_only=True)
+    names = {name for name, _ in network.named_parameters()}
+    return {k: v for k, v in state.items() if k in names}
+
+
+def test_fine_tuning_starts_from_the_given_weights(trained_root, tiny_dataset, tmp_path):
+    """One epoch at learning rate 0: every parameter of the fine-tuned model.pt equals the --pretrained_file's
+    exactly (Adam's step is lr x ..., 0), while the same run without --finetune keeps its random start - so an
+    ignored --pretrained_file fails here."""
+    from jnet.bundles.parse import bundle_network
+
+    network = bundle_network(BUNDLE_16)
+    pretrained = os.path.join(trained_root, "models", "model.pt")
+    saved = {}
+    for finetune in (True, False):
+        root = str(tmp_path / f"finetune_{finetune}")
+        result = run_bundle(
+            BUNDLE_16, ["configs/train.json"], bundle_root=root, dataset_dir=tiny_dataset, epochs=1, learning_rate=0.0,
+            finetune=finetune, pretrained_file=pretrained, **TINY_OVERRIDES,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        saved[finetune] = _parameters(os.path.join(root, "models", "model.pt"), network)
+    start = _parameters(pretrained, network)
+    assert len(start) == len(list(network.parameters())) > 0
+    assert set(saved[True]) == set(start) and all(torch.equal(saved[True][k], v) for k, v in start.items())
+    assert not all(torch.equal(saved[False][k], v) for k, v in start.items())  # a fresh start is another model
 
 
 def test_baseline_ablation_keeps_its_own_weights_file(trained_root, tiny_dataset):

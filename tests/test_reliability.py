@@ -577,6 +577,34 @@ def test_a_killed_training_resumes_at_the_next_epoch_and_finishes(prostate_base,
         assert open(os.path.join(root, "models", name), "rb").read() == content, name
 
 
+def test_a_resumed_run_replaces_model_pt_only_with_a_better_model_than_before_the_interruption(prostate_base, tmp_path):
+    """The resume checkpoint (written after every epoch: what a kill leaves) carries the best validation metric so
+    far. A resumed run compares against it: with a recorded best no model can beat (Dice 1.0, the comparison is a
+    strict >) model.pt stays byte-identical; with one every model beats (-1.0) the resumed run's model replaces it.
+    A ResumeCheckpoint that forgot the best would overwrite model.pt in the first case."""
+    root = str(tmp_path / "root")
+    overrides = dict(bundle_root=root, dataset_dir=prostate_base, val_fold=-1, **TINY_OVERRIDES)
+    result = run_bundle(BUNDLE_16, ["configs/train.json"], epochs=2, **overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model_file, resume_file = (os.path.join(root, "models", name) for name in ("model.pt", "model_resume.pt"))
+    checkpoint = torch.load(resume_file, weights_only=True)
+    assert 1 <= checkpoint["best_metric"]["epoch"] <= 2 and 0.0 <= checkpoint["best_metric"]["value"] <= 1.0
+
+    for recorded_best, epochs, replaced in ((1.0, 3, False), (-1.0, 4, True)):
+        checkpoint = torch.load(resume_file, weights_only=True)
+        done = checkpoint["trainer"]["iteration"] // checkpoint["trainer"]["epoch_length"]
+        checkpoint["best_metric"] = {"value": recorded_best, "epoch": done}
+        torch.save(checkpoint, resume_file)
+        before = open(model_file, "rb").read()
+        result = run_bundle(BUNDLE_16, ["configs/train.json"], epochs=epochs, resume=True, **overrides)
+        assert result.returncode == 0, result.stderr[-3000:]
+        after = torch.load(resume_file, weights_only=True)["best_metric"]
+        if replaced:
+            assert open(model_file, "rb").read() != before and after["epoch"] == epochs and after["value"] > recorded_best
+        else:
+            assert open(model_file, "rb").read() == before and after == {"value": 1.0, "epoch": epochs - 1}
+
+
 # ------------------------------------------------------------------- awkward inputs that must run; determinism
 @pytest.fixture(scope="module")
 def awkward_dataset(tmp_path_factory) -> str:
