@@ -193,7 +193,7 @@ def monai_reference_volume_transforms(bundle):
     if bundle.startswith("brats"):
         grid = ResizeWithPadOrCropd(keys, spatial_size=(256, 256, -1))
     else:
-        grid = Resized(keys, spatial_size=(256, 256, -1), mode=("trilinear", "nearest"), anti_aliasing=(True, False))
+        grid = Resized(keys, spatial_size=(256, 256, -1), mode=("trilinear", "nearest-exact"), anti_aliasing=(True, False))
     return lambda item: grid(SpatialPadd(keys, spatial_size=(max(*item[1]), max(*item[1]), -1))(  # centred square pad
         NormalizeIntensityd("image", channel_wise=True)(EnsureTyped("image", dtype=torch.float32)(
             Orientationd(keys, axcodes="RAS", labels=None)(LoadImaged(keys, ensure_channel_first=True, image_only=True)(item[0])))))

@@ -131,8 +131,11 @@ def test_inference_pipeline_maps_a_perfect_prediction_back_onto_the_input(tiny_d
     original = nib.load(label_path)
     assert tuple(restored.shape[1:]) == original.shape
     np.testing.assert_allclose(restored.affine.numpy(), original.affine, atol=1e-5)
-    agreement = (restored[0].numpy() == np.asarray(original.dataobj)).mean()
-    assert agreement > 0.99, agreement
+    restored, truth = restored[0].numpy(), np.asarray(original.dataobj)
+    for code in (1, 2):  # per foreground class (PZ 1.4 %, TZ 3.5 % of the voxels): a voxel share would hide a lost class
+        assert (truth == code).sum() > 0
+        dice = 2 * ((restored == code) & (truth == code)).sum() / ((restored == code).sum() + (truth == code).sum())
+        assert dice >= 0.99, (code, dice)
 
 
 def test_invertd_nearest_interp_brings_label_codes_back_unmixed(tiny_dataset):

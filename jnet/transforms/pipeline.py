@@ -86,11 +86,12 @@ def _resized_affine(affine: torch.Tensor, old: Sequence[int], new: Sequence[int]
 
 def _inverse_mode(info: dict) -> str:
     """The interpolation of an inverse resize: the recorded ``"mode"``, which ``Invertd(nearest_interp=True)``
-    turns into ``"nearest"`` (for label maps) - MONAI's convention for the ``mode`` in applied operations."""
+    turns into ``"nearest"`` (for label maps) - MONAI's convention for the ``mode`` in applied operations. Label
+    maps come back ``"nearest-exact"`` (centred, like the linear resize), so a forward and inverse pair are exact."""
     mode = info.get("mode", "linear")
     if isinstance(mode, (list, tuple)):  # collated, or as convert_applied_interp_mode writes a sequence
         mode = mode[0] if mode else "linear"
-    return "nearest" if str(mode).startswith("nearest") else "linear"
+    return "nearest-exact" if str(mode).startswith("nearest") else "linear"
 
 
 class _InvertibleStep(MapTransform, InvertibleTransform):
@@ -202,7 +203,9 @@ class OutputGridd(_InvertibleStep):
     """
     Bring square ``(C, s, s[, D])`` slices onto the network's ``size x size`` output grid
     (:func:`jnet.processing.to_grid`): ``grid="resize"`` resamples (``mode`` per key: ``"linear"`` for
-    images, anti-aliased when downsampling if ``anti_aliasing``; ``"nearest"`` for labels), ``grid="pad_or_crop"``
+    images, anti-aliased when downsampling if ``anti_aliasing``; ``"nearest-exact"`` for labels: the voxel whose
+    centre is nearest, on the same centred grid as the linear resize - PyTorch's legacy ``"nearest"`` floors and
+    shifts the labels by up to half a voxel against the image), ``grid="pad_or_crop"``
     pads or crops around the centre (BraTS: 240 -> 256 without resampling). ``inverse`` takes per-class
     probabilities back to the square (:func:`jnet.processing.from_grid`: linear resize, or crop/pad).
 
@@ -210,7 +213,7 @@ class OutputGridd(_InvertibleStep):
         keys: keys of the arrays.
         size: output in-plane size (256).
         grid: ``"resize"`` or ``"pad_or_crop"``.
-        mode: ``"linear"`` or ``"nearest"``, one or one per key (``"resize"`` only).
+        mode: ``"linear"``, ``"nearest-exact"`` or ``"nearest"``, one or one per key (``"resize"`` only).
         anti_aliasing: smooth before downsampling the ``"linear"`` keys (``"resize"`` only).
     """
 
@@ -228,8 +231,8 @@ class OutputGridd(_InvertibleStep):
             raise ValueError(f"grid must be one of {GRID_TYPES}, got {grid!r}.")
         self.size = size
         self.mode = ensure_tuple_rep(mode, len(self.keys))
-        if not set(self.mode) <= {"linear", "nearest"}:
-            raise ValueError(f"mode must be 'linear' or 'nearest' per key, got {mode!r}.")
+        if not set(self.mode) <= {"linear", "nearest", "nearest-exact"}:
+            raise ValueError(f"mode must be 'linear', 'nearest-exact' or 'nearest' per key, got {mode!r}.")
         self.grid = {"type": "resize", "anti_aliasing": bool(anti_aliasing)} if grid == "resize" else {"type": grid}
 
     def _per_key(self) -> Sequence:
