@@ -27,6 +27,32 @@ def test_metadata_matches_the_schema(spec):
     assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == spec.profile["config"]["in_channels"]
 
 
+SUITE_SCHEMA = os.path.join(REPO, "tests", "metadata_schema.json")
+# MONAI's published schema (the metadata's "schema" URL, MONAI-extra-test-data 0.8.1) cannot be downloaded here; where
+# a copy has been fetched, point JNET_MONAI_META_SCHEMA at it and the same check runs against it as well
+OFFICIAL_SCHEMA = os.environ.get("JNET_MONAI_META_SCHEMA")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("schema", ["suite", "official"])
+def test_monai_verify_metadata(spec, schema, tmp_path):
+    """MONAI's own ``verify_metadata`` (what the model zoo's CI runs) on every bundle. It downloads the schema named
+    in the metadata unless ``filepath`` exists: offline it validates against the suite's schema (the official
+    schema's required keys and types, and stricter: tests/metadata_schema.json); with ``JNET_MONAI_META_SCHEMA``
+    also against MONAI's published file."""
+    from monai.bundle import verify_metadata
+
+    if schema == "official" and not (OFFICIAL_SCHEMA and os.path.isfile(OFFICIAL_SCHEMA)):
+        pytest.skip("MONAI's published meta_schema_20240725.json is not reachable offline: set JNET_MONAI_META_SCHEMA to a downloaded copy")
+    meta_file = os.path.join(BUNDLES, spec.name, "configs", "metadata.json")
+    verify_metadata(meta_file=meta_file, filepath=SUITE_SCHEMA if schema == "suite" else OFFICIAL_SCHEMA)
+    broken = json.load(open(meta_file))
+    del broken["network_data_format"]["inputs"]["image"]["value_range"]  # required by the official schema too
+    json.dump(broken, open(tmp_path / "metadata.json", "w"))
+    with pytest.raises(ValueError, match="value_range"):
+        verify_metadata(meta_file=str(tmp_path / "metadata.json"), filepath=SUITE_SCHEMA if schema == "suite" else OFFICIAL_SCHEMA)
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_verify_net_in_out_and_the_256_output(spec):
     bundle = os.path.join(BUNDLES, spec.name)
@@ -124,10 +150,10 @@ def test_trt_compile_onnx_step_runs_on_cpu_with_the_bundles_export_args(name, tm
     assert abs(session.run(None, {"x": x.numpy()})[0] - expected).max() <= 1e-4
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the TensorRT path cannot run here")
 TRT_HELPERS = (("tensorrt", "tensorrt"), ("polygraphy", "polygraphy"), ("cuda-python", "cuda"))  # what trt_compile needs
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the TensorRT path cannot run here")
 def test_inference_trt_runs_where_cuda_and_tensorrt_exist(tiny_dataset, trained_root, tmp_path):
     """Without any one of TensorRT, polygraphy or cuda-python, MONAI's ``trt_compile`` silently returns the PyTorch
     network: the test then skips naming what is missing (it would compare eager with eager). With them, the engine
