@@ -58,11 +58,12 @@ def demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 16, s
     run_demo(work_dir=work_dir, epochs=epochs, num_train=num_train, seed=seed)
 
 
-def eval_metrics(epochs: int = 20, num_train: int = 16, seed: int = 0, out_file: str = "configs/eval_metrics.json") -> None:
-    """Measure every bundle's eval_metrics (a short training on synthetic data) into OUT_FILE; resumable."""
+def eval_metrics(epochs: int = 20, num_train: int = 16, seed: int = 0, out_file: str = "configs/eval_metrics.json", small: bool = False) -> None:
+    """Measure every bundle's eval_metrics (a short training on synthetic data) into OUT_FILE; resumable. --small:
+    small synthetic slices (a quick try, not figures to publish)."""
     from jnet.tools.eval_metrics import measure_eval_metrics
 
-    measure_eval_metrics(out_file=out_file, epochs=epochs, num_train=num_train, seed=seed)
+    measure_eval_metrics(out_file=out_file, epochs=epochs, num_train=num_train, seed=seed, small=small)
 
 
 def bench(out_dir: str = "bench_output", budget_s: float = 0.5) -> None:

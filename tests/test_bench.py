@@ -68,3 +68,50 @@ def test_fastest_of_rounds_keeps_each_figures_best_round_and_alternates():
     best = fastest_of_rounds({"a": measure("a"), "b": measure("b")}, rounds=3)
     assert order == ["a", "b"] * 3  # alternating, so load that comes and goes hits both
     assert best["a"] == {"images_per_s": 30.0, "latency_ms": 2.0} and best["b"] == {"images_per_s": 1.0, "latency_ms": 1.0}
+
+
+def test_bench_bundles_shares_table_and_jetson_column(tmp_path):
+    """``python -m jnet bench`` on a one-resolution matrix: the shares are the head's figures over the bilinear
+    network's, the table prints every figure of the report, the Jetson column is the estimate of the MACs."""
+    import json
+    import os
+    import re
+    import shutil
+
+    from conftest import REPO
+    from jnet.bundles.render import generate_bundles
+    from jnet.tools.bench.bundles import NANO_TARGET, SHARE_KEYS, bench_bundles, format_bench_table, under_nano_target
+
+    configs = str(tmp_path / "configs")
+    shutil.copytree(os.path.join(REPO, "configs"), configs)
+    matrix = json.load(open(os.path.join(configs, "matrix.json")))
+    json.dump({**matrix, "resolutions": [16], "datasets": ["prostate"]}, open(os.path.join(configs, "matrix.json"), "w"))
+    generate_bundles(configs, str(tmp_path / "bundles"))
+    report = bench_bundles(configs, str(tmp_path / "bundles"), budget_s=0.05)
+    assert list(report["bundles"]) == ["prostate_mri_lowres_16"]
+    head, plain = report["bundles"]["prostate_mri_lowres_16"]["head"], report["bundles"]["prostate_mri_lowres_16"]["bilinear"]
+    assert head["added_parameters"] == head["parameters"] - plain["parameters"] == 180  # 15 per class and level, 3 x 4
+    assert head["macs"] - plain["macs"] == 2_611_200  # the head's hand count (test_head_macs_match_a_hand_count)
+    figures = {"eager_images_per_s_b1": ("eager", "images_per_s_b1"), "eager_images_per_s": ("eager", "images_per_s"),
+               "onnxruntime_images_per_s_b1": ("onnxruntime", "images_per_s_b1"), "onnxruntime_images_per_s": ("onnxruntime", "images_per_s")}
+    assert set(SHARE_KEYS) == set(figures)
+    for key, (runtime, figure) in figures.items():
+        assert head[runtime][figure] > 0 and plain[runtime][figure] > 0
+        assert head["share_of_bilinear_throughput"][key] == pytest.approx(head[runtime][figure] / plain[runtime][figure])
+    for result in (head, plain):
+        assert result["jetson_estimate_images_per_s"] == {d: estimate_images_per_s(result["macs"], d) for d in ("jetson_nano", "jetson_orin_nano")}
+
+    table = format_bench_table(report)
+    rows = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| prostate_mri_lowres_16 | ") and "%" not in line}
+    assert set(rows) == {"head", "bilinear"}
+    for variant, result in (("head", head), ("bilinear", plain)):
+        cells = [c.strip() for c in rows[variant].strip("|").split("|")]
+        nano = result["jetson_estimate_images_per_s"]["jetson_nano"]
+        assert cells[2] == f"{result['parameters']:,}" and cells[4] == f"{result['macs'] / 1e6:.1f}"
+        assert cells[5] == f"{result['eager']['images_per_s_b1']:.0f}" and cells[8] == f"{result['onnxruntime']['images_per_s']:.0f}"
+        assert cells[10] == f"{nano:.0f}" + (f" ({under_nano_target(nano)})" if nano < NANO_TARGET else "")
+    share_row = [line for line in table.splitlines() if line.startswith("| prostate_mri_lowres_16 | ") and "%" in line]
+    assert len(share_row) == 1
+    shares = [int(x) for x in re.findall(r"(\d+)%", share_row[0])]
+    assert shares == [round(100 * head["share_of_bilinear_throughput"][k]) for k in SHARE_KEYS]
+    assert under_nano_target(19.9) == "under 20" and under_nano_target(20.0) == ""

@@ -35,7 +35,10 @@ def measure_eval_metrics(
     epochs: int = 20,
     num_train: int = 16,
     seed: int = 0,
+    small: bool = False,
 ) -> dict:
+    """Train each bundle of ``configs_dir``'s matrix for ``epochs`` on a synthetic dataset (``small``: small slices,
+    for tests) and evaluate it with its own ``evaluate.json``; per-class and mean Dice / Jaccard into ``out_file``."""
     results = json.load(open(out_file)) if os.path.isfile(out_file) else {}
     results["_provenance"] = (
         f"python -m jnet eval_metrics --epochs {epochs} --num_train {num_train} --seed {seed}: synthetic data "
@@ -46,7 +49,7 @@ def measure_eval_metrics(
     for spec in bundle_specs(configs_dir):
         if spec.name in results:
             continue
-        data = synthetic_dataset(spec.dataset, os.path.join(work_dir, f"{spec.dataset}_synthetic"), num_train, 2, seed)
+        data = synthetic_dataset(spec.dataset, os.path.join(work_dir, f"{spec.dataset}_synthetic"), num_train, 2, seed, small)
         root = os.path.abspath(os.path.join(work_dir, spec.name))
         os.makedirs(root, exist_ok=True)
         bundle = os.path.join(bundles_dir, spec.name)
