@@ -4,7 +4,7 @@ The package is one house with floors; every import points down (``tests/test_lay
 
 - ``processing``: numpy + nibabel pre/post-processing and ``deploy.json``'s schema (Python 3.6, the runner's too)
 - product: ``networks``, ``losses``, ``transforms``, ``inferers``, ``handlers``, ``data``, ``checkpoints``,
-  ``distributed``, ``errors`` - what a bundle run imports (``$import jnet`` and the configs' ``_target_``s)
+  ``distributed``, ``errors``, ``provenance`` - what a bundle run imports (``$import jnet`` and the configs' ``_target_``s)
 - ``bundles``: the matrix, rendering ``configs/`` into ``bundles/``, the generated-files check
 - ``deploy``: export, the standalone runner (its own package in the kit), pack / unpack
 - ``tools``: sweep, bench, demo, eval_metrics, synthetic data; ``cli`` on top
@@ -12,4 +12,4 @@ The package is one house with floors; every import points down (``tests/test_lay
 
 __version__ = "0.1.0"
 
-from . import checkpoints, data, distributed, errors, handlers, inferers, losses, networks, processing, transforms  # noqa: E402  (bundle configs use `jnet.<module>`)
+from . import checkpoints, data, distributed, errors, handlers, inferers, losses, networks, processing, provenance, transforms  # noqa: E402  (bundle configs use `jnet.<module>`)

@@ -70,8 +70,11 @@ def load_weights(network: nn.Module, model_file: str, option: str = "--model_fil
     try:
         network.load_state_dict(state)
     except RuntimeError as error:
+        detail = mismatch_detail(error)
+        if "were trained for" in detail:  # the input size (jnet.networks.JNet keeps it): the detail says what to do
+            raise InputError(f"{model_file}: {detail}.") from error
         raise InputError(
-            f"{model_file}: the weights do not fit the bundle's network_def ({mismatch_detail(error)}); "
+            f"{model_file}: the weights do not fit the bundle's network_def ({detail}); "
             f"pass the overrides it was trained with{_features_hint(network, state)}."
         ) from error
     logging.getLogger(__name__).info(f"{model_file}: weights loaded into the network")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import fire
@@ -168,28 +169,51 @@ def trtexec(kit_dir: str = "deploy", max_batch: int = 32, fp16: bool = True, run
     kit_trtexec(kit_dir, max_batch, fp16, run)
 
 
-def pack(bundle_dir: str, out_dir: str = ".", model_file: str | None = None, overrides: dict | str | None = None) -> None:
+def pack(
+    bundle_dir: str, out_dir: str = ".", model_file: str | None = None, overrides: dict | str | None = None,
+    sign: str | None = None, eval_dir: str | None = None,
+) -> None:
     """Pack a trained bundle into OUT_DIR/<name>_v<version>.zip (configs, docs, LICENSE, models/model.pt and
-    model.ts, large_files.yml with sha256). OVERRIDES: config values the weights were trained with."""
+    model.ts, large_files.yml, manifest.json of every file). OVERRIDES: config values the weights were trained
+    with; SIGN: an OpenSSH Ed25519 private key that signs the manifest; EVAL_DIR: where configs/evaluate.json wrote
+    its figures for these weights (default BUNDLE_DIR/eval) - they become eval_metrics only if they are of these
+    weights."""
     from jnet.deploy.integrity import sha256_file
     from jnet.deploy.pack import pack_bundle
 
-    path = pack_bundle(bundle_dir, out_dir, model_file, overrides)
+    path = pack_bundle(bundle_dir, out_dir, model_file, overrides, sign, eval_dir)
     print(f"{path}\nsha256 {sha256_file(path)}")
 
 
-def unpack(zip_file: str, out_dir: str = ".", sha256: str | None = None) -> None:
-    """Unpack a packed bundle into OUT_DIR/<name>/ after checking every file of its large_files.yml (and the zip
-    against SHA256 when given); refuses a mismatch and leaves nothing behind."""
+def unpack(zip_file: str, out_dir: str = ".", sha256: str | None = None, trusted_key: str | None = None, trust_unverified: bool = False) -> None:
+    """Unpack a packed bundle into OUT_DIR/<name>/ after checking its limits, every file against its manifest, the
+    manifest's signature against TRUSTED_KEY (or the zip against SHA256) and its weights; refuses a mismatch and
+    leaves nothing behind. Without a key or checksum only with --trust_unverified (its configs execute code)."""
     from jnet.deploy.pack import unpack_bundle
 
-    print(unpack_bundle(zip_file, out_dir, sha256))
+    print(unpack_bundle(zip_file, out_dir, sha256, trusted_key, trust_unverified))
+
+
+def verify(bundle_dir: str, trusted_key: str | None = None) -> None:
+    """Check a bundle folder before running it: every file against manifest.json (changed, missing, unexpected),
+    the signature with TRUSTED_KEY, the weights against large_files.yml and the bundle's network."""
+    from jnet.deploy.pack import verify_bundle
+
+    result = verify_bundle(bundle_dir, trusted_key)
+    if result["signed"]:
+        print(f"{bundle_dir}: {result['files']} files match manifest.json, signed by {trusted_key}; the weights fit the network")
+    else:
+        print(
+            f"{bundle_dir}: {result['files']} files match manifest.json - UNSIGNED check: nothing proves who made them, and the "
+            "weights were not loaded (that runs the configs' code); pass --trusted_key PUB for both"
+        )
 
 
 def main() -> None:
     install_excepthook()
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
     verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "bench_processes": bench_processes, "sweep": sweep, "publish": publish}
-    verbs.update({"export": export, "trtexec": trtexec, "pack": pack, "unpack": unpack})  # deployment (jnet/deploy/)
+    verbs.update({"export": export, "trtexec": trtexec, "pack": pack, "unpack": unpack, "verify": verify})  # deployment (jnet/deploy/)
     fire.Fire(verbs)
 
 

@@ -58,7 +58,7 @@ def test_unpacked_bundle_runs_inference_json_as_shipped(packed, tiny_dataset, tm
     destination = tmp_path / "empty"
     destination.mkdir()
     bundle = destination / NAME
-    assert unpack_bundle(packed, str(destination)) == str(bundle)  # the verb's refusal runs as a subprocess below
+    assert unpack_bundle(packed, str(destination), sha256=sha256_file(packed)) == str(bundle)  # the verb's refusals: below
     assert sorted(e["path"] for e in read_large_files(str(bundle / "large_files.yml"))) == ["models/model.pt", "models/model.ts"]
 
     # TorchScript module equals the checkpoint in the bundle's network (dynamic batch)
@@ -93,19 +93,18 @@ def _tampered_copy(packed, path, member=f"{NAME}/models/model.pt"):
 def test_unpack_refuses_tampered_weights_and_leaves_nothing(packed, tmp_path):
     tampered = _tampered_copy(packed, tmp_path / "tampered.zip")
     destination = tmp_path / "out"
-    result = jnet_verb("unpack", tampered, "--out_dir", destination)
+    result = jnet_verb("unpack", tampered, "--out_dir", destination, "--trust_unverified")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("ERROR: ") and message.endswith("refusing it.")
-    assert message.startswith(f"ERROR: {tampered}: {NAME}/models/model.pt: sha256 ")  # the zip and its member
-    assert "does not match large_files.yml" in message and ".unpack-" not in message
+    # the zip and its member, named by the manifest check (which runs before large_files.yml's)
+    assert message == f"ERROR: {tampered}: refused - models/model.pt was changed (its sha256 differs from manifest.json)."
     assert not destination.exists()  # created by unpack, removed again: nothing half-extracted
 
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")
-    with pytest.raises(InputError, match="does not match large_files.yml"):
-        unpack_bundle(str(tampered), str(existing))
+    with pytest.raises(InputError, match="models/model.pt was changed"):
+        unpack_bundle(str(tampered), str(existing), trust_unverified=True)
     assert os.listdir(existing) == ["keep.txt"]  # the user's folder as it was
 
 
@@ -114,14 +113,14 @@ def test_unpack_refuses_unlisted_weights_a_wrong_zip_hash_and_an_existing_bundle
         for info in source.infolist():
             target.writestr(info, source.read(info))
         target.writestr(f"{NAME}/models/model_baseline.pt", b"unverified")
-    with pytest.raises(InputError, match="models/model_baseline.pt is not listed in large_files.yml"):
-        unpack_bundle(str(tmp_path / "extra.zip"), str(tmp_path / "a"))
+    with pytest.raises(InputError, match="models/model_baseline.pt is not in the manifest"):
+        unpack_bundle(str(tmp_path / "extra.zip"), str(tmp_path / "a"), trust_unverified=True)
     with pytest.raises(InputError, match="does not match the expected"):
         unpack_bundle(packed, str(tmp_path / "b"), sha256="0" * 64)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     unpack_bundle(packed, str(tmp_path / "c"), sha256=sha256_file(packed))
     with pytest.raises(InputError, match="already exists"):
-        unpack_bundle(packed, str(tmp_path / "c"))
+        unpack_bundle(packed, str(tmp_path / "c"), sha256=sha256_file(packed))
 
 
 def test_unpack_refuses_paths_outside_the_bundle(tmp_path):
@@ -129,7 +128,7 @@ def test_unpack_refuses_paths_outside_the_bundle(tmp_path):
         archive.writestr(f"{NAME}/large_files.yml", "large_files:\n")
         archive.writestr(f"{NAME}/../../escaped.txt", "x")
     with pytest.raises(InputError, match="unsafe path"):
-        unpack_bundle(str(tmp_path / "evil.zip"), str(tmp_path / "out"))
+        unpack_bundle(str(tmp_path / "evil.zip"), str(tmp_path / "out"), trust_unverified=True)
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out").exists()
 
 
@@ -191,7 +190,7 @@ def test_export_refuses_a_pipeline_the_runner_does_not_implement():
         deploy_params(parser, NAME)
     parser = bundle_parser(BUNDLE_16, base="configs/inference.json")
     parser["output_labels"] = {"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5}
-    with pytest.raises(InputError, match=r"'postprocessing' is \[Activationd, Invertd, AsDiscreted, SaveImaged\]"):
+    with pytest.raises(InputError, match=r"'postprocessing' is \[Activationd, Invertd, AsDiscreted, WarnUniformLabelsd, SaveImaged\]"):
         deploy_params(parser, NAME)
     parser = bundle_parser(BUNDLE_16, base="configs/inference.json")
     parser["image_grid_transform"]["mode"] = "nearest"

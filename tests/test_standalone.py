@@ -514,3 +514,24 @@ def test_tensorrt_engine_matches_onnx(prostate_kit, tiny_dataset, tmp_path):
         assert result.returncode == 0, result.stderr
     name = os.path.basename(image).replace(".nii.gz", "_seg.nii.gz")
     assert (load_mask(tmp_path / "trt" / name)[0] == load_mask(tmp_path / "ort" / name)[0]).mean() >= 0.999
+
+
+def test_runner_warns_when_a_mask_is_one_label_everywhere(prostate_kit, tiny_dataset, tmp_path, capsys):
+    """The same warning as the bundle's (jnet.processing.uniform_mask_warning), from a model whose logits always
+    favour background; the mask is still written."""
+    from jnet.deploy.runner.volumes import segment_file
+
+    class Background:
+        max_batch = None
+
+        def run(self, batch):
+            logits = np.zeros((batch.shape[0], 3, 256, 256), np.float32)
+            logits[:, 0] = 10.0
+            return logits
+
+    params = standalone.load_params(os.path.join(prostate_kit, "deploy.json"))
+    image = sorted(glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz")))[0]
+    out = segment_file(Background(), image, params, str(tmp_path))
+    assert f"WARNING: {image}: every voxel of the mask is label 0" in capsys.readouterr().err
+    assert set(np.unique(load_mask(out)[0])) == {0}
+    assert standalone.uniform_mask_warning("x.nii.gz", np.array([[0, 1]])) is None

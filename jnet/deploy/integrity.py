@@ -3,29 +3,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from jnet.bundles.large_files import LARGE_FILES, large_files_yml, read_large_files
 from jnet.errors import InputError
+from jnet.provenance import file_digest, sha256_file
 
 __all__ = ["sha256_file", "file_digest", "read_large_files", "large_files_yml", "verify_large_files", "LARGE_FILES"]
 
 HASH_TYPES = ("md5", "sha1", "sha256", "sha512")  # those monai.apps.utils.check_hash accepts
-
-
-def file_digest(path: str, hash_type: str = "sha256", chunk_size: int = 1 << 20) -> str:
-    """Hex digest of a file, read in chunks."""
-    digest = hashlib.new(hash_type)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_file(path: str) -> str:
-    """Hex sha256 of a file."""
-    return file_digest(path, "sha256")
 
 
 def verify_large_files(bundle_dir: str, large_files: str = LARGE_FILES, require_hash: bool = True) -> list[str]:

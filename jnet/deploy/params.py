@@ -11,6 +11,7 @@ from monai.bundle import ConfigParser
 from monai.transforms import Invertd, LoadImaged, SaveImaged
 
 from jnet.errors import InputError
+from jnet.processing import PARAMS_FORMAT, RunnerError, check_params
 from jnet.deploy.export import INPUT_NAME, OUTPUT_NAME
 from jnet.transforms import (
     Activationd,
@@ -20,16 +21,15 @@ from jnet.transforms import (
     OutputGridd,
     Reorientd,
     SquarePadd,
+    WarnUniformLabelsd,
     ZNormalized,
 )
-
-from jnet.processing import PARAMS_FORMAT, RunnerError, check_params
 
 __all__ = ["deploy_params"]
 
 
 PREPROCESSING = (LoadImaged, CheckChannelsd, Reorientd, ZNormalized, SquarePadd, OutputGridd, LowResInputd)
-POSTPROCESSING = (Activationd, Invertd, AsLabelsd, SaveImaged)
+POSTPROCESSING = (Activationd, Invertd, AsLabelsd, WarnUniformLabelsd, SaveImaged)  # the runner warns as the bundle
 
 
 def _check_steps(transforms: list, kinds: tuple, section: str, source: str) -> None:
@@ -58,7 +58,7 @@ def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs
     _check_steps(pre, PREPROCESSING, "preprocessing", source)
     _check_steps(post, POSTPROCESSING, "postprocessing", source)
     load, channels, orientation, normalize, _, grid, lowres = pre
-    activation, invert, labels, _ = post
+    activation, invert, labels, _, _ = post
     if not (load._loader.ensure_channel_first and load._loader.image_only):
         raise _unsupported(source, "LoadImaged without ensure_channel_first/image_only")
     if any(invert.nearest_interp):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Sequence
 
 from ignite.engine import Engine, Events
 from torch import nn
+
+from jnet.provenance import command_overrides, datalist_summary, sha256_file, training_record_path, versions, write_record
 
 from .atomic import atomic_save, is_main_process
 
@@ -22,15 +26,37 @@ class BestModelSaver:
     file before writing the new one in place, the file is replaced atomically (:func:`atomic_save`): a kill
     at any moment leaves the previous best model or the new one, never none or a torn file.
 
+    With ``provenance``, each save also writes ``<filepath stem>_training.json``
+    (:func:`jnet.provenance.training_record_path`): what these weights were trained on and how - the data's
+    summary, the epoch and metric, the run's epochs and command-line overrides, the package versions - with the
+    weights' sha256, so ``jnet pack`` can tell the record belongs to the weights it ships.
+
     Args:
         filepath: the weights file, e.g. ``models/model.pt``.
         network: the network whose weights are saved (unwrapped from ``DistributedDataParallel``).
+        provenance: ``{"dataset_dir": ..., "datalist": [...], "epochs": ..., "input_size": ...}`` (any of them).
     """
 
-    def __init__(self, filepath: str, network: nn.Module) -> None:
+    def __init__(self, filepath: str, network: nn.Module, provenance: dict | None = None) -> None:
         self.filepath = filepath
         self.network = network
+        self.provenance = provenance
         self.logger = logging.getLogger(__name__)
+
+    def _record(self, engine: Engine) -> dict:
+        given = dict(self.provenance or {})
+        datalist: Sequence = given.pop("datalist", []) or []
+        return {
+            "model_file": os.path.basename(self.filepath),
+            "model_sha256": sha256_file(self.filepath),
+            "saved_after_epoch": int(engine.state.epoch),
+            "key_metric": engine.state.key_metric_name,
+            "best_metric": float(engine.state.best_metric),
+            **datalist_summary(given.pop("dataset_dir", None), datalist),
+            **given,
+            "command": command_overrides(),
+            "versions": versions(),
+        }
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -40,4 +66,6 @@ class BestModelSaver:
             return
         network = self.network.module if hasattr(self.network, "module") else self.network
         atomic_save(network.state_dict(), self.filepath)
+        if self.provenance is not None:
+            write_record(training_record_path(self.filepath), self._record(engine))
         self.logger.info(f"saved the new best model ({engine.state.key_metric_name} {engine.state.best_metric:.4f}) to {self.filepath}")

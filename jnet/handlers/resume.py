@@ -114,8 +114,11 @@ class ResumeCheckpoint:
         try:
             checkpoint = torch.load(self.filepath, map_location=self.map_location, weights_only=True)
         except pickle.UnpicklingError as e:  # weights_only refuses anything but tensors and plain containers
-            first = str(e).strip().splitlines()[0]
-            raise InputError(f"{self.filepath}: refused - it holds objects other than weights ({first}).") from e
+            # torch's message goes on to advise weights_only=False ("will likely succeed"): only the object it met
+            lines = [line.strip() for line in str(e).splitlines() if line.strip() and "weights_only" not in line.lower()
+                     and "weights only load failed" not in line.lower() and "documentation" not in line.lower()]
+            what = lines[0] if lines else "unpickling them would run code"
+            raise InputError(f"{self.filepath}: refused - it holds objects other than weights ({what}); never load it unsafely.") from e
         except (RuntimeError, EOFError, OSError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"{self.filepath}: not a readable checkpoint ({first}).") from e

@@ -40,6 +40,9 @@ class JNet(nn.Module):
         head_init: ``"bilinear"`` or ``"default"``, see :class:`UpscalingHead`.
         upsample_in_training: with ``levels=0``, also return the bilinearly upsampled logits in training (the
             "bilinear" ablation, trained against the full-resolution ground truth).
+        input_size: the input resolution the network is built for. Kept in the state dict (``trained_input_size``),
+            so weights trained for one input size are refused by a network configured for another - the parameter
+            shapes alone do not differ between input sizes. Weights saved without it load as they are.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class JNet(nn.Module):
         head_skip: bool = False,
         head_init: str = "bilinear",
         upsample_in_training: bool = False,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
         if upsample_in_training and (levels != 0 or output_size is None):
@@ -61,6 +65,23 @@ class JNet(nn.Module):
             None if output_size is None else (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
         )
         self.upsample_in_training = upsample_in_training
+        if input_size is not None:
+            self.register_buffer("trained_input_size", torch.tensor(int(input_size)))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        key = prefix + "trained_input_size"
+        if hasattr(self, "trained_input_size"):
+            if key not in state_dict:  # weights saved before the input size was kept: nothing to compare
+                state_dict[key] = self.trained_input_size.clone()
+            elif int(state_dict[key]) != int(self.trained_input_size):
+                saved, here = int(state_dict[key]), int(self.trained_input_size)
+                error_msgs.append(
+                    f"the weights were trained for {saved}x{saved} inputs, this network is configured for {here}x{here} "
+                    f"(input_size); use the {saved}x{saved} bundle, or --input_size {saved}"
+                )
+        else:
+            state_dict.pop(key, None)  # a network built without input_size accepts any
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     def _to_output_size(self, logits: torch.Tensor) -> torch.Tensor:
         size = self.output_size

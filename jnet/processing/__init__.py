@@ -40,4 +40,5 @@ from .steps import (
     reorient,
     to_grid,
     to_labels,
+    uniform_mask_warning,
 )

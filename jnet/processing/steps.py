@@ -141,6 +141,18 @@ def to_labels(probabilities, labels):
     return out
 
 
+def uniform_mask_warning(path, labels):
+    """The warning for a mask whose every voxel has one label (likely untrained weights, or an input unlike the
+    training data: another modality, channel order or orientation), else None."""
+    values = np.unique(labels)
+    if len(values) != 1:
+        return None
+    return (
+        "{}: every voxel of the mask is label {} - check the weights (trained?) and the input (modality, channel "
+        "order, orientation).".format(path, int(values[0]))
+    )
+
+
 def postprocess(logits, state, params):
     """
     ``(d, K, out, out)`` network logits of ``d`` slices -> ``(H, W, d)`` uint8 labels on the RAS grid of the input

@@ -1,15 +1,14 @@
-"""The repository's bundles run as a user runs them: ``python -m monai.bundle run`` subprocesses, their metric CSVs."""
+"""The repository's bundles run as a user runs them: ``python -m monai.bundle run`` subprocesses."""
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 
-__all__ = ["REPO_BUNDLES", "repo_bundle", "bundle_command", "run_bundle_command", "read_metric_summary"]
+__all__ = ["REPO_BUNDLES", "repo_bundle", "bundle_command", "run_bundle_command"]
 
 REPO_BUNDLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles")
 
@@ -49,12 +48,3 @@ def run_bundle_command(
     if result.returncode != 0:
         sys.exit(f"ERROR: '{' '.join(command)}' failed (exit {result.returncode}); see {log_path}")
     return time.perf_counter() - start
-
-
-def read_metric_summary(path: str, class_names: list[str]) -> dict[str, float]:
-    """Per-class means from a MetricsSaver ``*_summary.csv`` (rows ``class0``, ``class1``, ..., ``mean``)."""
-    with open(path) as f:
-        rows = {row["class"]: float(row["mean"]) for row in csv.DictReader(f)}
-    values = {name: rows[f"class{k}"] for k, name in enumerate(class_names)}
-    values["mean"] = sum(values.values()) / len(values)
-    return values

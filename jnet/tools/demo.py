@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 
 from jnet.bundles.parse import bundle_network, count_parameters
-from jnet.tools.bundle_commands import read_metric_summary, repo_bundle, run_bundle_command
+from jnet.bundles.metrics import read_metric_summary
+from jnet.tools.bundle_commands import repo_bundle, run_bundle_command
 
 __all__ = ["run_demo", "VariantResult", "format_table"]
 

@@ -14,7 +14,9 @@ import torch
 
 import monai
 from jnet.bundles.matrix import BundleSpec, bundle_specs
-from jnet.tools.bundle_commands import read_metric_summary, run_bundle_command
+from jnet.bundles.metrics import evaluation_entry
+from jnet.bundles.metrics import metric_class_names as class_names_of
+from jnet.tools.bundle_commands import run_bundle_command
 from jnet.tools.synthetic.defaults import synthetic_dataset
 
 __all__ = ["measure_eval_metrics", "metric_class_names"]
@@ -22,9 +24,7 @@ __all__ = ["measure_eval_metrics", "metric_class_names"]
 
 def metric_class_names(spec: BundleSpec) -> list[str]:
     """The channels the bundle's metrics score (background excluded for softmax bundles)."""
-    channels = spec.profile["output_channels"]
-    keep_background = spec.profile["config"].get("include_background", False)
-    return [name for key, name in channels.items() if keep_background or key != "0"]
+    return class_names_of(spec.profile["output_channels"], bool(spec.profile["config"].get("include_background", False)))
 
 
 def measure_eval_metrics(
@@ -61,14 +61,7 @@ def measure_eval_metrics(
         run_bundle_command(
             bundle, ["configs/train.json", "configs/evaluate.json"], {**common, "output_dir": eval_dir}, os.path.join(root, "evaluate.log")
         )
-        names = metric_class_names(spec)
-        dice = read_metric_summary(os.path.join(eval_dir, "val_mean_dice_summary.csv"), names)
-        jaccard = read_metric_summary(os.path.join(eval_dir, "val_mean_jaccard_summary.csv"), names)
-        entry = {"mean_dice": round(dice.pop("mean"), 4), "mean_jaccard": round(jaccard.pop("mean"), 4)}
-        for name in names:
-            key = name.lower().replace(" ", "_")
-            entry[f"{key}_dice"] = round(dice[name], 4)
-            entry[f"{key}_jaccard"] = round(jaccard[name], 4)
+        entry = evaluation_entry(eval_dir, metric_class_names(spec))
         results[spec.name] = entry
         results.get("_sources", {}).pop(spec.name, None)  # measured here now, not by a sweep
         print(f"{spec.name}: {entry} ({time.perf_counter() - start:.0f} s)")

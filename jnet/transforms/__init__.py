@@ -1,5 +1,5 @@
 from .brats import BratsRegionsd
-from .checks import CheckChannelsd, CheckLabelValuesd, source_file
+from .checks import CheckChannelsd, CheckLabelValuesd, WarnUniformLabelsd, source_file
 from .pipeline import (
     GRID_TYPES,
     LOWRES_MODES,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping, Sequence
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from jnet.errors import InputError
+from jnet.processing import uniform_mask_warning
 
-__all__ = ["CheckChannelsd", "CheckLabelValuesd", "source_file"]
+__all__ = ["CheckChannelsd", "CheckLabelValuesd", "WarnUniformLabelsd", "source_file"]
 
 
 def source_file(array: torch.Tensor) -> str:
@@ -53,4 +56,22 @@ class CheckLabelValuesd(MapTransform):
                 raise InputError(
                     f"{source_file(d[key])}: label holds value(s) {shown} outside the declared classes {self.allowed}."
                 )
+        return d
+
+
+class WarnUniformLabelsd(MapTransform):
+    """Log a warning naming the input when a predicted label map is one label everywhere (all background, or
+    every voxel ET, air included): what untrained weights or an input unlike the training data give. The same
+    warning as the standalone runner's (:func:`jnet.processing.uniform_mask_warning`); the data pass unchanged."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.logger = logging.getLogger("jnet.inference")
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            warning = uniform_mask_warning(source_file(d[key]), np.asarray(torch.as_tensor(d[key]).cpu()))
+            if warning:
+                self.logger.warning(warning)
         return d

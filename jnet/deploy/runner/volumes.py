@@ -7,7 +7,7 @@ import sys
 import nibabel as nib
 import numpy as np
 
-from jnet.processing import RunnerError, apply_orientation, load_volume, postprocess, preprocess, reorient
+from jnet.processing import RunnerError, apply_orientation, load_volume, postprocess, preprocess, reorient, uniform_mask_warning
 
 
 def segment_slices(model, slices, state, params, batch_size=32):
@@ -24,6 +24,9 @@ def segment_file(model, path, params, output_dir, batch_size=32):
     ras, undo = reorient(volume, affine, params["axcodes"])
     slices, state = preprocess(ras, params)
     labels = apply_orientation(segment_slices(model, slices, state, params, batch_size)[None], undo)[0]
+    warning = uniform_mask_warning(path, labels)
+    if warning:
+        print("WARNING: " + warning, file=sys.stderr)
     name = os.path.basename(path)
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
