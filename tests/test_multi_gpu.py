@@ -151,7 +151,8 @@ def test_training_writes_one_model_from_rank_0_loadable_without_ddp(distributed_
     models = os.path.join(distributed_training["root"], "models")
     assert "model.pt" in os.listdir(models)
     # one best-model file; besides it only the resume checkpoint of train.json (if the config keeps one), no partials
-    assert [f for f in os.listdir(models) if f != "model.pt" and not f.endswith("_resume.pt")] == []
+    # and the training record of that model (rank 0 writes it with the model: jnet.provenance)
+    assert [f for f in os.listdir(models) if f not in ("model.pt", "model_training.json") and not f.endswith("_resume.pt")] == []
     state = torch.load(os.path.join(models, "model.pt"), weights_only=True)
     parser = bundle_parser(BUNDLE_16)
     parser["features"] = OVERRIDES["features"]
