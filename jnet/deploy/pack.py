@@ -69,9 +69,9 @@ def _bake_overrides(configs_dir: str, overrides: dict) -> None:
         raise InputError(f"{configs_dir}: override(s) {', '.join(unknown)} are not top-level keys of any config.")
 
 
-def _eval_metrics(stage: str, model_file: str, eval_dir: str) -> tuple[dict, str]:
-    """The figures of ``eval_dir`` when its evaluation record names these weights (sha256), and their source."""
-    weights = sha256_file(model_file)
+def _eval_metrics(stage: str, weights: str, eval_dir: str) -> tuple[dict, str]:
+    """The figures of ``eval_dir`` when its evaluation record names these weights (their sha256 ``weights``), and
+    their source."""
     record = read_record(os.path.join(eval_dir, EVALUATION_RECORD))
     if not record or record.get("model_sha256") != weights:
         return {}, NOT_MEASURED
@@ -86,9 +86,9 @@ def _eval_metrics(stage: str, model_file: str, eval_dir: str) -> tuple[dict, str
     return entry, f"configs/evaluate.json on these weights (sha256 {weights[:12]}): {where}; overrides {' '.join(record.get('command', []))}".strip()
 
 
-def _training(model_file: str) -> dict | str:
+def _training(model_file: str, weights: str) -> dict | str:
     record = read_record(training_record_path(model_file))
-    if not record or record.get("model_sha256") != sha256_file(model_file):
+    if not record or record.get("model_sha256") != weights:
         return "unknown: no training record of these weights (models/<model>_training.json, written by train.json)"
     return record
 
@@ -98,10 +98,11 @@ def _write_metadata(stage: str, model_file: str, eval_dir: str) -> dict:
     path = os.path.join(stage, "configs", "metadata.json")
     with open(path) as f:
         metadata = json.load(f)
-    entry, source = _eval_metrics(stage, model_file, eval_dir)
+    weights = sha256_file(model_file)  # what both records must name
+    entry, source = _eval_metrics(stage, weights, eval_dir)
     metadata["eval_metrics"] = entry
     metadata["eval_metrics_source"] = source
-    metadata["training"] = _training(model_file)
+    metadata["training"] = _training(model_file, weights)
     metadata["description"] = metadata.get("description", "").split(" eval_metrics: ")[0]  # the generator's source
     with open(path, "w") as f:
         json.dump(metadata, f, indent=4)

@@ -144,12 +144,12 @@ def to_labels(probabilities, labels):
 def uniform_mask_warning(path, labels):
     """The warning for a mask whose every voxel has one label (likely untrained weights, or an input unlike the
     training data: another modality, channel order or orientation), else None."""
-    values = np.unique(labels)
-    if len(values) != 1:
+    low, high = labels.min(), labels.max()  # two linear passes, no sort: this runs on every written mask
+    if low != high:
         return None
     return (
         "{}: every voxel of the mask is label {} - check the weights (trained?) and the input (modality, channel "
-        "order, orientation).".format(path, int(values[0]))
+        "order, orientation).".format(path, int(low))
     )
 
 
