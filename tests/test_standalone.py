@@ -537,3 +537,10 @@ def test_runner_warns_when_a_mask_is_one_label_everywhere(prostate_kit, tiny_dat
     assert f"WARNING: {image}: every voxel of the mask is label 0" in capsys.readouterr().err
     assert set(np.unique(load_mask(out)[0])) == {0}
     assert standalone.uniform_mask_warning("x.nii.gz", np.array([[0, 1]])) is None
+
+
+def test_runner_without_nibabel_says_what_to_install(prostate_kit):
+    block = "import runpy, sys\nsys.modules['nibabel'] = None\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')"
+    result = subprocess.run([sys.executable, "-c", block, os.path.join(prostate_kit, RUNNER_NAME), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "ERROR: the runner needs numpy and nibabel (import of nibabel halted; None in sys.modules); pip3 install numpy nibabel onnxruntime."
