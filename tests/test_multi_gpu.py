@@ -63,47 +63,27 @@ def distributed_env() -> dict:
     return torchrun_env(threads=1)  # 2 processes on 2 cores
 
 
-# Seen twice in the full suite here (never in ~40 runs of this file alone): a rank aborted by libstdc++ ("terminate
-# called without an active exception", SIGABRT) after its engine had finished, while rank 0 was still saving - at
-# shut-down, not in the computation under test. The configs now pass a barrier before destroy_process_group.
-SHUTDOWN_ABORT = "terminate called without an active exception"
-
-
-def once_more_after_shutdown_abort(run):
-    """``run(attempt)`` -> ``(failure text or "", result)``; called a second time only when the first failure
-    carries :data:`SHUTDOWN_ABORT`. Returns the last ``(failure, result)``."""
-    for attempt in range(2):
-        failure, result = run(attempt)
-        if not failure or attempt == 1 or SHUTDOWN_ABORT not in failure:
-            return failure, result
-        print(f"torchrun: a rank aborted at shut-down ({SHUTDOWN_ABORT!r}); running it once more")
+# A rank aborted by libstdc++ ("terminate called without an active exception", SIGABRT) at shut-down was seen in
+# three full-suite runs before the configs ended with a barrier: a rank that had finished tore its process group
+# down and exited while rank 0 was still saving. Every torchrun run here must now succeed on its first attempt.
 
 
 def run_torchrun(config_files: list[str], log_dir: str, **overrides) -> tuple[subprocess.CompletedProcess, dict[int, str]]:
     """``torchrun --standalone --nproc_per_node=2 -m monai.bundle run ...`` from the bundle folder, as the README
     has it; each rank's output goes to its own file under ``log_dir`` (``--redirects 3``). Returns the result and
-    every rank's stdout. A run whose only failure is a rank's abort at shut-down (:data:`SHUTDOWN_ABORT`) is run
-    once more, in a fresh log folder; any other failure fails the test."""
+    every rank's stdout; any failure fails the test."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-
-    def attempt_run(attempt: int) -> tuple[str, tuple[subprocess.CompletedProcess, dict[int, str]]]:
-        run_dir = os.path.join(log_dir, f"run_{attempt}")
-        command = [torchrun, "--standalone", f"--nproc_per_node={NPROC}", "--log-dir", run_dir, "--redirects", "3"]
-        command += bundle_command(config_files, overrides)[1:]  # drop the interpreter: "-m monai.bundle run ..."
-        result = subprocess.run(command, cwd=BUNDLE_16, capture_output=True, text=True, timeout=600, env=distributed_env())
-        logs = {}
-        for rank in range(NPROC):
-            files = glob.glob(os.path.join(run_dir, "*", "attempt_0", str(rank), "stdout.log"))
-            logs[rank] = open(files[0]).read() if files else ""
-        if result.returncode == 0:
-            return "", (result, logs)
-        errors = [open(f).read()[-2000:] for f in glob.glob(os.path.join(run_dir, "*", "attempt_0", "*", "stderr.log"))]
-        return f"torchrun failed ({result.returncode}):\n{result.stderr[-2000:]}\n" + "\n".join(errors), (result, logs)
-
-    failure, outcome = once_more_after_shutdown_abort(attempt_run)
-    if failure:
-        pytest.fail(failure)
-    return outcome
+    command = [torchrun, "--standalone", f"--nproc_per_node={NPROC}", "--log-dir", log_dir, "--redirects", "3"]
+    command += bundle_command(config_files, overrides)[1:]  # drop the interpreter: "-m monai.bundle run ..."
+    result = subprocess.run(command, cwd=BUNDLE_16, capture_output=True, text=True, timeout=600, env=distributed_env())
+    logs = {}
+    for rank in range(NPROC):
+        files = glob.glob(os.path.join(log_dir, "*", "attempt_0", str(rank), "stdout.log"))
+        logs[rank] = open(files[0]).read() if files else ""
+    if result.returncode != 0:
+        errors = [open(f).read()[-2000:] for f in glob.glob(os.path.join(log_dir, "*", "attempt_0", "*", "stderr.log"))]
+        pytest.fail(f"torchrun failed ({result.returncode}):\n{result.stderr[-2000:]}\n" + "\n".join(errors))
+    return result, logs
 
 
 def read_rows(path: str) -> list[tuple[str, list[float]]]:
@@ -211,16 +191,12 @@ def test_process_benchmark_writes_its_table_and_scores_the_same_model_alike(tiny
 
     overrides = {**TINY_OVERRIDES, "finetune": True, "pretrained_file": start_weights}
 
-    def attempt_run(attempt: int) -> tuple[str, tuple]:
-        out = tmp_path / f"bench_{attempt}"
-        try:
-            return "", (out, bench_processes(str(out), tiny_dataset, processes=NPROC, epochs=1, batch_size=2, overrides=overrides))
-        except SystemExit as failed:  # a command failed: its message names the log
-            logs = "\n".join(path.read_text() for path in out.glob("*/*.log"))
-            return f"{failed}\n{logs[-4000:]}", (out, None)
-
-    failure, (out, report) = once_more_after_shutdown_abort(attempt_run)
-    assert not failure, failure
+    out = tmp_path / "bench"
+    try:
+        report = bench_processes(str(out), tiny_dataset, processes=NPROC, epochs=1, batch_size=2, overrides=overrides)
+    except SystemExit as failed:  # a command failed: its message names the log
+        logs = "\n".join(path.read_text() for path in out.glob("*/*.log"))
+        pytest.fail(f"{failed}\n{logs[-4000:]}")
     assert json.loads((out / "processes.json").read_text()) == report
     rows = [(r["command"], r["processes"], r["batch_size"]) for r in report["runs"]]
     assert rows == [("train", 1, 2), ("train", 2, 2), ("train", 2, 1), ("evaluate", 1, None), ("evaluate", 2, None)]
@@ -276,18 +252,12 @@ def _run_two_nodes(run_dir, overrides: dict) -> list[tuple[int, str, str]]:
 
 def test_multi_node_command_trains_across_two_nodes(tiny_dataset, start_weights, tmp_path):
     """The README's multi-node form (``--nnodes --node_rank --rdzv_backend c10d --rdzv_endpoint``), as two "machines"
-    of one process each on this host, meeting at a c10d rendezvous on 127.0.0.1 (run once more only after a
-    shut-down abort, as in :func:`run_torchrun`)."""
+    of one process each on this host, meeting at a c10d rendezvous on 127.0.0.1."""
     root = str(tmp_path / "trained")
     overrides = {"bundle_root": root, "dataset_dir": tiny_dataset, "epochs": 1, "finetune": True,
                  "pretrained_file": start_weights, "log_all_ranks": True, **OVERRIDES}
-    def attempt_run(attempt: int) -> tuple[str, list[tuple[int, str, str]]]:
-        run_dir = tmp_path / f"run_{attempt}"
-        run_dir.mkdir()
-        results = _run_two_nodes(run_dir, overrides)
-        return "\n".join(output for code, output, _ in results if code != 0), results
-
-    failure, results = once_more_after_shutdown_abort(attempt_run)
+    results = _run_two_nodes(tmp_path, overrides)
+    failure = "\n".join(output for code, output, _ in results if code != 0)
     assert not failure, failure
     metrics = [METRIC_LINE.findall(stdout) for _, _, stdout in results]
     assert [epoch for epoch, _, _ in metrics[0]] == ["1"] and metrics[1] == metrics[0]  # one group of 2 ranks
@@ -353,8 +323,8 @@ def test_overrides_disable_the_intended_handlers_and_keep_train_initialize(spec)
     base = json.load(open(os.path.join(configs, "train.json")))["initialize"]
     for step in base:
         assert step in train["initialize"] or step.replace("@network.", "@network.module.") in train["initialize"], step
-    # every rank waits for the others before tearing the group down (see SHUTDOWN_ABORT: the rank that aborted had
-    # finished while rank 0 was still saving its checkpoint)
+    # every rank waits for the others before tearing the group down (the comment above run_torchrun: a rank that
+    # had finished aborted at shut-down while rank 0 was still saving its checkpoint)
     assert train["finalize"] == ["$dist.is_initialized() and dist.barrier()", "$dist.is_initialized() and dist.destroy_process_group()"]
 
     evaluate = ConfigParser()
@@ -365,16 +335,3 @@ def test_overrides_disable_the_intended_handlers_and_keep_train_initialize(spec)
     assert "MetricsSaver" in targets  # on every rank: it gathers the per-volume rows, rank 0 writes them
     assert evaluate["validate#sampler"]["even_divisible"] is False
 
-
-def test_only_a_shutdown_abort_is_run_once_more():
-    calls = []
-
-    def flaky(attempt):
-        calls.append(attempt)
-        return (f"rank 1: {SHUTDOWN_ABORT}" if attempt == 0 else ""), attempt
-
-    assert once_more_after_shutdown_abort(flaky) == ("", 1) and calls == [0, 1]
-    calls.clear()
-    assert once_more_after_shutdown_abort(lambda a: (calls.append(a) or "Traceback: KeyError", a)) == ("Traceback: KeyError", 0)
-    assert calls == [0]  # any other failure is final
-    assert once_more_after_shutdown_abort(lambda a: (SHUTDOWN_ABORT, a)) == (SHUTDOWN_ABORT, 1)  # at most twice
