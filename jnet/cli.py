@@ -19,15 +19,24 @@ def _listed(value) -> list:
 
 
 def synthetic(
-    out_dir: str, dataset: str = "prostate", layout: str = "decathlon", num_train: int = 16, num_test: int = 2, seed: int = 0, small: bool = False
+    out_dir: str,
+    dataset: str = "prostate",
+    layout: str = "decathlon",
+    num_train: int = 16,
+    num_test: int = 2,
+    seed: int = 0,
+    small: bool = False,
+    templates_dir: str = "/usr/share/mricron/templates",
 ) -> str:
-    """Write a synthetic dataset to OUT_DIR: DATASET prostate (Decathlon Task05 layout) or brats (LAYOUT
-    decathlon = Task01, or brats2021 = case folders); --small: small slices and few of them, for quick tries."""
+    """Write a synthetic dataset to OUT_DIR: DATASET prostate (Decathlon Task05 layout), brats (LAYOUT
+    decathlon = Task01, or brats2021 = case folders) or anatomy (real Colin27 brain MRI and AAL labels from
+    TEMPLATES_DIR, Debian's mricron-data, deformed per case, in the Task05 layout: one subject, not prostate);
+    --small: small slices and few of them, for quick tries."""
     from jnet.tools.synthetic import DATASETS, write_synthetic
 
     if dataset not in DATASETS:
         sys.exit(f"ERROR: dataset must be one of {', '.join(DATASETS)}, got '{dataset}'.")
-    return write_synthetic(dataset, out_dir, layout, num_train, num_test, seed, small)
+    return write_synthetic(dataset, out_dir, layout, num_train, num_test, seed, small, templates_dir)
 
 
 def generate(
@@ -100,38 +109,47 @@ def sweep(
     dataset: str = "prostate",
     dataset_dir: str | None = None,
     dataset_layout: str | None = None,
+    setting: str = "bundle",
     resolutions: tuple = (16, 32, 64, 128),
-    variants: tuple = ("baseline", "bilinear", "head", "head_paper"),
+    variants: tuple | None = None,
+    factor_resolutions: tuple = (16, 32),
     seeds: int = 3,
-    iterations: int = 400,
-    batch_size: int = 8,
-    features: int = 8,
+    single_seed_from: int = 64,
+    epochs: int = 40,
+    val_interval: int = 5,
+    batch_size: int | None = None,
+    features: int | None = None,
     reference: bool = True,
     num_train: int = 16,
     data_seed: int = 0,
-    single_seed_from: int = 128,
     remeasure_speed: bool = False,
 ) -> None:
-    """Resolution sweep: every variant at every input size on the same data and budget (DATASET_DIR in either
-    layout, or a synthetic default); JSON, Markdown table and plots in WORK_DIR; resumable. --remeasure_speed:
-    measure the inference cost again without retraining (when the machine was busy during the first run)."""
+    """Resolution sweep and ablation: every variant at every input size, each run the bundle's own train.json merged
+    with the variant's override files (configs/ablation/), on the same cached data (DATASET_DIR in either layout, or
+    a synthetic default); JSON, Markdown tables and plots in WORK_DIR; resumable. --setting paper: the public J-Net
+    code's task (binary whole gland, BCE, nearest input; prostate). --variants: default every variant but the
+    reference (--reference). --remeasure_speed: measure the inference cost again without retraining."""
     from jnet.tools.sweep import run_sweep
+    from jnet.tools.sweep.run import DEFAULT_VARIANTS
 
     run_sweep(
         work_dir=work_dir,
         dataset=dataset,
         dataset_dir=dataset_dir,
         dataset_layout=dataset_layout,
+        setting=setting,
         resolutions=tuple(int(r) for r in _listed(resolutions)),
-        variants=tuple(_listed(variants)),
+        variants=tuple(_listed(variants)) if variants is not None else DEFAULT_VARIANTS,
+        factor_resolutions=tuple(int(r) for r in _listed(factor_resolutions)),
         seeds=seeds,
-        iterations=iterations,
+        single_seed_from=single_seed_from,
+        epochs=epochs,
+        val_interval=val_interval,
         batch_size=batch_size,
         features=features,
         reference=reference,
         num_train=num_train,
         data_seed=data_seed,
-        single_seed_from=single_seed_from,
         remeasure_speed=remeasure_speed,
     )
 

@@ -1,35 +1,114 @@
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 import torch
 
 from conftest import BUNDLE_16, REPO
 from jnet.bundles.render import provenance
+from jnet.tools.bundle_commands import bundle_command
 from jnet.tools.sweep import run_sweep
-from jnet.tools.sweep.publish import ESTIMATES_BEGIN, ESTIMATES_END, _update_jetson_estimates, publish_results, target_checks
+from jnet.tools.sweep.data import load_sweep_data
+from jnet.tools.sweep.publish import ESTIMATES_BEGIN, ESTIMATES_END, _update_jetson_estimates, publish_results, render_results_page, target_checks
+from jnet.tools.sweep.train import SETTINGS, VARIANTS, bundle_run_command, run_parser, train_run
 
 pytestmark = pytest.mark.timeout(900)
 
+TINY = {"epochs": 2, "val_interval": 1, "batch_size": 2, "features": 4, "num_workers": 0, "num_folds": 3}
 
-def test_sweep_runs_end_to_end_and_resumes(tiny_dataset, tmp_path):
+
+@pytest.mark.parametrize("variant", ["head", "head_paper"])
+def test_a_sweep_run_trains_the_model_its_bundle_command_trains(variant, tiny_dataset, tmp_path):
+    """The sweep trains in-process on cached volumes; the ``monai.bundle run`` command it records for the run, typed in
+    the bundle folder, writes a byte-for-byte equal state dict (float32 CPU, same seed): one training path."""
+    data = load_sweep_data(BUNDLE_16, tiny_dataset, str(tmp_path / "volumes.pt"), num_folds=3)
+    files = VARIANTS[variant].config_files
+    overrides = {"dataset_dir": tiny_dataset, "seed": 1, **TINY}
+    network, seconds = train_run(run_parser(BUNDLE_16, files, {**overrides, "bundle_root": str(tmp_path / "sweep")}), data)
+    assert seconds > 0
+    command = bundle_run_command(BUNDLE_16, files, overrides)
+    assert command.startswith("python -m monai.bundle run --config_file \"['configs/train.json'") and "--seed 1" in command
+    if variant == "head_paper":
+        assert "'../../configs/ablation/head_paper.json'" in command  # typed in bundles/<name>: the repo's file
+    argv = bundle_command(["configs/train.json", *[os.path.relpath(f, BUNDLE_16) if os.path.isabs(f) else f for f in files]],
+                          {**overrides, "bundle_root": str(tmp_path / "bundle")})
+    result = subprocess.run(argv, cwd=BUNDLE_16, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model_name = run_parser(BUNDLE_16, files, overrides)["model_name"]
+    by_bundle = torch.load(tmp_path / "bundle" / "models" / model_name, weights_only=True)
+    by_sweep = torch.load(tmp_path / "sweep" / "models" / model_name, weights_only=True)
+    assert list(by_bundle) == list(by_sweep)
+    assert all(torch.equal(by_bundle[k], by_sweep[k]) for k in by_bundle)
+    assert all(torch.equal(network.state_dict()[k], by_sweep[k]) for k in by_sweep)  # the run scored the saved model
+
+
+def test_every_ablation_file_changes_what_it_says_and_nothing_else():
+    """Each one-change override, parsed over the 16x16 bundle's train.json, differs from ``head`` in its own keys only."""
+    head = run_parser(BUNDLE_16, (), {})
+    base_keys = set(head.get())
+    changed = {}
+    for name, variant in VARIANTS.items():
+        if not variant.factor:
+            continue
+        parser = run_parser(BUNDLE_16, variant.config_files, {})
+        assert set(parser.get()) == base_keys  # no new top-level keys: every file overrides existing ones
+        changed[name] = sorted(k for k in base_keys if parser[k] != head[k] and k != "model_name")
+        assert parser["model_name"] == f"model_{name}.pt"  # a hand run beside models/model.pt never overwrites it
+    assert changed == {
+        "random_init": ["head_init"], "head_skip": ["head_skip"], "bce_loss": ["loss"], "nearest_input": ["lowres_mode"],
+        "soft_targets": ["intermediate_targets"], "exp_weights": ["loss_weights"], "top_level_loss": ["loss_weights"],
+        "fixed_upsampling": ["network_def"],
+    }
+    frozen = run_parser(BUNDLE_16, VARIANTS["fixed_upsampling"].config_files, {}).get_parsed_content("network_def")
+    assert not any(p.requires_grad for p in frozen.head.parameters()) and all(p.requires_grad for p in frozen.backbone.parameters())
+    loss = run_parser(BUNDLE_16, VARIANTS["top_level_loss"].config_files, {}).get_parsed_content("loss")
+    assert loss.get_weights(5) == [1.0, 0.0, 0.0, 0.0, 0.0]
+    bce = run_parser(BUNDLE_16, VARIANTS["bce_loss"].config_files, {}).get_parsed_content("loss")
+    assert type(bce.loss).__name__ == "BCEWithLogitsLoss"
+
+
+def test_the_paper_setting_is_one_binary_whole_gland_channel(tiny_dataset, tmp_path):
+    data = load_sweep_data(BUNDLE_16, tiny_dataset, str(tmp_path / "volumes.pt"), SETTINGS["paper"], num_folds=3)
+    assert data.num_classes == 1 and data.multilabel
+    labels = torch.cat([v["label"].flatten() for v in data.train_volumes])
+    plain = load_sweep_data(BUNDLE_16, tiny_dataset, str(tmp_path / "plain.pt"), num_folds=3)
+    assert set(labels.unique().tolist()) == {0, 1}
+    assert torch.equal(labels, torch.cat([(v["label"] > 0).flatten() for v in plain.train_volumes]).to(labels.dtype))  # PZ + TZ
+    network = run_parser(BUNDLE_16, SETTINGS["paper"] + VARIANTS["head_paper"].config_files, {}).get_parsed_content("network_def")
+    assert network.head.num_classes == 1 and network.head.skip
+
+
+def test_sweep_runs_end_to_end_resumes_and_publishes(tiny_dataset, tmp_path):
     work = str(tmp_path / "sweep")
     kwargs = dict(
-        work_dir=work, dataset_dir=tiny_dataset, resolutions=(16, 32), seeds=1, iterations=3, batch_size=2,
-        features=4, reference=False, speed_budget_s=0.05,
+        work_dir=work, dataset_dir=tiny_dataset, resolutions=(16, 32), variants=("baseline", "head", "random_init"),
+        factor_resolutions=(16,), seeds=2, epochs=1, val_interval=1, batch_size=2, features=4, reference=False,
+        speed_budget_s=0.05,
     )
     results = run_sweep(**kwargs)
-    assert set(results["runs"]) == {f"{v}@{r}#0" for v in ("baseline", "bilinear", "head", "head_paper") for r in (16, 32)}
+    expected = {f"{v}@{r}#{s}" for v in ("baseline", "head") for r in (16, 32) for s in (0, 1)} | {"random_init@16#0", "random_init@16#1"}
+    assert set(results["runs"]) == expected
     for run in results["runs"].values():
         assert len(run["jaccard"]) == 2 and all(0.0 <= v <= 1.0 or v != v for v in run["jaccard"])  # PZ, TZ (or NaN)
+        assert os.path.isfile(os.path.join(work, run["model_file"])) and run["command"].startswith("cd bundles/prostate_mri_lowres_")
     head = results["speed"]["head@16"]
-    assert head["added_parameters"] == 180 and results["speed"]["bilinear@16"]["added_parameters"] == 0
-    assert head["eager"]["images_per_s"] > 0 and head["onnxruntime"]["images_per_s"] > 0
+    assert head["added_parameters"] == 180 and results["speed"]["baseline@16"]["added_parameters"] == 0
     saved = json.load(open(os.path.join(work, "sweep.json")))
-    assert saved["summary"]["head@32"]["seeds"] == 1
+    assert saved["summary"]["head@32"]["seeds"] == 2
+    # the paired effect is the per-seed difference of the runs' mean foreground Jaccard
+    runs = saved["runs"]
+    mean = lambda run: sum(run["jaccard"]) / len(run["jaccard"])  # noqa: E731 (both classes present in every volume here)
+    differences = [mean(runs[f"random_init@16#{s}"]) - mean(runs[f"head@16#{s}"]) for s in (0, 1)]
+    effect = saved["paired_vs_head"]["random_init@16"]
+    assert effect["delta_jaccard_per_seed"] == pytest.approx(differences)
+    assert effect["delta_jaccard_mean"] == pytest.approx(sum(differences) / 2)
+    assert effect["delta_jaccard_std"] == pytest.approx(abs(differences[0] - differences[1]) / 2 ** 0.5)  # ddof=1
+    assert "random_init@32" not in saved["paired_vs_head"]  # factors ran at 16 only
     table = open(os.path.join(work, "sweep.md")).read()
-    assert "| 16x16 | head |" in table and "| 32x32 | head_paper |" in table
+    assert "| 16x16 | head |" in table and "| 32x32 | baseline |" in table and "random_init" not in table
+    assert "| random_init | the head's layers start" in open(os.path.join(work, "ablation.md")).read()
     for picture in ("quality_vs_throughput.png", "examples.png"):
         with open(os.path.join(work, picture), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -40,55 +119,61 @@ def test_sweep_runs_end_to_end_and_resumes(tiny_dataset, tmp_path):
     # per volume scores are kept: the run's class means are their NaN-aware means
     run = saved["runs"]["head@16#0"]
     assert len(run["per_volume"]) == saved["config"]["held_out_volumes"]
-    for c, mean in enumerate(run["dice"]):
+    for c, class_mean in enumerate(run["dice"]):
         values = [v["dice"][c] for v in run["per_volume"].values() if v["dice"][c] == v["dice"][c]]
-        assert mean == pytest.approx(sum(values) / len(values)) if values else mean != mean
+        assert class_mean == pytest.approx(sum(values) / len(values)) if values else class_mean != class_mean
     assert saved["wall_s"] > 0
 
-    # publishing: docs/results.md with both figures, the head's figures as eval_metrics, regenerated bundles
+    # publishing: docs/results.md rendered from docs/results/*.json alone, the head's figures as eval_metrics
     configs, docs, bundles = tmp_path / "configs", tmp_path / "docs", tmp_path / "bundles"
     shutil.copytree(os.path.join(REPO, "configs"), configs)
     docs.mkdir()
     published = publish_results(work, None, str(docs), str(configs), str(bundles))
     page = (docs / "results.md").read_text()
+    assert page == render_results_page(str(docs / "results"))  # the committed JSON re-renders the page
+    assert json.loads((docs / "results" / "sweep.json").read_text()) == saved
     assert "python -m jnet sweep --dataset prostate --dataset_dir" in page and saved["config"]["machine"] in page
     # the command on the page is the one that reproduces this sweep (the options away from the defaults)
-    assert f'--dataset_dir {tiny_dataset} --resolutions "[16, 32]" --seeds 1 --reference False --iterations 3 --batch_size 2 --features 4`' in page
-    assert "| 16x16 | head |" in page and "![examples](results/examples.png)" in page
+    assert (f'--dataset_dir {tiny_dataset} --resolutions "[16,32]" --variants "[baseline,head,random_init]" '
+            '--factor_resolutions "[16]" --seeds 2 --reference False --epochs 1 --val_interval 1 --batch_size 2 --features 4`') in page
+    assert "| 16x16 | head |" in page and "![examples](results/examples.png)" in page and "- `random_init` (" in page
     assert (docs / "results" / "examples.png").read_bytes()[:4] == b"\x89PNG"
     assert published["eval_metrics_from_sweep"] == ["prostate_mri_lowres_16", "prostate_mri_lowres_32"]
     metadata = json.load(open(bundles / "prostate_mri_lowres_16" / "configs" / "metadata.json"))
     summary = saved["summary"]["head@16"]
     assert metadata["eval_metrics"]["mean_jaccard"] == round(summary["jaccard_mean"], 4)
     assert metadata["eval_metrics"]["transition_zone_dice"] == round(summary["dice_per_class"][1], 4)
-    assert "python -m jnet sweep --dataset prostate --dataset_dir" in metadata["description"]
+    assert "python -m monai.bundle run --config_file \"['configs/train.json']\"" in metadata["description"]
+    assert "--seed <seed> --num_workers 0 --batch_size 2 --features 4` (mean over seeds 0, 1)" in metadata["description"]
     brats = json.load(open(bundles / "brats_mri_lowres_16" / "configs" / "metadata.json"))
     kept = json.load(open(os.path.join(REPO, "configs", "eval_metrics.json")))
     assert brats["eval_metrics"] == kept["brats_mri_lowres_16"]  # not in this sweep: its figures and source kept
     assert provenance("brats_mri_lowres_16", kept) in brats["description"]
-    assert "] python -m jnet sweep --dataset prostate --dataset_dir" in (docs / "bundles.md").read_text()  # the tiny sweep is a source
 
 
-def _summary(head: float, rival: float, std: float) -> dict:
-    entry = lambda mean: {"jaccard_mean": mean, "jaccard_std": std, "seeds": 3}  # noqa: E731
-    return {"head@16": entry(head), "baseline@16": entry(rival), "bilinear@16": entry(rival - 0.1)}
+def _paired(delta: float, std: float, rival_higher_in: int) -> dict:
+    """Rival minus head, seed by seed, as ``paired_vs_head`` holds it."""
+    entry = {"seeds": 3, "delta_jaccard_mean": delta, "delta_jaccard_std": std, "higher_in": rival_higher_in}
+    return {"baseline@16": entry, "bilinear@16": {**entry, "higher_in": 0, "delta_jaccard_std": 0.01}}
 
 
 def _speed(images_per_s: float) -> dict:
     return {runtime: {"images_per_s": images_per_s} for runtime in ("eager", "onnxruntime")}
 
 
-def test_targets_need_a_margin_larger_than_the_seed_spread():
-    checks = dict((what, met) for what, met, _ in target_checks({"summary": _summary(0.50, 0.45, 0.04), "speed": {}}))
-    assert checks["16x16: head beats baseline in mean foreground Jaccard by more than the seed std"] is True
-    checks = dict((what, met) for what, met, _ in target_checks({"summary": _summary(0.50, 0.47, 0.04), "speed": {}}))
-    assert checks["16x16: head beats baseline in mean foreground Jaccard by more than the seed std"] is False
-    assert checks["16x16: head beats bilinear in mean foreground Jaccard by more than the seed std"] is True
+def test_targets_need_every_paired_seed_and_a_margin_larger_than_the_spread_of_the_differences():
+    beats = "16x16: head beats {} in mean foreground Jaccard in every paired seed, by more than the std of the differences"
+    checks = dict((what, met) for what, met, _ in target_checks({"paired_vs_head": _paired(-0.05, 0.04, 0), "speed": {}}))
+    assert checks[beats.format("baseline")] is True and checks[beats.format("bilinear")] is True
+    checks = dict((what, met) for what, met, _ in target_checks({"paired_vs_head": _paired(-0.05, 0.06, 0), "speed": {}}))
+    assert checks[beats.format("baseline")] is False  # the margin is within the spread of the differences
+    checks = dict((what, met) for what, met, _ in target_checks({"paired_vs_head": _paired(-0.05, 0.01, 1), "speed": {}}))
+    assert checks[beats.format("baseline")] is False  # the rival was higher in one seed
     speed = {"head@16": _speed(2000.0), "reference@256": _speed(99.0)}
-    checks = target_checks({"summary": {}, "speed": speed})
+    checks = target_checks({"speed": speed})
     assert [met for _, met, _ in checks] == [True, True] and "20x" in checks[0][2]
     speed["reference@256"] = _speed(101.0)
-    assert [met for _, met, _ in target_checks({"summary": {}, "speed": speed})] == [False, False]
+    assert [met for _, met, _ in target_checks({"speed": speed})] == [False, False]
 
 
 def test_cost_targets_and_jetson_estimates_from_a_bench_report(tmp_path):
@@ -100,7 +185,7 @@ def test_cost_targets_and_jetson_estimates_from_a_bench_report(tmp_path):
 
     bench = {"machine": "test machine", "jetson_assumption": "10 %", "bundles": {
         "prostate_mri_lowres_16": variant(180, 0.9, 3000.0, 600.0, 14e6), "prostate_mri_lowres_128": variant(45, 0.74, 100.0, 70.0, 1.3e9)}}
-    checks = {what: (met, numbers) for what, met, numbers in target_checks({"summary": {}, "speed": {}}, bench)}
+    checks = {what: (met, numbers) for what, met, numbers in target_checks({"speed": {}}, bench)}
     assert checks["the head adds at most 200 parameters in every bundle"] == (True, "largest: 180 (prostate_mri_lowres_16)")
     met, numbers = checks["every bundle keeps >= 75% of the bilinear-output throughput (b1, b32, eager, ONNX Runtime)"]
     assert not met and numbers.startswith("lowest: 74% (prostate_mri_lowres_128")
@@ -115,17 +200,21 @@ def test_cost_targets_and_jetson_estimates_from_a_bench_report(tmp_path):
 
 
 def test_a_cache_from_other_preprocessing_is_refused(tiny_dataset, tmp_path, monkeypatch):
-    """The sweep's slice cache is tied to its data and to the pre-processing code: a cache made by another
+    """The sweep's volume cache is tied to its data, configs and pre-processing code: a cache made by another
     version is refused with the file named, never silently mixed with new runs."""
     from jnet.errors import InputError
     from jnet.tools.sweep import data as sweep_data
 
-    cache = str(tmp_path / "slices.pt")
+    cache = str(tmp_path / "volumes.pt")
     first = sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)
     again = sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)  # read back, same key
-    assert torch.equal(first.train_images, again.train_images) and first.val_names == again.val_names
-    with pytest.raises(InputError, match=r"slices\.pt: slices cached from other data, another train\.json or an older"):
-        sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=2)  # other folds: other slices
+    assert all(torch.equal(a["image"], b["image"]) and torch.equal(a["image"].affine, b["image"].affine)
+               for a, b in zip(first.train_volumes, again.train_volumes))
+    assert first.val_names == again.val_names and first.train_datalist == again.train_datalist
+    with pytest.raises(InputError, match=r"volumes\.pt: volumes cached from other data, another train\.json or an older"):
+        sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=2)  # other folds: other volumes
+    with pytest.raises(InputError, match="use a new --work_dir"):
+        sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, SETTINGS["paper"], num_folds=3)  # other labels
     monkeypatch.setattr(sweep_data, "cache_key", lambda *args: "pre-processing of another version")
     with pytest.raises(InputError, match="use a new --work_dir"):
         sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)

@@ -67,7 +67,7 @@ def measured_metrics(configs_dir: str) -> dict:
 def provenance(name: str, measured: dict) -> str:
     """Where a bundle's ``eval_metrics`` come from: a sweep (``_sources``, written by ``python -m jnet publish``), else
     ``python -m jnet eval_metrics`` (``_provenance``)."""
-    return measured.get("_sources", {}).get(name, measured["_provenance"])
+    return measured.get("_sources", {}).get(name) or measured["_provenance"]
 
 
 def _results_section(spec: BundleSpec, measured: dict) -> str:

@@ -40,6 +40,9 @@ class JNet(nn.Module):
         head_init: ``"bilinear"`` or ``"default"``, see :class:`UpscalingHead`.
         upsample_in_training: with ``levels=0``, also return the bilinearly upsampled logits in training (the
             "bilinear" ablation, trained against the full-resolution ground truth).
+        head_trainable: ``False`` freezes the head at its initialisation (``requires_grad=False``): with
+            ``head_init="bilinear"``, levels of fixed bilinear upsampling - the multi-stage loss without the head's
+            parameters (an ablation).
         input_size: the input resolution the network is built for. Kept in the state dict (``trained_input_size``),
             so weights trained for one input size are refused by a network configured for another - the parameter
             shapes alone do not differ between input sizes. Weights saved without it load as they are.
@@ -55,12 +58,14 @@ class JNet(nn.Module):
         head_init: str = "bilinear",
         upsample_in_training: bool = False,
         input_size: int | None = None,
+        head_trainable: bool = True,
     ) -> None:
         super().__init__()
         if upsample_in_training and (levels != 0 or output_size is None):
             raise ValueError("upsample_in_training needs levels=0 and an output_size.")
         self.backbone = backbone
         self.head = UpscalingHead(num_classes, levels, skip=head_skip, init=head_init)
+        self.head.requires_grad_(head_trainable)
         self.output_size: tuple[int, int] | None = (
             None if output_size is None else (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
         )

@@ -1,10 +1,12 @@
-"""The sweep's data: every volume pre-processed once by a bundle's own ``volume_transforms`` and cached."""
+"""The sweep's data: every labelled volume pre-processed once by the bundle's own ``volume_transforms`` and cached -
+the same tensors the bundle's ``CacheDataset`` holds before its random transforms."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,27 +27,38 @@ NUM_FOLDS = 4  # fold 0 of NUM_FOLDS is held out
 
 @dataclass
 class SweepData:
-    """Training slices and held-out volumes on the 256x256 grid (images z-normalised per volume)."""
+    """The output of the bundle's ``volume_transforms`` per volume: ``{"image": (C, 256, 256, D) float32,
+    "label": (L, 256, 256, D)}`` MetaTensors with their affine, for the training fold and the held-out fold, and the
+    datalists (file names) they came from."""
 
-    train_images: torch.Tensor  # (N, C, 256, 256) float16
-    train_labels: torch.Tensor  # (N, L, 256, 256) uint8: class codes (L=1) or region channels (L=3)
-    val_images: list[torch.Tensor]  # per volume (D, C, 256, 256) float16
-    val_labels: list[torch.Tensor]  # per volume (D, L, 256, 256) uint8
-    val_names: list[str]
+    train_volumes: list[dict]
+    val_volumes: list[dict]
+    train_datalist: list[dict]
+    val_datalist: list[dict]
     num_classes: int
-    multilabel: bool  # sigmoid regions (BraTS) rather than softmax classes
+    multilabel: bool  # sigmoid channels (BraTS regions, the paper's binary gland) rather than softmax classes
+
+    @property
+    def val_names(self) -> list[str]:
+        return [str(item["label"]) for item in self.val_datalist]
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_volumes[0]["image"].shape[0])
+
+    @property
+    def train_slices(self) -> int:
+        return sum(int(volume["image"].shape[-1]) for volume in self.train_volumes)
 
 
-def _plain(array: torch.Tensor) -> torch.Tensor:
-    """A plain tensor (no MetaTensor), so the cache loads with ``weights_only=True``."""
-    return array.as_tensor() if isinstance(array, MetaTensor) else torch.as_tensor(array)
+def _plain(volume: dict) -> dict:
+    """A volume as plain tensors (no MetaTensor), so the cache loads with ``weights_only=True``."""
+    image, label = volume["image"], volume["label"]
+    return {"image": image.as_tensor(), "label": label.as_tensor(), "affine": torch.as_tensor(image.affine)}
 
 
-def _volume_slices(item: dict, transform: Compose) -> tuple[torch.Tensor, torch.Tensor]:
-    data = transform(item)
-    image = _plain(data["image"]).permute(3, 0, 1, 2).half()  # (D, C, H, W)
-    label = _plain(data["label"]).permute(3, 0, 1, 2).to(torch.uint8)
-    return image, label
+def _meta(volume: dict) -> dict:
+    return {key: MetaTensor(volume[key], affine=volume["affine"].clone()) for key in ("image", "label")}
 
 
 def _processing_files() -> list[str]:
@@ -53,11 +66,12 @@ def _processing_files() -> list[str]:
     return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name.endswith(".py")]
 
 
-def cache_key(bundle_dir: str, dataset_dir: str, layout: str, num_folds: int, val_fold: int) -> str:
-    """What the cached slices depend on: the data (folder, layout, folds), the bundle's train.json and the code of
-    the pre-processing steps (jnet/transforms/pipeline.py and the numpy functions of jnet/processing/ they call)."""
+def cache_key(bundle_dir: str, config_files: Sequence[str], dataset_dir: str, layout: str, num_folds: int, val_fold: int) -> str:
+    """What the cached volumes depend on: the data (folder, layout, folds), the bundle's train.json and the setting's
+    override files, and the code of the pre-processing steps (jnet/transforms/pipeline.py and jnet/processing/)."""
     digest = hashlib.sha256(json.dumps([os.path.abspath(dataset_dir), layout, num_folds, val_fold]).encode())
-    for path in (os.path.join(bundle_dir, "configs", "train.json"), pipeline.__file__, *_processing_files()):
+    files = (os.path.join(bundle_dir, "configs", "train.json"), *config_files, pipeline.__file__, *_processing_files())
+    for path in files:
         with open(path, "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()
@@ -67,9 +81,11 @@ def _cached(cache_file: str, key: str) -> SweepData:
     content = torch.load(cache_file, weights_only=True)
     if content.pop("cache_key", None) != key:
         raise InputError(
-            f"{cache_file}: slices cached from other data, another train.json or an older pre-processing; the runs "
+            f"{cache_file}: volumes cached from other data, another train.json or an older pre-processing; the runs "
             "beside it were trained on them - use a new --work_dir (or delete this folder's runs and cache)."
         )
+    content["train_volumes"] = [_meta(v) for v in content["train_volumes"]]
+    content["val_volumes"] = [_meta(v) for v in content["val_volumes"]]
     return SweepData(**content)
 
 
@@ -77,43 +93,38 @@ def load_sweep_data(
     bundle_dir: str,
     dataset_dir: str,
     cache_file: str,
+    config_files: Sequence[str] = (),
     num_folds: int = NUM_FOLDS,
     val_fold: int = 0,
     dataset_layout: str | None = None,
 ) -> SweepData:
-    """Pre-process the labelled volumes of ``dataset_dir`` with the bundle's ``volume_transforms`` (loading,
-    checks, orientation, normalisation, square padding, the 256 grid) once; later calls read ``cache_file``, and
-    refuse it (:class:`~jnet.errors.InputError`) when it was made from other data or pre-processing code."""
-    parser = bundle_parser(bundle_dir)
+    """Pre-process the labelled volumes of ``dataset_dir`` with the ``volume_transforms`` of the bundle's train.json
+    merged with ``config_files`` (loading, checks, label mapping, orientation, normalisation, square padding, the
+    256 grid) once; later calls read ``cache_file``, and refuse it (:class:`~jnet.errors.InputError`) when it was
+    made from other data, configs or pre-processing code."""
+    parser = bundle_parser(bundle_dir, config_files)
     layout = dataset_layout or parser["dataset_layout"]
-    key = cache_key(bundle_dir, dataset_dir, layout, num_folds, val_fold)
+    key = cache_key(bundle_dir, config_files, dataset_dir, layout, num_folds, val_fold)
     if os.path.isfile(cache_file):
         return _cached(cache_file, key)
     parser["dataset_layout"] = layout
     transform = Compose(parser.get_parsed_content("volume_transforms"))
     in_channels = parser.get_parsed_content("in_channels")
-    train_items = labelled_datalist(dataset_dir, layout, "train", num_folds, val_fold, 0, in_channels)
-    val_items = labelled_datalist(dataset_dir, layout, "val", num_folds, val_fold, 0, in_channels)
-    train_images, train_labels = [], []
-    for item in tqdm(train_items, desc="caching training volumes"):
-        image, label = _volume_slices(item, transform)
-        train_images.append(image)
-        train_labels.append(label)
-    val_images, val_labels = [], []
-    for item in tqdm(val_items, desc="caching held-out volumes"):
-        image, label = _volume_slices(item, transform)
-        val_images.append(image)
-        val_labels.append(label)
+    datalists = {part: labelled_datalist(dataset_dir, layout, part, num_folds, val_fold, 0, in_channels) for part in ("train", "val")}
+    volumes = {
+        part: [_plain(transform(item)) for item in tqdm(items, desc=f"caching {part} volumes")] for part, items in datalists.items()
+    }
     content = {
-        "train_images": torch.cat(train_images),
-        "train_labels": torch.cat(train_labels),
-        "val_images": val_images,
-        "val_labels": val_labels,
-        "val_names": [str(item["label"]) for item in val_items],
-        "num_classes": int(parser["num_classes"]),
-        "multilabel": parser["post_activation"].get("activation") == "sigmoid",
+        "train_volumes": volumes["train"],
+        "val_volumes": volumes["val"],
+        "train_datalist": datalists["train"],
+        "val_datalist": datalists["val"],
+        "num_classes": int(parser.get_parsed_content("num_classes")),
+        "multilabel": parser.get_parsed_content("post_activation").activation == "sigmoid",
     }
     os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
     torch.save({**content, "cache_key": key}, cache_file + ".tmp")
     os.replace(cache_file + ".tmp", cache_file)
+    content["train_volumes"] = [_meta(v) for v in content["train_volumes"]]
+    content["val_volumes"] = [_meta(v) for v in content["val_volumes"]]
     return SweepData(**content)

@@ -17,7 +17,7 @@ from jnet.tools.eval_metrics import metric_class_names
 
 from .run import run_sweep
 
-__all__ = ["publish_results", "target_checks", "format_results_page", "ESTIMATES_BEGIN", "ESTIMATES_END"]
+__all__ = ["publish_results", "render_results_page", "target_checks", "format_results_page", "ESTIMATES_BEGIN", "ESTIMATES_END"]
 
 ESTIMATES_BEGIN = "<!-- BEGIN estimates: written by `python -m jnet publish`; do not edit by hand -->"
 ESTIMATES_END = "<!-- END estimates -->"
@@ -26,23 +26,23 @@ ORT_OVER_EAGER_TARGET = 1.5
 OVER_REFERENCE_TARGET = 20.0
 
 
-def _quality_checks(summary: dict) -> list[tuple[str, bool, str]]:
-    """The head against ``baseline`` and ``bilinear`` at 16 and 32: a win by more than the seed standard deviation."""
+def _quality_checks(sweep: dict) -> list[tuple[str, bool, str]]:
+    """The head against ``baseline`` and ``bilinear`` at 16 and 32, seed by seed: higher in every paired seed and
+    by a mean margin larger than the sample std (ddof=1) of the paired differences."""
     checks = []
+    paired = sweep.get("paired_vs_head", {})
     for r in (16, 32):
-        head = summary.get(f"head@{r}")
-        if head is None:
-            continue
         for rival in ("baseline", "bilinear"):
-            other = summary.get(f"{rival}@{r}")
-            if other is None:
+            effect = paired.get(f"{rival}@{r}")
+            if effect is None:
                 continue
-            margin = head["jaccard_mean"] - other["jaccard_mean"]
-            spread = max(head["jaccard_std"], other["jaccard_std"])
+            margin, spread = -effect["delta_jaccard_mean"], effect["delta_jaccard_std"] or 0.0
+            head_higher = effect["seeds"] - effect["higher_in"]
             checks.append((
-                f"{r}x{r}: head beats {rival} in mean foreground Jaccard by more than the seed std",
-                margin > spread,
-                f"{head['jaccard_mean']:.3f} vs {other['jaccard_mean']:.3f}: +{margin:.3f} (std {spread:.3f}, {head['seeds']} seeds)",
+                f"{r}x{r}: head beats {rival} in mean foreground Jaccard in every paired seed, by more than the std of the differences",
+                head_higher == effect["seeds"] and margin > spread,
+                f"+{margin:.3f} (std {spread:.3f}), head higher in {head_higher}/{effect['seeds']} seeds" if margin >= 0 else
+                f"{margin:.3f} (std {spread:.3f}), head higher in {head_higher}/{effect['seeds']} seeds",
             ))
     return checks
 
@@ -90,7 +90,7 @@ def _cost_checks(sweep: dict, bench: dict | None) -> list[tuple[str, bool, str]]
 
 def target_checks(sweep: dict, bench: dict | None = None) -> list[tuple[str, bool, str]]:
     """Every target of the sweep issue as ``(what, met, the numbers)``."""
-    return _quality_checks(sweep["summary"]) + _cost_checks(sweep, bench)
+    return _quality_checks(sweep) + _cost_checks(sweep, bench)
 
 
 def _sweep_command(config: dict) -> str:
@@ -102,44 +102,81 @@ def _sweep_command(config: dict) -> str:
     if config.get("dataset_layout"):
         parts.append(f"--dataset_layout {config['dataset_layout']}")
     options = ("num_train", "data_seed") if config["synthetic"] else ()
-    options += ("resolutions", "variants", "seeds", "single_seed_from", "reference", "iterations", "batch_size", "features")
+    options += ("setting", "resolutions", "variants", "factor_resolutions", "seeds", "single_seed_from", "reference",
+                "epochs", "val_interval", "batch_size", "features")
     for name in options:
-        value = config[name]
-        if (list(value) if isinstance(value, (list, tuple)) else value) != (list(defaults[name]) if isinstance(defaults[name], tuple) else defaults[name]):
-            parts.append(f"--{name} \"{value}\"" if isinstance(value, (list, tuple)) else f"--{name} {value}")
+        value, default = config[name], defaults[name]
+        if isinstance(value, (list, tuple)):
+            if list(value) != list(default):
+                parts.append(f"--{name} \"[{','.join(str(v) for v in value)}]\"")
+        elif value != default:
+            parts.append(f"--{name} {value}")
     return " ".join(parts)
 
 
-def format_results_page(sweep: dict, bench: dict | None, sweep_table: str, wall_s: float | None = None) -> str:
-    config = sweep["config"]
-    data = (
-        f"jnet's synthetic {config['dataset']} generator (seed {config['synthetic_generator']['seed']}, "
-        f"{config['synthetic_generator']['num_train']} labelled volumes, Decathlon layout) - NOT the real dataset"
-        if config["synthetic"] else f"`{config['dataset_dir']}`"
+def _run_description(config: dict) -> str:
+    bundle = "`configs/train.json` of the bundle at that input size"
+    extra = ", ".join(f"--{name} {config[name]}" for name in ("batch_size", "features") if config.get(name) is not None)
+    return (
+        f"Every run is {bundle} merged with the variant's override files (`configs/ablation/`), trained by MONAI's "
+        f"`SupervisedTrainer` in-process with the bundle's own network, loss, Adam + cosine schedule, slice sampling, "
+        f"augmentation and input downsampling (the same `model.pt` as `python -m monai.bundle run`: "
+        f"`tests/test_sweep.py`): {config['epochs']} epochs (`--epochs {config['epochs']} --val_interval "
+        f"{config['val_interval']} --num_workers 0 --seed <seed>`{', ' + extra if extra else ''}), the model with the "
+        f"best validation Dice kept as the bundle keeps it, and scored on that same held-out fold (fold 0 of "
+        f"{config['num_folds']}, which also chose the epoch) per volume at 256x256 (foreground classes only, a class "
+        "missing from a volume's ground truth left out of that class's mean), then averaged over volumes. Each run's "
+        "exact command is in `docs/results/sweep.json` (`runs.<variant>@<size>#<seed>.command`)."
     )
+
+
+def _data_description(config: dict) -> str:
+    if config["synthetic"]:
+        return (f"jnet's synthetic {config['dataset']} generator (seed {config['synthetic_generator']['seed']}, "
+                f"{config['synthetic_generator']['num_train']} labelled volumes, Decathlon layout) - NOT the real dataset")
+    return f"`{config['dataset_dir']}`"
+
+
+def _factor_sentences(sweep: dict) -> list[str]:
+    """One sentence per one-change ablation: what it changes and what it did, at every size, seed by seed."""
+    from .train import VARIANTS
+
+    paired = sweep.get("paired_vs_head", {})
+    sentences = []
+    for name, variant in VARIANTS.items():
+        effects = [(key.split("@")[1], e) for key, e in paired.items() if key.split("@")[0] == name]
+        if not variant.factor or not effects:
+            continue
+        parts = []
+        for r, e in sorted(effects, key=lambda item: int(item[0])):
+            spread = "" if e["delta_jaccard_std"] is None else f" ± {e['delta_jaccard_std']:.3f}"
+            parts.append(f"{e['delta_jaccard_mean']:+.3f}{spread} at {r}x{r} (higher than `head` in {e['higher_in']} of {e['seeds']} seeds)")
+        sentences.append(f"- `{name}` ({variant.description}): mean foreground Jaccard {'; '.join(parts)}.")
+    return sentences
+
+
+def format_results_page(sweep: dict, bench: dict | None, others: list[dict] = ()) -> str:
+    """docs/results.md from the sweeps' and the bench's JSON alone (``tests/test_published_tables.py`` re-renders
+    the committed page from ``docs/results/*.json``)."""
+    from .report import format_ablation_table, format_sweep_table
+
+    config = sweep["config"]
     checks = target_checks(sweep, bench)
+    wall_s = sweep.get("wall_s")
     lines = [
-        "# Results: the resolution sweep",
+        "# Results: the resolution sweep and the ablation",
         "",
         f"Generated by `python -m jnet publish` from the JSON of `{_sweep_command(config)}`"
-        + (" and `python -m jnet bench`" if bench else "") + ". Data: " + data + ": "
-        f"{config['train_slices']} training slices, {config['held_out_volumes']} held-out volumes (fold 0 of "
-        f"{config['num_folds']}). Every run: {config['iterations']} iterations of batch {config['batch_size']}, Adam "
-        f"{config['learning_rate']:g}, flips and 90-degree rotations, ELU-Net width {config['features']}; scored per "
-        "held-out volume at 256x256 (foreground classes only, a class missing from a volume's ground truth left out of "
-        f"that class's mean), then averaged over volumes; mean ± standard deviation over {config['seeds']} seeds (1 seed "
-        f"from {config['single_seed_from']}x{config['single_seed_from']} up and for the 256x256 reference).",
+        + (" and `python -m jnet bench`" if bench else "") + " (`docs/results/`). Data: " + _data_description(config) + ": "
+        f"{config['train_volumes']} training volumes ({config['train_slices']} slices), {config['held_out_volumes']} "
+        "held-out volumes.",
+        "",
+        _run_description(config) + f" Mean ± sample standard deviation (ddof=1) over {config['seeds']} seeds (1 seed "
+        f"from {config['single_seed_from']}x{config['single_seed_from']} up and for the 256x256 reference: no ±).",
         "",
         f"Machine: {config['machine']}" + (f"; the whole sweep took {wall_s / 60:.0f} min" if wall_s else "")
         + (f", and its inference cost was measured again on the idle machine with `--remeasure_speed True` "
            f"({sweep['remeasure_speed_s'] / 60:.0f} min)" if sweep.get("remeasure_speed_s") else "") + ".",
-        "",
-        "Variants: `baseline` - no head, trained at the input resolution against the downsampled ground truth, "
-        "prediction upsampled bilinearly (the paper's comparison); `bilinear` - no head, logits upsampled bilinearly and "
-        "trained against the 256x256 ground truth; `head` - this project's head (bilinear initialisation, class-wise, "
-        "area-downsampled input, Dice + cross-entropy at every level); `head_paper` - the paper's recipe (random "
-        "initialisation, output-end skip connections, BCE-with-logits per level with equal weights, nearest-neighbour "
-        "input); `reference` - the backbone on the 256x256 input.",
         "",
         "## Targets",
         "",
@@ -153,9 +190,9 @@ def format_results_page(sweep: dict, bench: dict | None, sweep_table: str, wall_
         "",
         "Speed: CPU, all cores, batch-1 latency and batch-32 throughput of the whole network writing the 256x256 "
         "logits, PyTorch eager and ONNX Runtime; peak memory: the heap's peak during one batch-32 forward (a lower "
-        "bound, `jnet/bench/memory.py`).",
+        "bound, `jnet/tools/bench/memory.py`).",
         "",
-        sweep_table.rstrip(),
+        format_sweep_table(sweep, sweep["summary"]).rstrip(),
         "",
         "![quality against throughput](results/quality_vs_throughput.png)",
         "",
@@ -164,24 +201,43 @@ def format_results_page(sweep: dict, bench: dict | None, sweep_table: str, wall_
         "",
         "![examples](results/examples.png)",
         "",
+        "## Ablation: one change at a time from `head`",
+        "",
+        "Each row is `head` with one override file, trained with the same seeds; the effect is the change of the mean "
+        "foreground Jaccard seed by seed (paired: variant minus `head` with the same seed), mean ± sample std of those "
+        "differences, and in how many seeds the variant scored higher.",
+        "",
+        format_ablation_table(sweep, sweep["paired_vs_head"]).rstrip(),
+        "",
+        "What each factor does here:",
+        "",
+        *_factor_sentences(sweep),
+        "",
     ]
+    for other in others:
+        lines += [_other_sweep_section(other, format_sweep_table(other, other["summary"]), format_ablation_table(other, other["paired_vs_head"])), ""]
     if bench:
+        from jnet.tools.bench.table import render_bench_table
+
         lines += [
             "## Every bundle (`python -m jnet bench`)",
             "",
             "Each bundle's network with the head against the same network with a plain bilinear output (both write the "
             "256x256 logits), seeded random weights (speed does not depend on them).",
             "",
-            bench["table"].rstrip(),
+            render_bench_table(bench).rstrip(),
             "",
         ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _eval_metrics_entries(sweep: dict, configs_dir: str) -> dict[str, dict]:
-    """The sweep's ``head`` figures as ``eval_metrics`` of the bundles of its dataset and input sizes."""
+    """The sweep's ``head`` figures (the bundles' own ``train.json``) as ``eval_metrics`` of the bundles of its
+    dataset and input sizes; a sweep in another setting (the paper's binary task) describes no bundle."""
     entries = {}
     summary = sweep["summary"]
+    if sweep["config"].get("setting", "bundle") != "bundle":
+        return entries
     for spec in bundle_specs(configs_dir):
         key = f"head@{spec.input_size}"
         if spec.dataset != sweep["config"]["dataset"] or key not in summary:
@@ -196,24 +252,30 @@ def _eval_metrics_entries(sweep: dict, configs_dir: str) -> dict[str, dict]:
     return entries
 
 
+def _eval_metrics_source(sweep: dict, name: str) -> str:
+    """How a bundle's ``eval_metrics`` were made: the bundle command of its ``head`` runs, the seeds, the data."""
+    config = sweep["config"]
+    size = name.rsplit("_", 1)[1]
+    seeds = sweep["summary"][f"head@{size}"]["seeds"]
+    command = sweep["runs"][f"head@{size}#0"]["command"].replace("--seed 0", "--seed <seed>" if seeds > 1 else "--seed 0")
+    data = "synthetic data in the Decathlon layout (not the real dataset); " if config["synthetic"] else ""
+    return (
+        f"`{command}` ({'mean over seeds ' + ', '.join(str(i) for i in range(seeds)) if seeds > 1 else 'seed 0'}): "
+        f"models/model.pt (best validation Dice) scored on the {config['held_out_volumes']} held-out volumes of fold 0 "
+        f"at 256x256; run by `{_sweep_command(config)}` (docs/results.md); {data}{config['machine']}."
+    )
+
+
 def _update_eval_metrics(sweep: dict, configs_dir: str) -> list[str]:
     path = os.path.join(configs_dir, "eval_metrics.json")
     measured = json.load(open(path)) if os.path.isfile(path) else {}
     entries = _eval_metrics_entries(sweep, configs_dir)
     if not entries:
         return []
-    config = sweep["config"]
-    data = "synthetic data in the Decathlon layout, not the real dataset; " if config["synthetic"] else ""
-    sources = {}
-    for name in entries:
-        seeds = sweep["summary"][f"head@{name.rsplit('_', 1)[1]}"]["seeds"]
-        sources[name] = (
-            f"{_sweep_command(config)} (docs/results.md): the head variant, {'1 seed' if seeds == 1 else f'mean over {seeds} seeds'}, "
-            f"{config['iterations']} iterations of batch {config['batch_size']}, {config['held_out_volumes']} held-out "
-            f"volumes at 256x256; {data}{config['machine']}."
-        )
-    measured.setdefault("_sources", {}).update(sources)
+    measured.setdefault("_sources", {}).update({name: _eval_metrics_source(sweep, name) for name in entries})
     measured.update(entries)
+    if all(spec.name in measured["_sources"] for spec in bundle_specs(configs_dir)):
+        measured.pop("_provenance", None)  # the eval_metrics verb's source line: no bundle's figures come from it now
     with open(path + ".tmp", "w") as f:
         json.dump(measured, f, indent=4)
         f.write("\n")
@@ -240,19 +302,48 @@ def _update_jetson_estimates(bench: dict, jetson_page: str) -> None:
         f.write(text[:start] + "\n" + "\n".join(rows) + "\n" + text[end:])
 
 
-def _other_dataset_section(sweep: dict, table: str) -> str:
+def _other_sweep_section(sweep: dict, table: str, ablation: str) -> str:
     config = sweep["config"]
-    variants = sorted({key.split("@")[0] for key in sweep["summary"]})
+    title = {"paper": "the paper's own setting"}.get(config.get("setting"), config["dataset"])
+    setting = (
+        "The public J-Net code's task: one sigmoid channel for the whole gland (PZ and TZ merged), BCE-with-logits "
+        "at every level, nearest-neighbour input downsampling for every variant (`configs/ablation/paper_setting.json`, "
+        "merged before each variant's file). "
+        if config.get("setting") == "paper" else ""
+    )
     return "\n".join([
-        f"## {config['dataset']}: `{_sweep_command(config)}` ({', '.join(variants)})",
+        f"## {title}: `{_sweep_command(config)}`",
         "",
-        f"{config['train_slices']} training slices, {config['held_out_volumes']} held-out volumes, {config['iterations']} "
-        f"iterations of batch {config['batch_size']}" + (", synthetic data" if config["synthetic"] else "") + "; the source "
-        "of these bundles' `eval_metrics`.",
+        setting + f"{config['train_volumes']} training volumes, {config['held_out_volumes']} held-out volumes, "
+        f"{config['epochs']} epochs" + (", synthetic data" if config["synthetic"] else "")
+        + ("; the source of these bundles' `eval_metrics`." if _eval_metrics_entries_possible(config) else "."),
         "",
         table.rstrip(),
         "",
+        "Paired against `head` (variant minus `head`, seed by seed):",
+        "",
+        ablation.rstrip(),
     ])
+
+
+def _eval_metrics_entries_possible(config: dict) -> bool:
+    return config.get("setting", "bundle") == "bundle" and "head" in config["variants"]
+
+
+RESULTS_JSON = "sweep.json"
+OTHER_SWEEP_JSON = "sweep_{name}.json"
+BENCH_JSON = "bench.json"
+
+
+def render_results_page(results_dir: str) -> str:
+    """docs/results.md from the JSON committed in ``results_dir`` (docs/results/): ``sweep.json``, the other sweeps'
+    ``sweep_<name>.json`` (in name order) and ``bench.json`` where present."""
+    sweep = json.load(open(os.path.join(results_dir, RESULTS_JSON)))
+    others = [json.load(open(os.path.join(results_dir, f))) for f in sorted(os.listdir(results_dir))
+              if f.startswith("sweep_") and f.endswith(".json")]
+    bench_path = os.path.join(results_dir, BENCH_JSON)
+    bench = json.load(open(bench_path)) if os.path.isfile(bench_path) else None
+    return format_results_page(sweep, bench, others)
 
 
 def publish_results(
@@ -263,28 +354,31 @@ def publish_results(
     bundles_dir: str = "bundles",
     other_sweep_dirs: tuple[str, ...] = (),
 ) -> dict:
-    """Write ``docs/results.md`` (+ ``docs/results/``), the sweeps' ``eval_metrics`` into ``configs/eval_metrics.json``
-    and the bundles generated from it, and (with a bench run) the estimates of ``docs/jetson.md``. ``sweep_dir`` is
-    the full comparison; ``other_sweep_dirs`` (e.g. a head-only sweep of another dataset) add a section and the
-    ``eval_metrics`` of their bundles."""
-    sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
-    bench = None
-    if bench_dir and os.path.isfile(os.path.join(bench_dir, "bench.json")):
-        bench = json.load(open(os.path.join(bench_dir, "bench.json")))
-        bench["table"] = open(os.path.join(bench_dir, "bench.md")).read()
+    """Copy the sweeps' and the bench's JSON (and the sweep's plots) into ``docs/results/``, render
+    ``docs/results.md`` from them alone, write the ``head`` figures as ``eval_metrics`` into
+    ``configs/eval_metrics.json`` and the bundles generated from it, and (with a bench run) the estimates of
+    ``docs/jetson.md``. ``sweep_dir`` is the full comparison; ``other_sweep_dirs`` (another dataset, the paper's
+    setting) add a section each and, for the bundles' own setting, the ``eval_metrics`` of their bundles."""
+    sweep = json.load(open(os.path.join(sweep_dir, RESULTS_JSON)))
     figures = os.path.join(docs_dir, "results")
     os.makedirs(figures, exist_ok=True)
-    for name in ("quality_vs_throughput.png", "examples.png", "sweep.json"):
+    for name in ("quality_vs_throughput.png", "examples.png", RESULTS_JSON):
         shutil.copyfile(os.path.join(sweep_dir, name), os.path.join(figures, name))
-    wall = sweep.get("wall_s")
-    page = format_results_page(sweep, bench, open(os.path.join(sweep_dir, "sweep.md")).read(), wall)
+    for old in os.listdir(figures):  # the other sweeps of this publication only
+        if old.startswith("sweep_") and old.endswith(".json"):
+            os.remove(os.path.join(figures, old))
+    bench = None
+    if bench_dir and os.path.isfile(os.path.join(bench_dir, BENCH_JSON)):
+        shutil.copyfile(os.path.join(bench_dir, BENCH_JSON), os.path.join(figures, BENCH_JSON))
+        bench = json.load(open(os.path.join(bench_dir, BENCH_JSON)))
     updated = _update_eval_metrics(sweep, configs_dir)
     for other_dir in other_sweep_dirs:
-        other = json.load(open(os.path.join(other_dir, "sweep.json")))
-        page += "\n" + _other_dataset_section(other, open(os.path.join(other_dir, "sweep.md")).read())
+        other = json.load(open(os.path.join(other_dir, RESULTS_JSON)))
+        name = os.path.basename(os.path.normpath(other_dir)).removeprefix("sweep_")
+        shutil.copyfile(os.path.join(other_dir, RESULTS_JSON), os.path.join(figures, OTHER_SWEEP_JSON.format(name=name)))
         updated += _update_eval_metrics(other, configs_dir)
     with open(os.path.join(docs_dir, "results.md"), "w") as f:
-        f.write(page)
+        f.write(render_results_page(figures))
     if bench:
         _update_jetson_estimates(bench, os.path.join(docs_dir, "jetson.md"))
     generate_bundles(configs_dir, bundles_dir)

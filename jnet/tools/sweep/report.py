@@ -13,14 +13,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .data import SweepData  # noqa: E402
-from .train import REFERENCE, VARIANTS, build_network, predict_slices  # noqa: E402
+from .train import SETTINGS, VARIANTS, bundle_for, predict_volume, run_overrides, run_parser  # noqa: E402
 
-__all__ = ["aggregate", "format_sweep_table", "write_reports"]
+__all__ = ["aggregate", "paired_effects", "format_sweep_table", "format_ablation_table", "write_reports", "seed_std"]
+
+
+def seed_std(values) -> float | None:
+    """The sample standard deviation over seeds (``ddof=1``); ``None`` for one seed."""
+    values = np.asarray(values, dtype=float)
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 def aggregate(results: dict) -> dict[str, dict]:
-    """Per ``variant@r``: mean and standard deviation over seeds of the mean foreground Jaccard and Dice, and
-    the per-class means."""
+    """Per ``variant@r``: mean and sample standard deviation (ddof=1) over seeds of the mean foreground Jaccard and
+    Dice, and the per-class means."""
     grouped: dict[str, list[dict]] = defaultdict(list)
     for run_key, run in results["runs"].items():
         grouped[run_key.split("#")[0]].append(run)
@@ -31,9 +37,9 @@ def aggregate(results: dict) -> dict[str, dict]:
         summary[key] = {
             "seeds": len(runs),
             "jaccard_mean": float(np.nanmean(jaccard.mean(axis=1))),
-            "jaccard_std": float(np.nanstd(jaccard.mean(axis=1))),
+            "jaccard_std": seed_std(jaccard.mean(axis=1)),
             "dice_mean": float(np.nanmean(dice.mean(axis=1))),
-            "dice_std": float(np.nanstd(dice.mean(axis=1))),
+            "dice_std": seed_std(dice.mean(axis=1)),
             "jaccard_per_class": [float(v) for v in np.nanmean(jaccard, axis=0)],
             "dice_per_class": [float(v) for v in np.nanmean(dice, axis=0)],
             "train_s": float(np.mean([r["train_s"] for r in runs])),
@@ -44,10 +50,14 @@ def aggregate(results: dict) -> dict[str, dict]:
 def _ordered_keys(summary: dict) -> list[str]:
     def order(key: str) -> tuple[int, int]:
         name, r = key.split("@")
-        names = list(VARIANTS) + [REFERENCE.name]
+        names = list(VARIANTS)
         return int(r), names.index(name) if name in names else len(names)
 
     return sorted(summary, key=order)
+
+
+def _mean_std(mean: float, std: float | None) -> str:
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
 
 
 def format_sweep_table(results: dict, summary: dict) -> str:
@@ -57,8 +67,10 @@ def format_sweep_table(results: dict, summary: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in _ordered_keys(summary):
-        s, speed = summary[key], results["speed"].get(key, {})
         name, r = key.split("@")
+        if VARIANTS[name].factor:  # the one-change ablations: their own table
+            continue
+        s, speed = summary[key], results["speed"].get(key, {})
         per_class = " / ".join(f"{v:.3f}" for v in s["jaccard_per_class"])
         cost = "| - " * 8
         if speed:
@@ -70,22 +82,74 @@ def format_sweep_table(results: dict, summary: dict) -> str:
                 f"| {'n/a' if memory is None else f'{memory:.0f}'} "
             )
         lines.append(
-            f"| {r}x{r} | {name} | {s['jaccard_mean']:.3f} ± {s['jaccard_std']:.3f} | {s['dice_mean']:.3f} ± {s['dice_std']:.3f} "
+            f"| {r}x{r} | {name} | {_mean_std(s['jaccard_mean'], s['jaccard_std'])} | {_mean_std(s['dice_mean'], s['dice_std'])} "
             f"| {per_class} | {s['seeds']} {cost}| {s['train_s']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def _run_jaccard(run: dict) -> float:
+    return float(np.nanmean(run["jaccard"]))
+
+
+def paired_effects(results: dict, against: str = "head") -> dict[str, dict]:
+    """Per ``variant@r`` other than ``against``: the change of mean foreground Jaccard from ``against@r`` seed by
+    seed (paired): the mean and sample std (ddof=1) of the per-seed differences, and in how many seeds it was
+    higher."""
+    runs = results["runs"]
+    effects = {}
+    for key in sorted({k.split("#")[0] for k in runs}):
+        name, r = key.split("@")
+        if name == against:
+            continue
+        seeds = sorted(int(k.split("#")[1]) for k in runs if k.split("#")[0] == key and f"{against}@{r}#{k.split('#')[1]}" in runs)
+        if not seeds:
+            continue
+        differences = [_run_jaccard(runs[f"{key}#{seed}"]) - _run_jaccard(runs[f"{against}@{r}#{seed}"]) for seed in seeds]
+        effects[key] = {
+            "seeds": len(seeds),
+            "delta_jaccard_mean": float(np.mean(differences)),
+            "delta_jaccard_std": seed_std(differences),
+            "higher_in": int(sum(d > 0 for d in differences)),
+            "delta_jaccard_per_seed": [float(d) for d in differences],
+        }
+    return effects
+
+
+def format_ablation_table(results: dict, effects: dict, against: str = "head") -> str:
+    """One row per variant (the one-change ablations first): its paired effect on the mean foreground Jaccard at
+    every input size of the sweep."""
+    sizes = sorted({int(k.split("@")[1]) for k in effects})
+    names = [n for n in VARIANTS if any(k.split("@")[0] == n for k in effects)]
+    names.sort(key=lambda n: not VARIANTS[n].factor)
+    header = "| variant | what it changes from `" + against + "` | " + " | ".join(
+        f"{r}x{r}: ΔJaccard (paired mean ± std), higher in" for r in sizes) + " |"
+    lines = [header, "|---|---|" + "---|" * len(sizes)]
+    for name in names:
+        cells = []
+        for r in sizes:
+            e = effects.get(f"{name}@{r}")
+            cells.append("-" if e is None else f"{_signed(e['delta_jaccard_mean'], e['delta_jaccard_std'])}, {e['higher_in']}/{e['seeds']}")
+        lines.append(f"| {name} | {VARIANTS[name].description} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _signed(mean: float, std: float | None) -> str:
+    return f"{mean:+.3f}" if std is None else f"{mean:+.3f} ± {std:.3f}"
+
+
 def _plot_quality_vs_throughput(results: dict, summary: dict, path: str) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for name in list(VARIANTS) + [REFERENCE.name]:
+    for name in VARIANTS:
+        if VARIANTS[name].factor:
+            continue
         keys = [k for k in _ordered_keys(summary) if k.split("@")[0] == name and k in results["speed"]]
         if not keys:
             continue
         x = [results["speed"][k]["onnxruntime"]["images_per_s"] for k in keys]
         y = [summary[k]["jaccard_mean"] for k in keys]
-        err = [summary[k]["jaccard_std"] for k in keys]
-        axis.errorbar(x, y, yerr=err, marker="*" if name == REFERENCE.name else "o", capsize=3, label=name)
+        err = [summary[k]["jaccard_std"] or 0.0 for k in keys]
+        axis.errorbar(x, y, yerr=err, marker="*" if name == "reference" else "o", capsize=3, label=name)
         for xi, yi, k in zip(x, y, keys):
             axis.annotate(k.split("@")[1], (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
     axis.set_xscale("log")
@@ -98,24 +162,28 @@ def _plot_quality_vs_throughput(results: dict, summary: dict, path: str) -> None
     plt.close(figure)
 
 
-def _plot_examples(results: dict, data: SweepData, work_dir: str, features: int, path: str) -> None:
-    sizes = sorted({int(k.split("@")[1].split("#")[0]) for k in results["runs"] if not k.startswith(REFERENCE.name)})
+def _plot_examples(results: dict, data: SweepData, work_dir: str, path: str) -> None:
+    config = results["config"]
+    sizes = sorted({int(k.split("@")[1].split("#")[0]) for k in results["runs"] if not k.startswith("reference")})
     r = sizes[0]
-    foreground = [(int((labels > 0).sum()), v) for v, labels in enumerate(data.val_labels)]
-    volume = max(foreground)[1]
-    labels = data.val_labels[volume]
-    index = int((labels > 0).flatten(1).sum(1).argmax())
-    image = data.val_images[volume][index : index + 1]
-    panels = [("input (256x256, channel 0)", image[0, 0].float()), ("ground truth", labels[index].float().amax(0) if data.multilabel else labels[index, 0].float())]
-    for name in list(VARIANTS) + [REFERENCE.name]:
-        variant = VARIANTS.get(name, REFERENCE)
-        size = 256 if variant.full_resolution else r
-        weights = os.path.join(work_dir, f"{name}@{size}#0.pt")
-        if not os.path.isfile(weights):
+    volume = max((int((v["label"] > 0).sum()), i) for i, v in enumerate(data.val_volumes))[1]
+    chosen = data.val_volumes[volume]
+    labels = torch.as_tensor(chosen["label"])  # (L, H, W, D)
+    index = int((labels > 0).flatten(0, 2).sum(0).argmax())
+    one_slice = {"image": chosen["image"][..., index : index + 1], "label": chosen["label"][..., index : index + 1]}
+    truth = labels[..., index].float()
+    panels = [("input (256x256, channel 0)", torch.as_tensor(chosen["image"])[0, ..., index].float()),
+              ("ground truth", truth.amax(0) if data.multilabel else truth[0])]
+    for name, variant in VARIANTS.items():
+        size = variant.input_size or r
+        key = f"{name}@{size}#0"
+        if variant.factor or key not in results["runs"]:
             continue
-        network = build_network(variant, image.shape[1], data.num_classes, size, features)
-        network.load_state_dict(torch.load(weights, weights_only=True))
-        logits = predict_slices(network.eval(), image, size, variant)[0]
+        files = SETTINGS[config["setting"]] + variant.config_files
+        parser = run_parser(bundle_for(config["dataset"], size), files, run_overrides(config, 0))
+        network = parser.get_parsed_content("network_def")
+        network.load_state_dict(torch.load(os.path.join(work_dir, results["runs"][key]["model_file"]), weights_only=True))
+        logits = predict_volume(network.eval(), parser, one_slice)[0]
         prediction = (logits.sigmoid() > 0.5).float().sum(0) if data.multilabel else logits.argmax(0).float()
         panels.append((f"{name} @ {size}x{size}", prediction))
     figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
@@ -128,12 +196,17 @@ def _plot_examples(results: dict, data: SweepData, work_dir: str, features: int,
     plt.close(figure)
 
 
-def write_reports(results: dict, data: SweepData, work_dir: str, features: int) -> None:
+def write_reports(results: dict, data: SweepData, work_dir: str) -> None:
     summary = aggregate(results)
     results["summary"] = summary
+    results["paired_vs_head"] = paired_effects(results)
     table = format_sweep_table(results, summary)
     with open(os.path.join(work_dir, "sweep.md"), "w") as f:
         f.write(table)
+    ablation = format_ablation_table(results, results["paired_vs_head"])
+    with open(os.path.join(work_dir, "ablation.md"), "w") as f:
+        f.write(ablation)
     _plot_quality_vs_throughput(results, summary, os.path.join(work_dir, "quality_vs_throughput.png"))
-    _plot_examples(results, data, work_dir, features, os.path.join(work_dir, "examples.png"))
+    _plot_examples(results, data, work_dir, os.path.join(work_dir, "examples.png"))
     print(table)
+    print(ablation)

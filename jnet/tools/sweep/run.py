@@ -1,5 +1,6 @@
-"""The ``sweep`` verb: every variant at every input resolution, trained on the same cached data with the same
-budget, scored on the same held-out volumes at 256x256, with inference cost; resumable."""
+"""The ``sweep`` verb: every variant at every input resolution, each run the bundle's own ``train.json`` (merged
+with the variant's override files) trained on the same cached volumes, scored on the same held-out volumes at
+256x256, with inference cost; resumable."""
 
 from __future__ import annotations
 
@@ -12,24 +13,35 @@ import torch
 from tqdm import tqdm
 
 import monai
-from jnet.tools.bench.bundles import bench_networks
 from jnet.bundles.parse import count_parameters
-from jnet.tools.bundle_commands import repo_bundle
+from jnet.tools.bench.bundles import bench_networks
 from jnet.tools.synthetic.defaults import synthetic_dataset
 
 from .data import NUM_FOLDS, load_sweep_data
 from .report import write_reports
-from .train import LEARNING_RATE, REFERENCE, VARIANTS, Variant, build_network, score_volumes, train_run
+from .train import SETTINGS, VARIANTS, Variant, bundle_for, bundle_run_command, run_overrides, run_parser, score_volumes, train_run
 
-__all__ = ["run_sweep"]
+__all__ = ["run_sweep", "DEFAULT_VARIANTS"]
 
-BUNDLE_FOR = {"prostate": "prostate_mri_lowres_16", "brats": "brats_mri_lowres_16"}
-
-
+DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name != "reference")
 def _save(results: dict, path: str) -> None:
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
     os.replace(path + ".tmp", path)
+
+
+def _plan(config: dict) -> list[tuple[Variant, int, int]]:
+    plan = []
+    for r in config["resolutions"]:
+        for name in config["variants"]:
+            variant = VARIANTS[name]
+            if variant.factor and r not in config["factor_resolutions"]:
+                continue
+            for seed in range(1 if r >= config["single_seed_from"] else config["seeds"]):
+                plan.append((variant, r, seed))
+    if config["reference"]:
+        plan.append((VARIANTS["reference"], 256, 0))
+    return plan
 
 
 def run_sweep(
@@ -37,81 +49,99 @@ def run_sweep(
     dataset: str = "prostate",
     dataset_dir: str | None = None,
     dataset_layout: str | None = None,
+    setting: str = "bundle",
     resolutions: tuple[int, ...] = (16, 32, 64, 128),
-    variants: tuple[str, ...] = ("baseline", "bilinear", "head", "head_paper"),
+    variants: tuple[str, ...] = DEFAULT_VARIANTS,
+    factor_resolutions: tuple[int, ...] = (16, 32),
     seeds: int = 3,
-    single_seed_from: int = 128,
-    iterations: int = 400,
-    batch_size: int = 8,
-    features: int = 8,
+    single_seed_from: int = 64,
+    epochs: int = 40,
+    val_interval: int = 5,
+    batch_size: int | None = None,
+    features: int | None = None,
     reference: bool = True,
     num_train: int = 16,
     data_seed: int = 0,
     speed_budget_s: float = 0.5,
     remeasure_speed: bool = False,
 ) -> dict:
-    """Run (or resume) the sweep; writes ``sweep.json``, ``sweep.md``, ``quality_vs_throughput.png`` and
-    ``examples.png`` into ``work_dir``. Resolutions >= ``single_seed_from`` and the reference use one seed.
-    ``remeasure_speed``: measure the inference cost of every run again (on a machine that was busy the first time);
-    finished runs are not retrained."""
+    """Run (or resume) the sweep; writes ``sweep.json``, ``sweep.md``, ``ablation.md``, ``quality_vs_throughput.png``
+    and ``examples.png`` into ``work_dir``. Every run is ``configs/train.json`` of the bundle at its input size merged
+    with the ``setting``'s and the variant's override files, with ``epochs``, ``val_interval``, ``seed`` and (where
+    given) ``batch_size`` / ``features`` as overrides - its ``monai.bundle run`` command is in ``sweep.json``. The
+    one-change ablations of ``head`` (``Variant.factor``) run at ``factor_resolutions`` only; resolutions >=
+    ``single_seed_from`` and the reference use one seed. ``remeasure_speed``: measure the inference cost of every
+    run again (on a machine that was busy the first time); finished runs are not retrained."""
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {tuple(SETTINGS)}, got {setting!r}.")
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; known: {tuple(VARIANTS)}.")
     started = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
     os.makedirs(work_dir, exist_ok=True)
     generated = dataset_dir is None
     dataset_dir = dataset_dir or synthetic_dataset(dataset, os.path.join(work_dir, f"{dataset}_synthetic_seed{data_seed}"), num_train, 0, data_seed)
-    bundle_dir = repo_bundle(BUNDLE_FOR[dataset])
-    data = load_sweep_data(bundle_dir, dataset_dir, os.path.join(work_dir, "slices.pt"), dataset_layout=dataset_layout)
+    setting_files = SETTINGS[setting]
+    data = load_sweep_data(bundle_for(dataset, 16), dataset_dir, os.path.join(work_dir, "volumes.pt"), setting_files,
+                           dataset_layout=dataset_layout)
     path = os.path.join(work_dir, "sweep.json")
     results = json.load(open(path)) if os.path.isfile(path) else {"runs": {}, "speed": {}}
     wall_before = results.get("wall_s", 0.0)  # a resumed sweep adds its time to the earlier calls
     if remeasure_speed:
         results["speed"] = {}
-    results["config"] = {
+    config = {
         "dataset": dataset,
         "dataset_dir": os.path.abspath(dataset_dir),
         "synthetic": generated,
         "synthetic_generator": {"num_train": num_train, "seed": data_seed} if generated else None,
-        "train_slices": int(len(data.train_images)),
-        "held_out_volumes": len(data.val_images),
+        "setting": setting,
+        "train_volumes": len(data.train_volumes),
+        "train_slices": data.train_slices,
+        "held_out_volumes": len(data.val_volumes),
         "dataset_layout": dataset_layout,
         "num_train": num_train,
         "data_seed": data_seed,
         "resolutions": list(resolutions),
         "variants": list(variants),
+        "factor_resolutions": list(factor_resolutions),
         "seeds": seeds,
         "single_seed_from": single_seed_from,
         "reference": reference,
         "num_folds": NUM_FOLDS,
-        "learning_rate": LEARNING_RATE,
-        "iterations": iterations,
+        "epochs": epochs,
+        "val_interval": val_interval,
         "batch_size": batch_size,
         "features": features,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, MONAI {monai.__version__}",
     }
-    plan: list[tuple[Variant, int, int]] = []
-    for r in resolutions:
-        for name in variants:
-            for seed in range(1 if r >= single_seed_from else seeds):
-                plan.append((VARIANTS[name], r, seed))
-    if reference:
-        plan.append((REFERENCE, 256, 0))
-    in_channels = int(data.train_images.shape[1])
+    results["config"] = config
+    plan = _plan(config)
     for variant, r, seed in tqdm(plan, desc="sweep runs"):
-        key = f"{variant.name}@{r}"
-        if f"{key}#{seed}" not in results["runs"]:
-            network, seconds = train_run(variant, data, r, seed, iterations, batch_size, features)
-            scores = score_volumes(network, data, r, variant)
-            results["runs"][f"{key}#{seed}"] = {**scores, "train_s": seconds}
-            torch.save(network.state_dict(), os.path.join(work_dir, f"{key}#{seed}.pt"))
-            results["wall_s"] = wall_before + time.perf_counter() - started
-            _save(results, path)
+        key = f"{variant.name}@{r}#{seed}"
+        if key in results["runs"]:
+            continue
+        files, bundle_dir = setting_files + variant.config_files, bundle_for(dataset, r)
+        parser = run_parser(bundle_dir, files, run_overrides(config, seed, os.path.join(work_dir, "runs", key)))
+        network, seconds = train_run(parser, data)
+        results["runs"][key] = {
+            **score_volumes(network, parser, data),
+            "train_s": seconds,
+            "model_file": os.path.relpath(parser.get_parsed_content("model_file"), work_dir),
+            "command": f"cd bundles/{os.path.basename(bundle_dir)} && " + bundle_run_command(bundle_dir, files, run_overrides(config, seed)),
+        }
+        results["wall_s"] = wall_before + time.perf_counter() - started
+        _save(results, path)
     groups: dict[int, dict[str, Variant]] = {}  # the variants of one input size are timed together, alternately
     for variant, r, _ in plan:
         if f"{variant.name}@{r}" not in results["speed"]:
             groups.setdefault(r, {})[f"{variant.name}@{r}"] = variant
     for r, group in tqdm(groups.items(), desc="inference cost"):
-        networks = {key: build_network(v, in_channels, data.num_classes, r, features) for key, v in group.items()}
-        for key, speed in bench_networks(networks, (in_channels, r, r), speed_budget_s).items():
+        networks = {
+            key: run_parser(bundle_for(dataset, r), setting_files + v.config_files, run_overrides(config, 0)).get_parsed_content("network_def")
+            for key, v in group.items()
+        }
+        for key, speed in bench_networks(networks, (data.in_channels, r, r), speed_budget_s).items():
             speed["added_parameters"] = count_parameters(networks[key]) - count_parameters(networks[key].backbone)
             results["speed"][key] = speed
         if remeasure_speed:  # the sweep's own time stays that of its first, complete run
@@ -119,6 +149,6 @@ def run_sweep(
         else:
             results["wall_s"] = wall_before + time.perf_counter() - started
         _save(results, path)
-    write_reports(results, data, work_dir, features)  # adds the per-variant summary to results
+    write_reports(results, data, work_dir)  # adds the per-variant summary and the paired ablation to results
     _save(results, path)
     return results

@@ -1,123 +1,181 @@
-"""Train and score one sweep run (a variant at one input resolution, one seed) in-process on cached slices."""
+"""Train and score one sweep run with the bundle's own configs, in-process.
+
+A run is the bundle's ``configs/train.json`` merged with a setting's and a variant's override files
+(``configs/ablation/*.json``, or the bundle's ``train_baseline.json`` / ``train_bilinear.json``) and the sweep's
+command-line overrides, read by ``monai.bundle.ConfigParser`` exactly as ``python -m monai.bundle run`` reads them.
+Everything that decides the trained weights comes from that parser: ``network_def``, ``loss``, ``optimizer``,
+``lr_scheduler``, ``train#random_transforms`` (slice sampling with the foreground share, flips, 90-degree
+rotations, ``LowResInputd``), ``validate#lowres_transforms``, the trainer, the evaluator and the best-model
+saver. Two things differ from a ``monai.bundle run``, neither of which changes the weights: the training and
+validation datasets are ``Dataset``s over volumes cached once by the bundle's own ``volume_transforms`` (the
+tensors its ``CacheDataset`` would hold; ``tests/test_sweep.py`` checks a run gives the same ``model.pt`` as the
+``monai.bundle run`` command :func:`bundle_run_command` prints), and the console, TensorBoard and resume handlers
+are left out.
+"""
 
 from __future__ import annotations
 
+import copy
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
+from monai.bundle import ConfigParser
 from monai.metrics import compute_dice, compute_iou
+from monai.transforms import Compose
+from torch import nn
 
-from jnet.bundles.matrix import head_levels
-from jnet.losses import DiceBCELoss, MultiStageLoss
-from jnet.networks import JNet, elunet_for_input
+from jnet.bundles.parse import bundle_parser
+from jnet.checkpoints import load_weights
+from jnet.tools.bundle_commands import repo_bundle
 
 from .data import SweepData
 
-LEARNING_RATE = 1e-3  # Adam, every run
+__all__ = [
+    "ABLATION_DIR", "Variant", "VARIANTS", "SETTINGS", "QUIET_HANDLERS", "run_parser", "train_run", "predict_volume",
+    "score_volumes", "bundle_run_command", "bundle_for", "run_overrides",
+]
 
-__all__ = ["LEARNING_RATE", "Variant", "VARIANTS", "REFERENCE", "build_network", "train_run", "score_volumes", "predict_slices"]
+ABLATION_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), "configs", "ablation")
+# handlers that only report or make a run resumable: left out of sweep runs (they do not change the weights)
+QUIET_HANDLERS = ("ignite.contrib.handlers.ProgressBar", "StatsHandler", "TensorBoardStatsHandler", "jnet.handlers.ResumeCheckpoint")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """How one sweep variant builds its network and loss."""
+    """One sweep variant: the override files merged after ``train.json`` and what they change.
+
+    Args:
+        name: the variant's key (``<name>@<input size>#<seed>`` in ``sweep.json``).
+        config_files: override files, relative to the bundle folder (``configs/...``) or absolute.
+        description: one sentence for docs/results.md.
+        factor: a one-change ablation of ``head``.
+        input_size: a fixed input size (the 256x256 reference), else the sweep's resolution.
+    """
 
     name: str
-    head: bool  # the learned upscaling head (else: bilinear upsampling of the logits in eval)
-    supervise_at_output: bool = False  # levels=0 but trained against the 256 ground truth (the "bilinear" ablation)
-    loss: str = "dicece"  # or "bce" (the paper's BCE-with-logits per level)
-    lowres_mode: str = "area"
-    head_init: str = "bilinear"
-    head_skip: bool = False
-    full_resolution: bool = False  # the reference: the backbone on the 256x256 input
+    config_files: tuple[str, ...]
+    description: str
+    factor: bool = False
+    input_size: int | None = None
+
+
+def _ablation(name: str) -> str:
+    return os.path.join(ABLATION_DIR, f"{name}.json")
 
 
 VARIANTS = {
-    "baseline": Variant("baseline", head=False),
-    "bilinear": Variant("bilinear", head=False, supervise_at_output=True),
-    "head": Variant("head", head=True),
-    "head_paper": Variant("head_paper", head=True, loss="bce", lowres_mode="nearest", head_init="default", head_skip=True),
-}
-REFERENCE = Variant("reference", head=False, full_resolution=True)
-
-
-def build_network(variant: Variant, in_channels: int, num_classes: int, input_size: int, features: int, output_size: int = 256) -> JNet:
-    size = output_size if variant.full_resolution else input_size
-    levels = head_levels(size, output_size) if variant.head else 0
-    return JNet(
-        elunet_for_input(in_channels, num_classes, size, features),
-        num_classes,
-        levels,
-        output_size,
-        head_skip=variant.head_skip,
-        head_init=variant.head_init,
-        upsample_in_training=variant.supervise_at_output,
+    v.name: v
+    for v in (
+        Variant("baseline", ("configs/train_baseline.json",), "no head: trained at the input resolution against the "
+                "downsampled ground truth, the prediction upsampled bilinearly (the paper's comparison)"),
+        Variant("bilinear", ("configs/train_bilinear.json",), "no head: the logits upsampled bilinearly and trained "
+                "against the 256x256 ground truth"),
+        Variant("head", (), "the bundles' `train.json`: the head with bilinear initialisation, no skips, area-"
+                "downsampled input, Dice + cross-entropy (BraTS: Dice + BCE) at every level with equal weights"),
+        Variant("random_init", (_ablation("random_init"),), "the head's layers start from PyTorch's random "
+                "initialisation instead of exact bilinear upsampling", factor=True),
+        Variant("head_skip", (_ablation("head_skip"),), "the head's output-end skip connections on", factor=True),
+        Variant("bce_loss", (_ablation("bce_loss"),), "BCE-with-logits per level instead of Dice + cross-entropy",
+                factor=True),
+        Variant("nearest_input", (_ablation("nearest_input"),), "nearest-neighbour input downsampling instead of area "
+                "averaging", factor=True),
+        Variant("soft_targets", (_ablation("soft_targets"),), "soft (area-averaged) ground truth at the intermediate "
+                "levels instead of nearest", factor=True),
+        Variant("exp_weights", (_ablation("exp_weights"),), "level weights 1, 1/2, 1/4, ... (MONAI's `exp`) from the "
+                "256x256 level down, instead of equal", factor=True),
+        Variant("top_level_loss", (_ablation("top_level_loss"),), "the loss at the 256x256 level only (weights 1, 0, "
+                "0, ...): the head without the multi-stage loss", factor=True),
+        Variant("fixed_upsampling", (_ablation("fixed_upsampling"),), "the head frozen at bilinear upsampling: the "
+                "multi-stage loss without the head's parameters", factor=True),
+        Variant("head_paper", (_ablation("head_paper"),), "the paper's recipe at once: random initialisation, output-"
+                "end skips, BCE per level with equal weights, soft intermediate targets, nearest-neighbour input"),
+        Variant("reference", (_ablation("reference"),), "the backbone on the 256x256 input (no downsampling, no head)",
+                input_size=256),
     )
+}
+# a setting: override files merged before every variant's (its own cached data: they may change the labels)
+SETTINGS = {
+    "bundle": (),
+    "paper": (_ablation("paper_setting"),),  # the public J-Net code's task: binary whole gland, BCE, nearest input
+}
 
 
-def _loss(variant: Variant, data: SweepData) -> MultiStageLoss:
-    if variant.loss == "bce":
-        base = torch.nn.BCEWithLogitsLoss()
-    else:
-        base = DiceBCELoss() if data.multilabel else DiceCELoss(softmax=True)
-    return MultiStageLoss(base, num_classes=None if data.multilabel else data.num_classes)
+BUNDLE_PREFIX = {"prostate": "prostate_mri_lowres", "brats": "brats_mri_lowres"}
 
 
-def _lowres(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    if images.shape[-1] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode=mode)
+def bundle_for(dataset: str, input_size: int) -> str:
+    """The repository's bundle of ``dataset`` at ``input_size`` (the reference, 256, uses the 128 one)."""
+    return repo_bundle(f"{BUNDLE_PREFIX[dataset]}_{min(input_size, 128)}")
 
 
-def _augment(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    flips = torch.rand(3, generator=generator)
-    if flips[0] < 0.5:
-        images, labels = images.flip(-1), labels.flip(-1)
-    if flips[1] < 0.5:
-        images, labels = images.flip(-2), labels.flip(-2)
-    if flips[2] < 0.5:
-        images, labels = images.rot90(1, (-2, -1)), labels.rot90(1, (-2, -1))
-    return images, labels
+def run_overrides(config: dict, seed: int, run_dir: str | None = None) -> dict:
+    """The command-line overrides of one run (``--key value`` of its ``monai.bundle run`` command)."""
+    overrides = {"dataset_dir": config["dataset_dir"], "num_folds": config["num_folds"], "epochs": config["epochs"],
+                 "val_interval": config["val_interval"], "seed": seed, "num_workers": 0}
+    if config.get("dataset_layout"):
+        overrides["dataset_layout"] = config["dataset_layout"]
+    for name in ("batch_size", "features"):
+        if config.get(name) is not None:
+            overrides[name] = config[name]
+    if run_dir is not None:
+        overrides["bundle_root"] = run_dir
+    return overrides
 
 
-def train_run(
-    variant: Variant,
-    data: SweepData,
-    input_size: int,
-    seed: int,
-    iterations: int,
-    batch_size: int = 16,
-    features: int = 8,
-    learning_rate: float = LEARNING_RATE,
-) -> tuple[JNet, float]:
-    """Train one network with Adam on random batches of cached slices; returns it (eval mode) and the seconds."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    network = build_network(variant, data.train_images.shape[1], data.num_classes, input_size, features)
-    loss_function = _loss(variant, data)
-    optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
-    size = 256 if variant.full_resolution else input_size
+def run_parser(bundle_dir: str, config_files: tuple[str, ...], overrides: dict) -> ConfigParser:
+    """The bundle's train.json merged with ``config_files`` and ``overrides``, as ``monai.bundle run`` parses them."""
+    parser = bundle_parser(bundle_dir, config_files)
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser
+
+
+def bundle_run_command(bundle_dir: str, config_files: tuple[str, ...], overrides: dict) -> str:
+    """The ``monai.bundle run`` command, typed in ``bundle_dir``, that trains what :func:`train_run` trains (the
+    ``bundle_root`` override left out: the bundle folder itself)."""
+    files = ["configs/train.json", *(os.path.relpath(f, bundle_dir) if os.path.isabs(f) else f for f in config_files)]
+    options = " ".join(f"--{key} {value}" for key, value in overrides.items() if key != "bundle_root")
+    return f"python -m monai.bundle run --config_file \"[{','.join(repr(f) for f in files)}]\" {options}".rstrip()
+
+
+def _quiet(handlers: list[dict]) -> list[dict]:
+    return [h for h in handlers if h.get("_target_") not in QUIET_HANDLERS]
+
+
+def train_run(parser: ConfigParser, data: SweepData) -> tuple[nn.Module, float]:
+    """Run the parser's ``initialize`` and ``run`` (its ``SupervisedTrainer``, validating every ``val_interval``
+    epochs and saving the best model to ``models/<model_name>`` under ``bundle_root``) on the cached volumes; then
+    load that best model. Returns the network (eval mode) and the training seconds."""
+    parser["sweep_volumes"] = {"train": tuple(data.train_volumes), "val": tuple(data.val_volumes)}  # tuples: leaves
+    parser["train#dataset"] = {"_target_": "Dataset", "data": "@sweep_volumes#train",
+                               "transform": "$monai.transforms.Compose(@train#random_transforms)"}
+    parser["validate#dataset"] = {"_target_": "Dataset", "data": "@sweep_volumes#val",
+                                  "transform": "$monai.transforms.Compose(@validate#lowres_transforms)"}
+    parser["train#handlers"] = _quiet(parser["train#handlers"])
+    validate_handlers = copy.deepcopy(_quiet(parser["validate#handlers"]))
+    for handler in validate_handlers:
+        if handler.get("_target_") == "jnet.handlers.BestModelSaver":  # the training record names the files
+            handler["provenance"]["datalist"] = data.train_datalist
+    parser["validate#handlers"] = validate_handlers
     start = time.perf_counter()
-    network.train()
-    for _ in range(iterations):
-        index = torch.randint(len(data.train_images), (batch_size,), generator=generator)
-        images, labels = _augment(data.train_images[index].float(), data.train_labels[index].float(), generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_function(network(_lowres(images, size, variant.lowres_mode)), labels)
-        loss.backward()
-        optimizer.step()
-    return network.eval(), time.perf_counter() - start
+    parser.get_parsed_content("initialize")
+    parser.get_parsed_content("run")
+    seconds = time.perf_counter() - start
+    network = parser.get_parsed_content("network_def")
+    load_weights(network, parser.get_parsed_content("model_file"))
+    return network.eval(), seconds
 
 
-def predict_slices(network: JNet, images: torch.Tensor, input_size: int, variant: Variant, chunk: int = 32) -> torch.Tensor:
-    """Logits ``(D, K, 256, 256)`` for ``(D, C, 256, 256)`` slices."""
-    size = 256 if variant.full_resolution else input_size
+def predict_volume(network: nn.Module, parser: ConfigParser, volume: dict, chunk: int = 32) -> torch.Tensor:
+    """Logits ``(D, K, 256, 256)`` of one cached volume through the bundle's ``validate#lowres_transforms``."""
+    lowres = Compose(parser.get_parsed_content("validate#lowres_transforms"))
+    image = torch.as_tensor(lowres({"image": volume["image"].clone()})["image"]).permute(3, 0, 1, 2)  # (D, C, r, r)
     with torch.no_grad():
-        return torch.cat([network(_lowres(part.float(), size, variant.lowres_mode)) for part in images.split(chunk)])
+        return torch.cat([network(part.float()) for part in image.split(chunk)])
 
 
 def _one_hot_volume(masks: torch.Tensor) -> torch.Tensor:
@@ -125,12 +183,13 @@ def _one_hot_volume(masks: torch.Tensor) -> torch.Tensor:
     return masks.permute(1, 2, 3, 0).unsqueeze(0).float()
 
 
-def score_volumes(network: JNet, data: SweepData, input_size: int, variant: Variant) -> dict:
+def score_volumes(network: nn.Module, parser: ConfigParser, data: SweepData) -> dict:
     """Foreground Dice and Jaccard per class and held-out volume (``per_volume``, NaN where a volume lacks the class),
     and their means over the volumes that have the class (``dice``, ``jaccard``)."""
     dice, jaccard = [], []
-    for images, labels in zip(data.val_images, data.val_labels):  # one volume at a time
-        logits = predict_slices(network, images, input_size, variant)
+    for volume in data.val_volumes:
+        logits = predict_volume(network, parser, volume)
+        labels = torch.as_tensor(volume["label"]).permute(3, 0, 1, 2)  # (D, L, 256, 256)
         if data.multilabel:
             pred, truth = (logits.sigmoid() > 0.5), labels.bool()
         else:
