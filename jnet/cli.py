@@ -82,26 +82,36 @@ def bench(out_dir: str = "bench_output", budget_s: float = 0.5) -> None:
     import json
     import os
 
-    from jnet.tools.bench.bundles import bench_bundles, format_bench_table
+    from jnet.tools.bench.bundles import bench_bundles
+    from jnet.tools.bench.table import render_bench_table
 
     os.makedirs(out_dir, exist_ok=True)
     report = bench_bundles(budget_s=budget_s)
     with open(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(report, f, indent=2)
-    table = format_bench_table(report)
+    table = render_bench_table(report)
     with open(os.path.join(out_dir, "bench.md"), "w") as f:
         f.write(table)
     print(table)
 
 
 def bench_processes(
-    out_dir: str = "bench_processes", dataset_dir: str | None = None, processes: int = 2, epochs: int = 10, batch_size: int = 4
+    out_dir: str = "bench_processes",
+    dataset_dir: str | None = None,
+    processes: int = 2,
+    epochs: int = 10,
+    batch_size: int = 4,
+    publish: bool = False,
 ) -> None:
     """Wall time of training and evaluation in 1 vs PROCESSES processes (torchrun; gloo on CPU, one GPU per process
-    where there are GPUs): writes OUT_DIR/processes.json and OUT_DIR/processes.md and prints the table."""
-    from jnet.tools.bench.processes import bench_processes as run, format_processes_table
+    where there are GPUs): writes OUT_DIR/processes.json and OUT_DIR/processes.md and prints the table. --publish:
+    also docs/results/processes.json and the table of docs/multi_gpu.md rendered from it (run from the repository)."""
+    from jnet.tools.bench.processes import bench_processes as run, format_processes_table, publish_processes
 
-    print(format_processes_table(run(out_dir, dataset_dir, processes, epochs, batch_size)))
+    report = run(out_dir, dataset_dir, processes, epochs, batch_size)
+    print(format_processes_table(report))
+    if publish:
+        print(f"published {publish_processes(report)} and its table in docs/multi_gpu.md")
 
 
 def sweep(

@@ -80,7 +80,8 @@ def test_bench_bundles_shares_table_and_jetson_column(tmp_path):
 
     from conftest import REPO
     from jnet.bundles.render import generate_bundles
-    from jnet.tools.bench.bundles import NANO_TARGET, SHARE_KEYS, bench_bundles, format_bench_table, under_nano_target
+    from jnet.tools.bench.bundles import NANO_TARGET, SHARE_KEYS, bench_bundles, under_nano_target
+    from jnet.tools.bench.table import render_bench_table
 
     configs = str(tmp_path / "configs")
     shutil.copytree(os.path.join(REPO, "configs"), configs)
@@ -101,7 +102,7 @@ def test_bench_bundles_shares_table_and_jetson_column(tmp_path):
     for result in (head, plain):
         assert result["jetson_estimate_images_per_s"] == {d: estimate_images_per_s(result["macs"], d) for d in ("jetson_nano", "jetson_orin_nano")}
 
-    table = format_bench_table(report)
+    table = render_bench_table(report)
     rows = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| prostate_mri_lowres_16 | ") and "%" not in line}
     assert set(rows) == {"head", "bilinear"}
     for variant, result in (("head", head), ("bilinear", plain)):

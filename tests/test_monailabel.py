@@ -14,15 +14,19 @@ one 4D NIfTI per case, as MONAI Label sends one image per request. Through the H
   ``DELETE /datastore/label``) and writes a new checkpoint.
 
 Skips, with the reason, when the environment could not be installed here (no network). Each endpoint's time is
-printed at the end (``pytest -s``) and written to ``monailabel_timings.json`` in the test's work folder.
+printed at the end (``pytest -s``) and written to ``monailabel_timings.json`` in the test's work folder; with
+``JNET_PUBLISH_TIMINGS=1``, after a complete run without failures, also to ``docs/results/monailabel_timings.json``
+with the table of ``docs/monailabel.md`` rendered from it (``jnet/tools/bench/monailabel.py``).
 """
 
 from __future__ import annotations
 
+import datetime
 import glob
 import json
 import math
 import os
+import platform
 import re
 import shutil
 import signal
@@ -45,6 +49,7 @@ from conftest import BUNDLES, REPO
 from jnet.bundles.parse import bundle_network
 from jnet.bundles.matrix import bundle_specs
 from jnet.data import LAYOUTS
+from jnet.tools.bench.monailabel import PUBLISH_ENV, format_monailabel_table, publish_monailabel_timings
 from jnet.tools.synthetic import write_brats_task, write_prostate_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -55,13 +60,33 @@ LABEL_VALUES = {"prostate": {0, 1, 2}, "brats": set(LAYOUTS["decathlon"].label_v
 NUM_LABELLED = 4  # per dataset: 3 train + 1 validation with val_split 0.25
 SERVER_START_S = 180
 TRAIN_S = 240
-TIMINGS: dict[str, float] = {}
+TIMINGS: dict[str, list[float]] = {}  # row of docs/monailabel.md's table -> seconds of each such request
+TIMED_ROWS = len(SPECS) + 6  # start, GET /info/, one inference per bundle, 2 trainings, DELETE and PUT of labels
 MONAILABEL = ENVS["monailabel"]
 PINNED_VERSION = MONAILABEL.pinned("monailabel")
 
 
 def _timed(name: str, start: float) -> None:
-    TIMINGS[name] = round(time.perf_counter() - start, 2)
+    TIMINGS.setdefault(name, []).append(round(time.perf_counter() - start, 2))
+
+
+def _save_timings(root, session: pytest.Session) -> None:
+    """Write the timings report to ``root`` and print its table; with ``JNET_PUBLISH_TIMINGS`` set, publish it in
+    docs/ too, but only from a complete run without failures."""
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} usable cores",
+        "monailabel": PINNED_VERSION,
+        "timings": TIMINGS,
+    }
+    (root / "monailabel_timings.json").write_text(json.dumps(report, indent=2))
+    print("\nMONAI Label endpoint timings (s):\n" + format_monailabel_table(report))
+    if not os.environ.get(PUBLISH_ENV):
+        return
+    if session.testsfailed or len(TIMINGS) != TIMED_ROWS:
+        print(f"{PUBLISH_ENV}: not published ({session.testsfailed} failed, {len(TIMINGS)} of {TIMED_ROWS} rows timed)")
+        return
+    print(f"{PUBLISH_ENV}: published", publish_monailabel_timings(report, os.path.join(REPO, "docs")))
 
 
 def _request(method: str, url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 120):
@@ -171,7 +196,7 @@ def work(tmp_path_factory, venv) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="module")
-def server(venv, work) -> Iterator[dict]:
+def server(venv, work, request) -> Iterator[dict]:
     """``monailabel start_server`` on 127.0.0.1 (its own process group, stopped at the end); yields its URL."""
     port = _free_port()
     env = _env(venv)
@@ -198,12 +223,11 @@ def server(venv, work) -> Iterator[dict]:
             time.sleep(0.5)
         else:
             pytest.fail(f"server not up after {SERVER_START_S} s:\n" + log_path.read_text()[-4000:])
-        _timed("start_server (until GET /info/ answers)", start)
+        _timed("`monailabel start_server` until `GET /info/` answers", start)
         yield {"url": url, "log": log_path}
     finally:
         _stop_group(process)
-        (work["root"] / "monailabel_timings.json").write_text(json.dumps(TIMINGS, indent=2))
-        print("\nMONAI Label endpoint timings (s):\n" + "\n".join(f"  {k}: {v}" for k, v in TIMINGS.items()))
+        _save_timings(work["root"], request.session)
 
 
 def _stop_group(process: subprocess.Popen) -> None:
@@ -229,7 +253,7 @@ def _first_output_labels(name: str) -> dict:
 def test_info_lists_every_bundle_with_its_labels(server):
     start = time.perf_counter()
     status, body = _request("GET", server["url"] + "/info/")
-    _timed("GET /info/", start)
+    _timed("`GET /info/`", start)
     assert status == 200, body[-2000:]
     info = json.loads(body)
     assert info["version"] == PINNED_VERSION
@@ -244,7 +268,7 @@ def test_info_lists_every_bundle_with_its_labels(server):
 def _infer(server, name: str, image_id: str, out_path: str) -> None:
     start = time.perf_counter()
     status, body = _request("POST", f"{server['url']}/infer/{name}?image={image_id}&output=image", timeout=300)
-    _timed(f"POST /infer/{name}", start)
+    _timed(f"`POST /infer/{name}`", start)
     assert status == 200, body[-2000:].decode(errors="replace") + server["log"].read_text()[-3000:]
     with open(out_path, "wb") as f:
         f.write(body)
@@ -296,7 +320,7 @@ def _train_one_epoch(server, work, name: str) -> None:
         if task.get("status") in ("DONE", "ERROR", "STOPPED"):
             break
         time.sleep(1)
-    _timed(f"POST /train/{name} (1 epoch, until GET /train/ says DONE)", start)
+    _timed(f"`POST /train/{name}`, 1 epoch, until `GET /train/` says DONE", start)
     details = "\n".join(task.get("details", []))
     assert task.get("status") == "DONE", f"training not done after {TRAIN_S} s: {task.get('status')}\n{details[-4000:]}"
     assert "Training Finished" in details and "val_mean_dice" in details, details[-4000:]
@@ -327,7 +351,7 @@ def test_train_brats_on_labels_submitted_over_http(server, work):
         image_id = os.path.basename(label)[: -len(".nii.gz")]
         start = time.perf_counter()
         status, body = _request("DELETE", f"{server['url']}/datastore/label?id={image_id}&tag=final")
-        _timed("DELETE /datastore/label (each)", start)
+        _timed("`DELETE /datastore/label`, each", start)
         assert status == 200, body
     assert _completed_once_settled(server, 0) == 0  # the watcher and the uploads below would edit it concurrently
     for label in sorted(glob.glob(str(work["raw"] / "brats" / "labelsTr" / "*.nii.gz"))):
@@ -335,7 +359,7 @@ def test_train_brats_on_labels_submitted_over_http(server, work):
         body, headers = _multipart("label", label)
         start = time.perf_counter()
         status, answer = _request("PUT", f"{server['url']}/datastore/label?image={image_id}&tag=final", body, headers)
-        _timed("PUT /datastore/label (each)", start)
+        _timed("`PUT /datastore/label` (a BraTS label submitted), each", start)
         assert status == 200, answer
     assert _completed_once_settled(server, NUM_LABELLED) == NUM_LABELLED
     final = sorted(os.listdir(work["studies"] / "labels" / "final"))

@@ -1,4 +1,5 @@
-"""The ``bench`` verb: parameters, MACs, CPU speed (eager and ONNX Runtime) and peak memory of every bundle."""
+"""The ``bench`` verb: parameters, MACs, CPU speed (eager and ONNX Runtime) and peak memory of every bundle (its
+Markdown: :func:`jnet.tools.bench.table.render_bench_table`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from jnet.bundles.matrix import bundle_specs
 from jnet.bundles.parse import bundle_network, count_parameters
 from jnet.deploy.export.onnx import export_onnx
 
-__all__ = ["bench_bundles", "bench_networks", "format_bench_table", "under_nano_target", "SHARE_TARGET", "NANO_TARGET", "SHARE_KEYS"]
+__all__ = ["bench_bundles", "bench_networks", "under_nano_target", "SHARE_TARGET", "NANO_TARGET", "SHARE_KEYS"]
 
 BATCH = 32
 SHARE_TARGET = 0.75  # the head keeps at least this share of the bilinear-output network's throughput
@@ -86,31 +87,3 @@ def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", bu
         report["bundles"][spec.name] = {"head": head, "bilinear": plain}
         print(f"{spec.name}: done")
     return report
-
-
-def format_bench_table(report: dict) -> str:
-    lines = [
-        f"Machine: {report['machine']}. Batch-1 latency and batch-{report['batch']} throughput on CPU.",
-        "",
-        "| bundle | output | parameters | added | MACs (M) | eager b1 img/s | eager b32 img/s | ORT b1 img/s "
-        "| ORT b32 img/s | peak MB b32 | Nano est. img/s | Orin Nano est. img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, variants in report["bundles"].items():
-        for variant, r in variants.items():
-            nano = r["jetson_estimate_images_per_s"]["jetson_nano"]
-            flag = f" ({under_nano_target(nano)})" if under_nano_target(nano) else ""
-            memory = "n/a" if r["peak_memory_mb_b32"] is None else f"{r['peak_memory_mb_b32']:.0f}"
-            lines.append(
-                f"| {name} | {variant} | {r['parameters']:,} | {r.get('added_parameters', 0)} | {r['macs'] / 1e6:.1f} "
-                f"| {r['eager']['images_per_s_b1']:.0f} | {r['eager']['images_per_s']:.0f} "
-                f"| {r['onnxruntime']['images_per_s_b1']:.0f} | {r['onnxruntime']['images_per_s']:.0f} | {memory} "
-                f"| {nano:.0f}{flag} | {r['jetson_estimate_images_per_s']['jetson_orin_nano']:.0f} |"
-            )
-    lines += ["", f"Head throughput as a share of the same network with a plain bilinear output (target >= {SHARE_TARGET:.0%}):", ""]
-    lines += ["| bundle | eager b1 | eager b32 | ORT b1 | ORT b32 |", "|---|---|---|---|---|"]
-    for name, variants in report["bundles"].items():
-        share = variants["head"]["share_of_bilinear_throughput"]
-        cells = [share[k] for k in SHARE_KEYS]
-        lines.append(f"| {name} | " + " | ".join(f"{c:.0%}" for c in cells) + " |")
-    return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 """Wall time of a bundle's training and evaluation in one process vs ``torchrun`` with N processes (the commands of
-``docs/multi_gpu.md``): ``python -m jnet bench_processes`` writes ``processes.json`` and ``processes.md``.
+``docs/multi_gpu.md``): ``python -m jnet bench_processes`` writes ``processes.json`` and ``processes.md``; with
+``--publish True`` also ``docs/results/processes.json`` and the table of ``docs/multi_gpu.md`` rendered from it.
 
 On a CPU-only machine the processes use gloo and share the cores (``OMP_NUM_THREADS`` = cores // N in every run,
 so a process computes at the same speed alone or beside the others); on a GPU machine each process has its GPU."""
@@ -13,15 +14,19 @@ import sys
 from dataclasses import asdict, dataclass
 
 from jnet.tools.bundle_commands import repo_bundle, run_bundle_command
+from jnet.tools.published import publish_table
 from jnet.distributed import torchrun_env
 from jnet.errors import InputError
 
-__all__ = ["ProcessRun", "bench_processes", "format_processes_table", "engine_seconds", "best_dice"]
+__all__ = ["ProcessRun", "bench_processes", "format_processes_table", "publish_processes", "engine_seconds", "best_dice"]
 
 BUNDLE = "prostate_mri_lowres_16"
 ENGINE_LINE = re.compile(r"(SupervisedTrainer|SupervisedEvaluator) - INFO - Engine run finished\. Time taken: (\d+):(\d+):([\d.]+)")
 REPORT_FILES = ("processes.json", "processes.md")
 BEST_LINE = re.compile(r"Key metric: val_mean_dice best value: (\S+) at epoch")
+PUBLISHED = "processes"  # docs/results/processes.json and the block of that name in docs/multi_gpu.md
+PUBLISHED_PAGE = "multi_gpu.md"
+PUBLISH_COMMAND = "python -m jnet bench_processes --publish True"
 
 
 @dataclass
@@ -151,6 +156,7 @@ def bench_processes(
 
 
 def format_processes_table(report: dict) -> str:
+    """The Markdown table of a report of :func:`bench_processes` (``processes.json``), one row per run."""
     lines = [
         "| command | processes | `--batch_size` | wall (s) | trainer/evaluator engine time (s) | best val Dice |",
         "|---|---|---|---|---|---|",
@@ -160,3 +166,9 @@ def format_processes_table(report: dict) -> str:
         batch = "-" if run["batch_size"] is None else f"{run['batch_size']}" + (" per process" if run["processes"] > 1 else "")
         lines.append(f"| {what} | {run['processes']} | {batch} | {run['wall_s']} | {run['engine_s']} | {run['best_dice']:.3f} |")
     return "\n".join(lines)
+
+
+def publish_processes(report: dict, docs_dir: str = "docs") -> str:
+    """Write ``report`` to ``docs/results/processes.json`` and its table (:func:`format_processes_table`) between the
+    ``processes`` markers of ``docs/multi_gpu.md``; returns the JSON's path."""
+    return publish_table(PUBLISHED, report, format_processes_table(report), PUBLISHED_PAGE, docs_dir)

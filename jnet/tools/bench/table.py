@@ -1,4 +1,5 @@
-"""``docs/bundles.md``: every bundle with its input, output, parameters, added parameters, MACs and quality."""
+"""The bench's Markdown tables: ``docs/bundles.md`` (every bundle with its input, output, parameters, added parameters,
+MACs and quality, from ``configs/``) and the table of ``python -m jnet bench`` (from its ``bench.json``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from jnet.bundles.matrix import bundle_specs
 from jnet.bundles.parse import bundle_network, count_parameters
 from jnet.bundles.render import measured_metrics, provenance
 
+from .bundles import SHARE_KEYS, SHARE_TARGET, under_nano_target
 from .macs import count_macs
 
-__all__ = ["bundles_table", "write_bundles_table", "check_bundles_table"]
+__all__ = ["bundles_table", "write_bundles_table", "check_bundles_table", "render_bench_table"]
 
 
 def bundles_table(configs_dir: str, bundles_dir: str) -> str:
@@ -65,3 +67,37 @@ def check_bundles_table(configs_dir: str, bundles_dir: str, table_file: str) -> 
         fresh_table = write_bundles_table(configs_dir, bundles_dir, os.path.join(fresh, "bundles.md"))
         same = os.path.isfile(table_file) and filecmp.cmp(fresh_table, table_file, shallow=False)
     return [] if same else [f"{table_file} differs"]
+
+
+def _bench_row(name: str, variant: str, result: dict) -> str:
+    """One network of ``bench.json`` (``result``: its ``head`` or ``bilinear`` entry) as a row of the bench table."""
+    nano = result["jetson_estimate_images_per_s"]["jetson_nano"]
+    flag = f" ({under_nano_target(nano)})" if under_nano_target(nano) else ""
+    memory = "n/a" if result["peak_memory_mb_b32"] is None else f"{result['peak_memory_mb_b32']:.0f}"
+    return (
+        f"| {name} | {variant} | {result['parameters']:,} | {result.get('added_parameters', 0)} | {result['macs'] / 1e6:.1f} "
+        f"| {result['eager']['images_per_s_b1']:.0f} | {result['eager']['images_per_s']:.0f} "
+        f"| {result['onnxruntime']['images_per_s_b1']:.0f} | {result['onnxruntime']['images_per_s']:.0f} | {memory} "
+        f"| {nano:.0f}{flag} | {result['jetson_estimate_images_per_s']['jetson_orin_nano']:.0f} |"
+    )
+
+
+def render_bench_table(report: dict) -> str:
+    """The Markdown of ``python -m jnet bench`` from its report (``bench.json``) alone: the machine, every network's
+    figures, and the head's throughput as a share of the bilinear-output network's. Written to ``bench.md`` by the
+    command and into ``docs/results.md`` by ``python -m jnet publish`` (from ``docs/results/bench.json``)."""
+    lines = [
+        f"Machine: {report['machine']}. Batch-1 latency and batch-{report['batch']} throughput on CPU.",
+        "",
+        "| bundle | output | parameters | added | MACs (M) | eager b1 img/s | eager b32 img/s | ORT b1 img/s "
+        "| ORT b32 img/s | peak MB b32 | Nano est. img/s | Orin Nano est. img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, variants in report["bundles"].items():
+        lines += [_bench_row(name, variant, result) for variant, result in variants.items()]
+    lines += ["", f"Head throughput as a share of the same network with a plain bilinear output (target >= {SHARE_TARGET:.0%}):", ""]
+    lines += ["| bundle | eager b1 | eager b32 | ORT b1 | ORT b32 |", "|---|---|---|---|---|"]
+    for name, variants in report["bundles"].items():
+        share = variants["head"]["share_of_bilinear_throughput"]
+        lines.append(f"| {name} | " + " | ".join(f"{share[k]:.0%}" for k in SHARE_KEYS) + " |")
+    return "\n".join(lines) + "\n"

@@ -15,7 +15,9 @@ from jnet.bundles.render import generate_bundles
 from jnet.tools.bench.table import write_bundles_table
 from jnet.tools.eval_metrics import metric_class_names
 
+from .report import format_ablation_table, format_sweep_table
 from .run import run_sweep
+from .train import VARIANTS
 
 __all__ = ["publish_results", "render_results_page", "target_checks", "format_results_page", "ESTIMATES_BEGIN", "ESTIMATES_END"]
 
@@ -139,8 +141,6 @@ def _data_description(config: dict) -> str:
 
 def _factor_sentences(sweep: dict) -> list[str]:
     """One sentence per one-change ablation: what it changes and what it did, at every size, seed by seed."""
-    from .train import VARIANTS
-
     paired = sweep.get("paired_vs_head", {})
     sentences = []
     for name, variant in VARIANTS.items():
@@ -158,8 +158,6 @@ def _factor_sentences(sweep: dict) -> list[str]:
 def format_results_page(sweep: dict, bench: dict | None, others: list[dict] = ()) -> str:
     """docs/results.md from the sweeps' and the bench's JSON alone (``tests/test_published_tables.py`` re-renders
     the committed page from ``docs/results/*.json``)."""
-    from .report import format_ablation_table, format_sweep_table
-
     config = sweep["config"]
     checks = target_checks(sweep, bench)
     wall_s = sweep.get("wall_s")
@@ -319,10 +317,7 @@ def _other_sweep_section(sweep: dict, table: str, ablation: str) -> str:
         + ("; the source of these bundles' `eval_metrics`." if _eval_metrics_entries_possible(config) else "."),
         "",
         table.rstrip(),
-        "",
-        "Paired against `head` (variant minus `head`, seed by seed):",
-        "",
-        ablation.rstrip(),
+        *(["", "Paired against `head` (variant minus `head`, seed by seed):", "", ablation.rstrip()] if sweep["paired_vs_head"] else []),
     ])
 
 

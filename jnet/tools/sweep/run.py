@@ -119,16 +119,18 @@ def run_sweep(
     plan = _plan(config)
     for variant, r, seed in tqdm(plan, desc="sweep runs"):
         key = f"{variant.name}@{r}#{seed}"
-        if key in results["runs"]:
-            continue
         files, bundle_dir = setting_files + variant.config_files, bundle_for(dataset, r)
-        parser = run_parser(bundle_dir, files, run_overrides(config, seed, os.path.join(work_dir, "runs", key)))
+        command = f"cd bundles/{os.path.basename(bundle_dir)} && " + bundle_run_command(bundle_dir, files, run_overrides(config, seed))
+        if key in results["runs"]:  # trained before: its command is derived from the config again
+            results["runs"][key]["command"] = command
+            continue
+        parser = run_parser(bundle_dir, files, run_overrides(config, seed, os.path.join(work_dir, "runs", key.replace("#", "_seed"))))
         network, seconds = train_run(parser, data)
         results["runs"][key] = {
             **score_volumes(network, parser, data),
             "train_s": seconds,
             "model_file": os.path.relpath(parser.get_parsed_content("model_file"), work_dir),
-            "command": f"cd bundles/{os.path.basename(bundle_dir)} && " + bundle_run_command(bundle_dir, files, run_overrides(config, seed)),
+            "command": command,
         }
         results["wall_s"] = wall_before + time.perf_counter() - started
         _save(results, path)
