@@ -119,6 +119,8 @@ def paired_effects(results: dict, against: str = "head") -> dict[str, dict]:
 def format_ablation_table(results: dict, effects: dict, against: str = "head") -> str:
     """One row per variant (the one-change ablations first): its paired effect on the mean foreground Jaccard at
     every input size of the sweep."""
+    if not effects:
+        return f"(no variant ran beside `{against}` with the same seeds)\n"
     sizes = sorted({int(k.split("@")[1]) for k in effects})
     names = [n for n in VARIANTS if any(k.split("@")[0] == n for k in effects)]
     names.sort(key=lambda n: not VARIANTS[n].factor)
