@@ -256,7 +256,14 @@ def _eval_metrics_source(sweep: dict, name: str) -> str:
     size = name.rsplit("_", 1)[1]
     seeds = sweep["summary"][f"head@{size}"]["seeds"]
     command = sweep["runs"][f"head@{size}#0"]["command"].replace("--seed 0", "--seed <seed>" if seeds > 1 else "--seed 0")
-    data = "synthetic data in the Decathlon layout (not the real dataset); " if config["synthetic"] else ""
+    command = command.replace(f"--dataset_dir {config['dataset_dir']}", "--dataset_dir <DATA>")  # no machine's path
+    if config["synthetic"]:
+        generator = config["synthetic_generator"]
+        data = (f"<DATA> = `python -m jnet synthetic --dataset {config['dataset']} --num_train {generator['num_train']} "
+                f"--num_test 0 --seed {generator['seed']} --out_dir <DATA>`: synthetic data in the Decathlon layout "
+                "(not the real dataset); ")
+    else:
+        data = f"<DATA> = the dataset folder `{os.path.basename(os.path.normpath(config['dataset_dir']))}`; "
     return (
         f"`{command}` ({'mean over seeds ' + ', '.join(str(i) for i in range(seeds)) if seeds > 1 else 'seed 0'}): "
         f"models/model.pt (best validation Dice) scored on the {config['held_out_volumes']} held-out volumes of fold 0 "
