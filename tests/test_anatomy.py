@@ -46,7 +46,7 @@ def _arrays(path: str) -> np.ndarray:
 def test_anatomy_dataset_has_the_decathlon_layout(anatomy_dataset):
     with open(os.path.join(anatomy_dataset, "dataset.json")) as f:
         content = json.load(f)
-    assert content["labels"] == LABELS == {"0": "background", "1": "thalamus", "2": "striatum"}
+    assert content["labels"] == LABELS == {"0": "background", "1": "insula", "2": "striatum"}
     assert content["modality"] == MODALITIES and len(content["modality"]) == 2
     assert content["tensorImageSize"] == "4D"
     assert (content["numTraining"], content["numTest"]) == (NUM_TRAIN, NUM_TEST)

@@ -7,7 +7,6 @@ from a seed; labels in the layout's own codes.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -16,6 +15,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from jnet.data.layouts.brats import LAYOUTS, MODALITY_SUFFIXES
+
+from .decathlon import save_decathlon_case, write_dataset_json
 
 __all__ = ["BratsCase", "make_brats_case", "write_brats_task"]
 
@@ -98,16 +99,8 @@ def write_brats_task(
         label = _codes(case.tissue, layout)
         labelled = index < num_train
         if layout == "decathlon":
-            name = f"BRATS_{index:03d}.nii.gz"
-            folder = "imagesTr" if labelled else "imagesTs"
-            os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
-            nib.save(nib.Nifti1Image(case.image, case.affine), os.path.join(out_dir, folder, name))
-            if labelled:
-                os.makedirs(os.path.join(out_dir, "labelsTr"), exist_ok=True)
-                nib.save(nib.Nifti1Image(label, case.affine), os.path.join(out_dir, "labelsTr", name))
-                training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
-            else:
-                test.append(f"./imagesTs/{name}")
+            entry = save_decathlon_case(out_dir, f"BRATS_{index:03d}.nii.gz", case.image, case.affine, label if labelled else None)
+            (training if labelled else test).append(entry)
             continue
         name = f"BraTS2021_{index:05d}"
         case_dir = os.path.join(out_dir, "TrainingData" if labelled else "ValidationData", name)
@@ -117,17 +110,12 @@ def write_brats_task(
         if labelled:
             nib.save(nib.Nifti1Image(label, case.affine), os.path.join(case_dir, f"{name}_seg.nii.gz"))
     if layout == "decathlon":
-        description = {
+        header = {
             "name": "BRATS (synthetic)",
             "description": f"Synthetic brain tumour volumes in the Decathlon Task01 layout, seed {seed}",
             "tensorImageSize": "4D",
             "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
             "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
-            "numTraining": num_train,
-            "numTest": num_test,
-            "training": training,
-            "test": test,
         }
-        with open(os.path.join(out_dir, "dataset.json"), "w") as f:
-            json.dump(description, f, indent=4)
+        write_dataset_json(out_dir, header, training, test)
     return out_dir
