@@ -15,7 +15,7 @@ from torch import nn
 
 from jnet.errors import InputError
 
-__all__ = ["parse_overrides", "apply_overrides", "load_weights", "require_weights_file", "mismatch_detail"]
+__all__ = ["parse_overrides", "apply_overrides", "load_weights", "frozen_network", "require_weights_file", "mismatch_detail"]
 
 
 def parse_overrides(overrides: dict | str | None) -> dict:
@@ -79,6 +79,13 @@ def load_weights(network: nn.Module, model_file: str, option: str = "--model_fil
         ) from error
     logging.getLogger(__name__).info(f"{model_file}: weights loaded into the network")
     return network.eval()
+
+
+def frozen_network(network: nn.Module, model_file: str, device: str | torch.device = "cpu", option: str = "--teacher_file") -> nn.Module:
+    """``network`` with the weights of ``model_file`` (:func:`load_weights`), on ``device``, in eval mode and with
+    no gradients: a distillation teacher."""
+    load_weights(network, model_file, option)
+    return network.to(device).eval().requires_grad_(False)
 
 
 def mismatch_detail(error: BaseException) -> str:

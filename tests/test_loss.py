@@ -3,7 +3,9 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
-from jnet.losses import MultiStageLoss, level_targets
+from jnet.engines import PrepareBatchHighRes
+from jnet.losses import DistillationLoss, MultiStageLoss, SuperResolutionLoss, TrainingTargets, level_targets
+from jnet.networks import ELUNet, JNet
 
 
 class SquaredError(torch.nn.Module):
@@ -73,3 +75,76 @@ def test_dice_bce_keeps_overlapping_channels_binary():
     zero_logits = torch.zeros(1, 3, 8, 8, requires_grad=True)
     DiceBCELoss(lambda_dice=0.0)(zero_logits, empty).backward()
     assert (zero_logits.grad > 0).all()
+
+
+# ---- training-only auxiliaries: distillation and the DSRL-style super-resolution branch ----
+
+
+class _Logits(torch.nn.Module):
+    """A stand-in teacher whose logits are its input (so the test sets them)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _zero_loss(outputs, label):
+    return (outputs[0] * 0).sum()
+
+
+def test_distillation_adds_the_kl_to_the_teacher_and_nothing_when_they_agree():
+    torch.manual_seed(0)
+    student = torch.randn(2, 3, 8, 8, requires_grad=True)
+    teacher_logits = torch.randn(2, 3, 8, 8)
+    label = torch.randint(0, 3, (2, 1, 8, 8))
+    base = MultiStageLoss(num_classes=3)
+    loss = DistillationLoss(base, _Logits(), weight=0.5, temperature=2.0)
+    total = loss([student], TrainingTargets(label, teacher_logits))
+    t = 2.0
+    kl = torch.nn.functional.kl_div(torch.log_softmax(student / t, 1), torch.log_softmax(teacher_logits / t, 1), log_target=True, reduction="none").sum(1).mean()
+    assert total.item() == pytest.approx(base([student], label).item() + 0.5 * t * t * kl.item(), rel=1e-5)
+    assert kl.item() > 0.01
+    agreed = loss([teacher_logits.clone()], TrainingTargets(label, teacher_logits))
+    assert agreed.item() == pytest.approx(base([teacher_logits], label).item(), abs=1e-6)
+    total.backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+    sigmoid = DistillationLoss(_zero_loss, _Logits(), sigmoid=True)
+    assert sigmoid([teacher_logits], TrainingTargets(label, teacher_logits)).item() == pytest.approx(0.0, abs=1e-6)
+    assert sigmoid([student], TrainingTargets(label, teacher_logits)).item() > 0.001
+
+
+def test_distillation_keeps_its_teacher_frozen_and_in_eval_mode():
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3))
+    loss = DistillationLoss(_zero_loss, teacher).train()
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    with pytest.raises(TypeError, match="PrepareBatchHighRes"):
+        loss([torch.zeros(1, 3, 4, 4)], torch.zeros(1, 1, 4, 4))  # a plain label: the config lacks prepare_batch
+
+
+def test_super_resolution_branch_trains_the_backbone_and_leaves_the_network_unchanged():
+    torch.manual_seed(0)
+    network = JNet(ELUNet(2, 3, features=4, num_pools=2), num_classes=3, levels=2, input_size=16)
+    keys = list(network.state_dict())
+    loss = SuperResolutionLoss(_zero_loss, network, in_features=4, out_channels=2, levels=2, weight=1.0)
+    assert list(network.state_dict()) == keys  # the branch lives in the loss: the saved network is the same
+    network.train()
+    outputs = network(torch.randn(2, 2, 16, 16))
+    highres = torch.randn(2, 2, 64, 64)
+    value = loss(outputs, TrainingTargets(torch.zeros(2, 1, 64, 64), highres))
+    assert value.item() > 0.5  # MSE of an untrained branch against unit-variance noise
+    value.backward()
+    assert network.backbone.in_conv[0].weight.grad.abs().sum() > 0  # the reconstruction reaches the shared backbone
+    assert all(p.grad is not None for p in loss.branch.parameters())
+    network.eval()
+    with torch.no_grad():
+        network(torch.randn(1, 2, 16, 16))
+    with pytest.raises(RuntimeError, match="training mode"):  # an eval forward leaves nothing to reconstruct from
+        loss(outputs, TrainingTargets(torch.zeros(2, 1, 64, 64), highres))
+
+
+def test_prepare_batch_hands_the_loss_the_highres_image():
+    batch = {"image": torch.zeros(2, 2, 16, 16), "label": torch.ones(2, 1, 64, 64), "image_highres": torch.full((2, 2, 64, 64), 3.0)}
+    image, targets = PrepareBatchHighRes("image_highres")(batch, "cpu")
+    assert image.shape == (2, 2, 16, 16) and isinstance(targets, TrainingTargets)
+    assert torch.equal(targets.label, batch["label"]) and torch.equal(targets.highres, batch["image_highres"])
+    with pytest.raises(KeyError, match="highres_key"):
+        PrepareBatchHighRes("image_highres")({"image": batch["image"], "label": batch["label"]}, "cpu")

@@ -19,13 +19,24 @@ pytestmark = pytest.mark.timeout(900)
 TINY = {"epochs": 2, "val_interval": 1, "batch_size": 2, "features": 4, "num_workers": 0, "num_folds": 3}
 
 
-@pytest.mark.parametrize("variant", ["head", "head_paper"])
+def _teacher_file(tmp_path) -> str:
+    """Weights of the 256x256 reference network (features 4, untrained): the distillation teacher."""
+    teacher = run_parser(BUNDLE_16, VARIANTS["reference"].config_files, {"features": 4}).get_parsed_content("network_def")
+    path = str(tmp_path / "teacher.pt")
+    torch.save(teacher.state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("variant", ["head", "head_paper", "distillation", "super_resolution"])
 def test_a_sweep_run_trains_the_model_its_bundle_command_trains(variant, tiny_dataset, tmp_path):
     """The sweep trains in-process on cached volumes; the ``monai.bundle run`` command it records for the run, typed in
-    the bundle folder, writes a byte-for-byte equal state dict (float32 CPU, same seed): one training path."""
+    the bundle folder, writes a byte-for-byte equal state dict (float32 CPU, same seed): one training path. The
+    training-only auxiliaries save the student network alone (the same keys as ``head``)."""
     data = load_sweep_data(BUNDLE_16, tiny_dataset, str(tmp_path / "volumes.pt"), num_folds=3)
     files = VARIANTS[variant].config_files
     overrides = {"dataset_dir": tiny_dataset, "seed": 1, **TINY}
+    if VARIANTS[variant].teacher:
+        overrides["teacher_file"] = _teacher_file(tmp_path)
     network, seconds = train_run(run_parser(BUNDLE_16, files, {**overrides, "bundle_root": str(tmp_path / "sweep")}), data)
     assert seconds > 0
     command = bundle_run_command(BUNDLE_16, files, overrides)
@@ -42,6 +53,7 @@ def test_a_sweep_run_trains_the_model_its_bundle_command_trains(variant, tiny_da
     assert list(by_bundle) == list(by_sweep)
     assert all(torch.equal(by_bundle[k], by_sweep[k]) for k in by_bundle)
     assert all(torch.equal(network.state_dict()[k], by_sweep[k]) for k in by_sweep)  # the run scored the saved model
+    assert list(by_sweep) == list(run_parser(BUNDLE_16, files, {"features": 4}).get_parsed_content("network_def").state_dict())
 
 
 def test_every_ablation_file_changes_what_it_says_and_nothing_else():
@@ -53,14 +65,25 @@ def test_every_ablation_file_changes_what_it_says_and_nothing_else():
         if not variant.factor:
             continue
         parser = run_parser(BUNDLE_16, variant.config_files, {})
-        assert set(parser.get()) == base_keys  # no new top-level keys: every file overrides existing ones
-        changed[name] = sorted(k for k in base_keys if parser[k] != head[k] and k != "model_name")
+        keys = set(parser.get())
+        assert keys >= base_keys
+        changed[name] = sorted(k for k in keys if k != "model_name" and (k not in base_keys or parser[k] != head[k]))
         assert parser["model_name"] == f"model_{name}.pt"  # a hand run beside models/model.pt never overwrites it
     assert changed == {
         "random_init": ["head_init"], "head_skip": ["head_skip"], "bce_loss": ["loss"], "nearest_input": ["lowres_mode"],
         "soft_targets": ["intermediate_targets"], "exp_weights": ["loss_weights"], "top_level_loss": ["loss_weights"],
         "fixed_upsampling": ["network_def"],
+        # training only: the kept high-resolution slice, the trainer's loss and prepare_batch, the auxiliary's own keys
+        "distillation": ["distillation_loss", "distillation_temperature", "distillation_weight", "highres_key",
+                         "teacher_def", "teacher_file", "train"],
+        "super_resolution": ["highres_key", "optimizer", "super_resolution_loss", "super_resolution_weight", "train"],
     }
+    for name in ("distillation", "super_resolution"):  # in "train", only the trainer's loss and prepare_batch differ
+        parser = run_parser(BUNDLE_16, VARIANTS[name].config_files, {})
+        trainer, head_trainer = parser["train#trainer"], head["train#trainer"]
+        assert sorted(k for k in set(trainer) | set(head_trainer) if trainer.get(k) != head_trainer.get(k)) == ["loss_function", "prepare_batch"]
+        assert {k: v for k, v in parser["train"].items() if k != "trainer"} == {k: v for k, v in head["train"].items() if k != "trainer"}
+        assert parser["network_def"] == head["network_def"] and parser["loss"] == head["loss"]
     frozen = run_parser(BUNDLE_16, VARIANTS["fixed_upsampling"].config_files, {}).get_parsed_content("network_def")
     assert not any(p.requires_grad for p in frozen.head.parameters()) and all(p.requires_grad for p in frozen.backbone.parameters())
     loss = run_parser(BUNDLE_16, VARIANTS["top_level_loss"].config_files, {}).get_parsed_content("loss")
@@ -218,3 +241,21 @@ def test_a_cache_from_other_preprocessing_is_refused(tiny_dataset, tmp_path, mon
     monkeypatch.setattr(sweep_data, "cache_key", lambda *args: "pre-processing of another version")
     with pytest.raises(InputError, match="use a new --work_dir"):
         sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)
+
+
+def test_the_kept_highres_slice_is_the_augmented_slice_the_input_was_made_from(tiny_dataset, tmp_path):
+    """``highres_key`` copies the image after slice sampling and augmentation, just before ``LowResInputd``: the
+    16x16 input is the area average of the kept 256x256 slice."""
+    from monai.transforms import Compose
+
+    data = load_sweep_data(BUNDLE_16, tiny_dataset, str(tmp_path / "volumes.pt"), num_folds=3)
+    parser = run_parser(BUNDLE_16, VARIANTS["super_resolution"].config_files, {"seed": 0})
+    random_transforms = Compose(parser.get_parsed_content("train#random_transforms"))
+    random_transforms.set_random_state(seed=0)
+    for sample in random_transforms(dict(data.train_volumes[0])):
+        highres, image = sample["image_highres"], sample["image"]
+        assert highres.shape[-2:] == (256, 256) and image.shape[-2:] == (16, 16)
+        expected = torch.nn.functional.avg_pool2d(torch.as_tensor(highres).float()[None], 16)[0]
+        torch.testing.assert_close(torch.as_tensor(image).float(), expected, atol=1e-5, rtol=1e-5)
+    plain = Compose(run_parser(BUNDLE_16, (), {"seed": 0}).get_parsed_content("train#random_transforms"))
+    assert all("image_highres" not in sample for sample in plain(dict(data.train_volumes[0])))

@@ -24,6 +24,7 @@ from .train import SETTINGS, VARIANTS, Variant, bundle_for, bundle_run_command, 
 __all__ = ["run_sweep", "DEFAULT_VARIANTS"]
 
 DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name != "reference")
+REFERENCE_KEY = "reference@256#0"
 def _save(results: dict, path: str) -> None:
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
@@ -39,9 +40,18 @@ def _plan(config: dict) -> list[tuple[Variant, int, int]]:
                 continue
             for seed in range(1 if r >= config["single_seed_from"] else config["seeds"]):
                 plan.append((variant, r, seed))
-    if config["reference"]:
+    if any(variant.teacher for variant, _, _ in plan):  # the distillation teacher trains first
+        plan.insert(0, (VARIANTS["reference"], 256, 0))
+    elif config["reference"]:
         plan.append((VARIANTS["reference"], 256, 0))
     return plan
+
+
+def _teacher_file(variant: Variant, results: dict, work_dir: str) -> str | None:
+    """The reference run's weights, for a variant that distils from it."""
+    if not variant.teacher:
+        return None
+    return os.path.abspath(os.path.join(work_dir, results["runs"][REFERENCE_KEY]["model_file"]))
 
 
 def run_sweep(
@@ -120,11 +130,12 @@ def run_sweep(
     for variant, r, seed in tqdm(plan, desc="sweep runs"):
         key = f"{variant.name}@{r}#{seed}"
         files, bundle_dir = setting_files + variant.config_files, bundle_for(dataset, r)
-        command = f"cd bundles/{os.path.basename(bundle_dir)} && " + bundle_run_command(bundle_dir, files, run_overrides(config, seed))
+        teacher_file = _teacher_file(variant, results, work_dir)
+        command = f"cd bundles/{os.path.basename(bundle_dir)} && " + bundle_run_command(bundle_dir, files, run_overrides(config, seed, teacher_file=teacher_file))
         if key in results["runs"]:  # trained before: its command is derived from the config again
             results["runs"][key]["command"] = command
             continue
-        parser = run_parser(bundle_dir, files, run_overrides(config, seed, os.path.join(work_dir, "runs", key.replace("#", "_seed"))))
+        parser = run_parser(bundle_dir, files, run_overrides(config, seed, os.path.join(work_dir, "runs", key.replace("#", "_seed")), teacher_file))
         network, seconds = train_run(parser, data)
         results["runs"][key] = {
             **score_volumes(network, parser, data),

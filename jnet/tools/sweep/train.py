@@ -54,6 +54,7 @@ class Variant:
         description: one sentence for docs/results.md.
         factor: a one-change ablation of ``head``.
         input_size: a fixed input size (the 256x256 reference), else the sweep's resolution.
+        teacher: distils from the sweep's ``reference`` run (trained first; its weights are the ``--teacher_file``).
     """
 
     name: str
@@ -61,6 +62,7 @@ class Variant:
     description: str
     factor: bool = False
     input_size: int | None = None
+    teacher: bool = False
 
 
 def _ablation(name: str) -> str:
@@ -91,6 +93,12 @@ VARIANTS = {
                 "0, ...): the head without the multi-stage loss", factor=True),
         Variant("fixed_upsampling", (_ablation("fixed_upsampling"),), "the head frozen at bilinear upsampling: the "
                 "multi-stage loss without the head's parameters", factor=True),
+        Variant("distillation", (_ablation("distillation"),), "training only: distillation (KL divergence at "
+                "temperature 2, weight 1) from the 256x256 reference network's soft predictions on the high-resolution "
+                "slice", factor=True, teacher=True),
+        Variant("super_resolution", (_ablation("super_resolution"),), "training only: a DSRL-style branch (dropped "
+                "after training) reconstructs the 256x256 image from the backbone's last features (MSE, weight 0.1)",
+                factor=True),
         Variant("head_paper", (_ablation("head_paper"),), "the paper's recipe at once: random initialisation, output-"
                 "end skips, BCE per level with equal weights, soft intermediate targets, nearest-neighbour input"),
         Variant("reference", (_ablation("reference"),), "the backbone on the 256x256 input (no downsampling, no head)",
@@ -112,8 +120,9 @@ def bundle_for(dataset: str, input_size: int) -> str:
     return repo_bundle(f"{BUNDLE_PREFIX[dataset]}_{min(input_size, 128)}")
 
 
-def run_overrides(config: dict, seed: int, run_dir: str | None = None) -> dict:
-    """The command-line overrides of one run (``--key value`` of its ``monai.bundle run`` command)."""
+def run_overrides(config: dict, seed: int, run_dir: str | None = None, teacher_file: str | None = None) -> dict:
+    """The command-line overrides of one run (``--key value`` of its ``monai.bundle run`` command); ``teacher_file``:
+    the distillation teacher's weights (a :attr:`Variant.teacher` variant)."""
     overrides = {"dataset_dir": config["dataset_dir"], "num_folds": config["num_folds"], "epochs": config["epochs"],
                  "val_interval": config["val_interval"], "seed": seed, "num_workers": 0}
     if config.get("dataset_layout"):
@@ -121,6 +130,8 @@ def run_overrides(config: dict, seed: int, run_dir: str | None = None) -> dict:
     for name in ("batch_size", "features"):
         if config.get(name) is not None:
             overrides[name] = config[name]
+    if teacher_file is not None:
+        overrides["teacher_file"] = teacher_file
     if run_dir is not None:
         overrides["bundle_root"] = run_dir
     return overrides

@@ -1,0 +1,1 @@
+from .prepare_batch import PrepareBatchHighRes
