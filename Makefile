@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALL_KEY := $(shell cat setup.cfg Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(INSTALL_KEY)
 
-.PHONY: install test-envs demo test generate clean
+.PHONY: install test-envs anatomy-templates sweep-anatomy demo test generate clean
 
 $(STAMP):
 	rm -rf $(VENV)
@@ -20,8 +20,22 @@ install: $(STAMP)
 
 # The environments some tests run in (MONAI Label; Python 3.6 for the Jetson Nano runner), cached outside the clone
 # and keyed by their pins (tests/envs.py); where one cannot be made here, the tests that need it skip with the reason
-test-envs:
+test-envs: anatomy-templates
 	$(PYTHON) tests/envs.py
+
+# Real MR anatomy for the tests and the sweep (Colin27 + AAL, Debian's mricron-data): installed with apt-get where this
+# runs as root with apt; elsewhere one line says why, and the anatomy tests skip with the same reason
+TEMPLATES := /usr/share/mricron/templates/aal.nii.gz
+anatomy-templates:
+	@test -f $(TEMPLATES) \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && { apt-get install -y -q mricron-data >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q mricron-data >/dev/null 2>&1; }; }; } \
+	  || echo "anatomy templates not installed ($(TEMPLATES): needs 'apt-get install mricron-data' as root): the real-anatomy tests skip"
+
+# The real-anatomy sweep of docs/results.md (about 25 min on 2 cores)
+sweep-anatomy: install anatomy-templates
+	$(PY) -m jnet sweep --dataset anatomy --work_dir sweep_anatomy --variants "[baseline,bilinear,head]" \
+	  --resolutions "[16,32,64]" --single_seed_from 128 --reference False
 
 demo: install
 	$(PY) -m jnet demo --work_dir demo_output

@@ -71,6 +71,26 @@ def _reorient(path: str) -> str:
     return path
 
 
+def _shift(path: str, mm: float) -> str:
+    """The same voxels, the grid moved by ``mm`` along the world x axis (its affine only)."""
+    image = nib.load(path)
+    affine = image.affine.copy()
+    affine[0, 3] += mm
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), affine, image.header), path)
+    return path
+
+
+def _coarser_grid(path: str) -> str:
+    """The same anatomy on a grid of half the in-plane voxels at twice the spacing (2x2 block means, voxel centres
+    kept in the same world place): a sequence acquired at a lower resolution."""
+    image = nib.load(path)
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    h, w = data.shape[0] // 2 * 2, data.shape[1] // 2 * 2
+    blocks = data[:h, :w].reshape(h // 2, 2, w // 2, 2, *data.shape[2:]).mean(axis=(1, 3))
+    nib.save(nib.Nifti1Image(blocks, image.affine @ np.array([[2, 0, 0, 0.5], [0, 2, 0, 0.5], [0, 0, 1, 0], [0, 0, 0, 1.0]])), path)
+    return path
+
+
 def _crop_8x8(path: str) -> str:
     image = nib.load(path)
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[16:24, 12:20].copy(), image.affine), path)
@@ -232,6 +252,12 @@ CASES = [
          r"{file}: image has 3 channels .* expects 2 channel\(s\)"),
     Case("label shape differs", "prostate", LABELLED, lambda d, c: _edit(_prostate_label(d), lambda v: v[:-2]),
          r"{file}: label shape \(38, 32, 3\) differs from its image's \(40, 32, 3\)"),
+    Case("label affine shifted 2 mm", "prostate", LABELLED, lambda d, c: _shift(_prostate_label(d), 2.0),
+         r"{file}: the label's affine differs from its image's \(.*prostate_01\.nii\.gz\): the grids are up to 2\.00 mm apart"),
+    Case("a BraTS modality on a coarser grid", "brats", ALL, lambda d, c: _coarser_grid(_brats_file(d, c, "t1")),
+         check=lambda *a: _all_finite(a[0])),
+    Case("a BraTS modality far from the others", "brats", ALL, lambda d, c: _shift(_brats_file(d, c, "t2"), 1000.0),
+         r"{file}: its grid does not overlap the grid of .*_flair\.nii\.gz in world coordinates"),
     Case("label value outside the classes", "prostate", LABELLED, lambda d, c: _edit(_prostate_label(d), _set((1, 1, 1), 7)),
          r"{file}: label holds value\(s\) 7 outside the declared classes \[0, 1, 2\]"),
     Case("NaN in an image", "prostate", ALL + ("sweep",), lambda d, c: _edit(_prostate_image(d, c), _set((3, 4, 1, 0), np.nan)),

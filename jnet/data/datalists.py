@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from jnet.errors import InputError
 
-from .io.checks import check_image_header
+from .io.checks import case_files, check_case_headers
 from .io.reader import check_voxel_data
 from .io.screening import ScreenedInputs, screen_inputs
 from .layouts.brats import brats_case, brats_case_datalist, brats_case_dirs, brats_layout
@@ -18,17 +18,34 @@ from .layouts.decathlon import decathlon_datalist, select_split
 __all__ = ["labelled_datalist", "inference_inputs", "inference_datalist"]
 
 
-def _matching_files(pattern_or_files: str | Sequence[str]) -> list[str]:
-    files = sorted(glob.glob(pattern_or_files)) if isinstance(pattern_or_files, str) else [str(f) for f in pattern_or_files]
+NIFTI_PATTERNS = ("*.nii.gz", "*.nii")
+
+
+def _matching_files(pattern_or_files: str | Sequence[str | Sequence[str]]) -> list[str | list[str]]:
+    """The cases of ``--input_files``: a glob (one file per case), or a list whose entries are files or lists of a
+    case's sequence files (``[['t2.nii.gz', 'adc.nii.gz'], ...]``)."""
+    if isinstance(pattern_or_files, str):
+        files = sorted(glob.glob(pattern_or_files))
+    else:
+        files = [str(f) if isinstance(f, (str, os.PathLike)) else case_files(f) for f in pattern_or_files]
     if not files:
         raise InputError(f"no input images match '{pattern_or_files}'.")
     return files
 
 
-def _image_item(path: str, in_channels: int | None) -> dict:
-    check_image_header(path, in_channels)
-    check_voxel_data(path)
-    return {"image": path}
+def _test_images(dataset_dir: str) -> list[str]:
+    """``imagesTs/*.nii.gz`` and ``imagesTs/*.nii`` of a Decathlon task, sorted."""
+    patterns = [os.path.join(dataset_dir, "imagesTs", p) for p in NIFTI_PATTERNS]
+    files = sorted(f for p in patterns for f in glob.glob(p))
+    if not files:
+        raise InputError(f"no input images match {' or '.join(patterns)}.")
+    return files
+
+
+def _image_item(image: str | list[str], in_channels: int | None) -> dict:
+    check_case_headers(image, in_channels)
+    check_voxel_data(image)
+    return {"image": image}
 
 
 def _case_item(case_dir: str) -> dict:
@@ -58,8 +75,9 @@ def inference_inputs(
     dataset_dir: str | None, layout: str = "decathlon", input_files: str | list | None = None, in_channels: int | None = None
 ) -> ScreenedInputs:
     """
-    Volumes to segment, screened one by one: ``input_files`` (a glob or a list of NIfTI files) when given;
-    otherwise ``<dataset_dir>/imagesTs/*.nii.gz`` (Decathlon) or every case folder of a BraTS 2018-2021 layout.
+    Volumes to segment, screened one by one: ``input_files`` (a glob or a list of NIfTI files, or of lists of a
+    case's sequence files on their own grids) when given; otherwise ``<dataset_dir>/imagesTs/*.nii.gz`` and
+    ``*.nii`` (Decathlon) or every case folder of a BraTS 2018-2021 layout.
     An input whose file is missing, unreadable, truncated, of the wrong shape or channels, or holds NaN/Inf is
     logged and left out (``failures``); :meth:`ScreenedInputs.raise_if_failed` reports them after the run.
     """
@@ -68,8 +86,7 @@ def inference_inputs(
     if layout == "decathlon":
         if not dataset_dir or not os.path.isdir(dataset_dir):
             raise InputError(f"dataset_dir '{dataset_dir}' does not exist or is not a folder (set --dataset_dir or --input_files).")
-        files = _matching_files(os.path.join(dataset_dir, "imagesTs", "*.nii.gz"))
-        return screen_inputs(files, lambda path: _image_item(path, in_channels))
+        return screen_inputs(_test_images(dataset_dir), lambda path: _image_item(path, in_channels))
     brats_layout(layout)
     return screen_inputs(brats_case_dirs(dataset_dir or ""), _case_item)
 

@@ -25,12 +25,14 @@ from .params import (
     check_params,
     load_params,
 )
+from .grids import OBLIQUE_WARNING_DEGREES, SAME_GRID_TOLERANCE, grid_offset_mm, join_sequences, obliquity_degrees, overlap_fraction, resample_to_grid, same_grid, spacing
 from .resample import grid_start, pad_or_crop, resize_slices, undo_pad_or_crop
 from .steps import (
     activate,
     apply_orientation,
     crop_square,
     from_grid,
+    load_case,
     load_volume,
     normalize,
     orientations,

@@ -9,12 +9,14 @@ Python 3.6 syntax, numpy + nibabel only.
 import nibabel as nib
 import numpy as np
 
+from .grids import join_sequences
 from .params import RunnerError
 from .resample import pad_or_crop, resize_slices, undo_pad_or_crop
 
 
 def load_volume(path, in_channels):
-    """``(C, H, W, D)`` float32 image and the affine of a 3D (one channel) or 4D (channels last) NIfTI file."""
+    """``(C, H, W, D)`` float32 image and the affine of a 3D (one channel) or 4D (channels last) NIfTI file;
+    ``in_channels`` None: any number of channels."""
     try:
         image = nib.load(path)
         data = np.asanyarray(image.dataobj)
@@ -26,12 +28,33 @@ def load_volume(path, in_channels):
         data = np.moveaxis(data, -1, 0)
     else:
         raise RunnerError("{}: a {}D image; expected a 3D volume or a 4D volume with channels last.".format(path, data.ndim))
-    if data.shape[0] != in_channels:
+    if in_channels is not None and data.shape[0] != in_channels:
         raise RunnerError("{}: image has {} channel(s), the model expects {}.".format(path, data.shape[0], in_channels))
     data = data.astype(np.float32)
     if not np.isfinite(data).all():
         raise RunnerError("{}: holds NaN or Inf voxel values; fix or re-export the file.".format(path))
     return data, np.asarray(image.affine, dtype=np.float64)
+
+
+def load_case(paths, in_channels):
+    """
+    ``(C, H, W, D)`` float32 image and affine of a case: one NIfTI file, or a list of its sequence files (prostate
+    T2 then ADC) on their own grids, every one after the first resampled onto the first's grid
+    (:func:`join_sequences`, trilinear in world coordinates) - the mask is then written on the first file's grid.
+    Returns the image, the affine and the notes (one line per resampled sequence).
+    """
+    if isinstance(paths, str):
+        volume, affine = load_volume(paths, in_channels)
+        return volume, affine, []
+    loaded = [load_volume(path, None) for path in paths]
+    channels = sum(volume.shape[0] for volume, _ in loaded)
+    if channels != in_channels:
+        raise RunnerError("{}: the case's {} files hold {} channel(s), the model expects {}.".format(paths[0], len(paths), channels, in_channels))
+    try:
+        volume, notes = join_sequences([v for v, _ in loaded], [a for _, a in loaded], list(paths))
+    except ValueError as error:
+        raise RunnerError(str(error))
+    return volume, loaded[0][1], notes
 
 
 def orientations(affine, axcodes="RAS"):

@@ -2,23 +2,53 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Sequence
 
 import nibabel as nib
+import numpy as np
 
 from jnet.errors import InputError
+from jnet.processing import OBLIQUE_WARNING_DEGREES, SAME_GRID_TOLERANCE, grid_offset_mm, obliquity_degrees, overlap_fraction, spacing
 
-__all__ = ["check_image_header", "check_pair_headers", "image_channels"]
+__all__ = ["check_image_header", "check_case_headers", "check_pair_headers", "image_channels", "case_files", "warn_if_oblique"]
+
+logger = logging.getLogger(__name__)
 
 
-def _header_shape(path: str, listed_in: str | None = None) -> tuple[int, ...]:
+def case_files(image: str | Sequence[str]) -> list[str]:
+    """The files of a case: one file, or the list of its sequence files."""
+    return [image] if isinstance(image, str) else [str(f) for f in image]
+
+
+def _header(path: str, listed_in: str | None = None) -> nib.Nifti1Image:
     where = f" (listed in {listed_in})" if listed_in else ""
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder, not a NIfTI file{where}.")
     if not os.path.isfile(path):
         raise InputError(f"{path}: file does not exist{where}.")
     try:
-        return tuple(int(n) for n in nib.load(path).shape)
+        return nib.load(path)
     except Exception as e:  # nibabel raises several types for a file that is not NIfTI
         raise InputError(f"{path}: not a readable NIfTI file ({e}){where}.") from e
+
+
+def _header_shape(path: str, listed_in: str | None = None) -> tuple[int, ...]:
+    return tuple(int(n) for n in _header(path, listed_in).shape)
+
+
+def warn_if_oblique(path: str, affine: np.ndarray) -> float:
+    """Log one warning when the grid of ``path`` is oblique (voxel axes more than
+    :data:`~jnet.processing.OBLIQUE_WARNING_DEGREES` off the scanner axes); returns the angle."""
+    angle = obliquity_degrees(affine)
+    if angle > OBLIQUE_WARNING_DEGREES:
+        logger.warning(
+            f"{path}: oblique acquisition - the voxel axes are {angle:.1f} degrees off the scanner axes; it runs as is, "
+            "so the network sees the anatomy rotated by that angle (resample it onto an axis-aligned grid first if "
+            "the training data were axis-aligned: docs/hospital.md)."
+        )
+    return angle
 
 
 def image_channels(shape: tuple[int, ...]) -> int:
@@ -40,13 +70,59 @@ def check_image_header(path: str, in_channels: int | None = None, listed_in: str
     return shape
 
 
-def check_pair_headers(image: str, label: str, in_channels: int | None = None, listed_in: str | None = None) -> None:
-    """Image checks, plus: the label is a 3D volume with the image's spatial shape."""
-    image_shape = check_image_header(image, in_channels, listed_in)
-    label_shape = _header_shape(label, listed_in)
+def check_case_headers(image: str | Sequence[str], in_channels: int | None = None, listed_in: str | None = None) -> tuple[int, ...]:
+    """
+    The checks of :func:`check_image_header` for a case of one file or several sequence files: each file a
+    readable 3D/4D NIfTI, the channels of all files together ``in_channels``, every other sequence's grid
+    overlapping the first's (they are resampled onto it when loaded). Warns once for an oblique first grid.
+    Returns the first file's shape with the case's channel count, ``(H, W, D, C)``.
+    """
+    files = case_files(image)
+    if not files:
+        raise InputError(f"an empty list of image files{f' (listed in {listed_in})' if listed_in else ''}.")
+    if len(files) == 1:
+        shape = check_image_header(files[0], in_channels, listed_in)
+        warn_if_oblique(files[0], _header(files[0]).affine)
+        return shape if len(shape) == 4 else (*shape, 1)
+    headers = [_header(f, listed_in) for f in files]
+    shapes = [tuple(int(n) for n in h.shape) for h in headers]
+    for path, shape in zip(files, shapes):
+        if len(shape) not in (3, 4):
+            raise InputError(f"{path}: image has {len(shape)} dimensions {shape}; expected H x W x D or H x W x D x C.")
+    channels = sum(image_channels(shape) for shape in shapes)
+    if in_channels is not None and channels != in_channels:
+        listing = ", ".join(f"{os.path.basename(p)} {image_channels(s)}" for p, s in zip(files, shapes))
+        raise InputError(f"{files[0]}: the case's {len(files)} files hold {channels} channel(s) ({listing}) but the bundle expects {in_channels}.")
+    reference = headers[0]
+    for path, header, shape in zip(files[1:], headers[1:], shapes[1:]):
+        if overlap_fraction(reference.affine, reference.shape[:3], header.affine, shape[:3]) == 0.0:
+            raise InputError(
+                f"{path}: its grid does not overlap the grid of {files[0]} in world coordinates (another patient "
+                "position, or a wrong affine) - the sequences of a case cannot be brought onto one grid."
+            )
+    warn_if_oblique(files[0], reference.affine)
+    return (*shapes[0][:3], channels)
+
+
+def check_pair_headers(image: str | Sequence[str], label: str, in_channels: int | None = None, listed_in: str | None = None) -> None:
+    """Case checks (:func:`check_case_headers`), plus: the label is a 3D volume on the grid of the (first) image
+    file - its shape, and its affine within :data:`~jnet.processing.SAME_GRID_TOLERANCE` of a voxel."""
+    image_shape = check_case_headers(image, in_channels, listed_in)
+    reference = case_files(image)[0]
+    label_header = _header(label, listed_in)
+    label_shape = tuple(int(n) for n in label_header.shape)
     if len(label_shape) == 4 and label_shape[3] == 1:
         label_shape = label_shape[:3]
     if len(label_shape) != 3:
         raise InputError(f"{label}: label has shape {label_shape}; expected a 3D H x W x D volume of class codes.")
     if label_shape != image_shape[:3]:
-        raise InputError(f"{label}: label shape {label_shape} differs from its image's {image_shape[:3]} ({image}).")
+        raise InputError(f"{label}: label shape {label_shape} differs from its image's {image_shape[:3]} ({reference}).")
+    image_affine = _header(reference).affine
+    offset = grid_offset_mm(image_affine, label_header.affine, label_shape)
+    tolerance = SAME_GRID_TOLERANCE * spacing(image_affine).min()
+    if offset > tolerance:
+        raise InputError(
+            f"{label}: the label's affine differs from its image's ({reference}): the grids are up to {offset:.2f} mm "
+            f"apart (tolerance {tolerance:.2f} mm, a tenth of the smallest voxel) - the label would train on the wrong "
+            "voxels; re-export it on the image's grid."
+        )

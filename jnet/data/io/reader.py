@@ -9,20 +9,24 @@ where the file name is known - for BraTS case folders that is the single modalit
 from __future__ import annotations
 
 import gzip
+import logging
 import zlib
 from collections.abc import Sequence
 
 import nibabel as nib
 import numpy as np
 from monai.data import NibabelReader
+from monai.utils import MetaKeys, ensure_tuple
 
 from jnet.errors import InputError
+from jnet.processing import join_sequences
 
 __all__ = ["CheckedNibabelReader", "check_finite", "check_voxel_data"]
 
 # what reading the voxel data of a file with a readable header raises when the file is damaged: gzip stream cut
 # short (EOFError), damaged deflate data (zlib.error), CRC mismatch (gzip.BadGzipFile, an OSError), short file (OSError)
 _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
+logger = logging.getLogger(__name__)
 
 
 def check_finite(array: np.ndarray, filename: str) -> None:
@@ -65,9 +69,37 @@ class CheckedNibabelReader(NibabelReader):
     bundles' ``LoadImaged`` (``"reader": "jnet.data.CheckedNibabelReader"``), so training, evaluation,
     inference and MONAI Label all refuse such a file with the same message.
 
+    A case of several files (one per sequence: prostate T2 then ADC, the BraTS modalities) is one volume on the
+    FIRST file's grid: every other sequence is resampled onto it in world coordinates (trilinear,
+    :func:`jnet.processing.join_sequences`; one log line per resampled sequence) and the channels are concatenated
+    in file order; the metadata (affine, shape) are the first file's, so the mask is written on its grid. Files on
+    the same grid are stacked as they are. Where MONAI's reader stops with "spatial_shape ... should be the same",
+    this one joins the grids.
+
     Args:
         args, kwargs: as ``monai.data.NibabelReader``.
     """
+
+    def get_data(self, img):
+        images = ensure_tuple(img)
+        if len(images) < 2:
+            return super().get_data(img)
+        if self.as_closest_canonical:
+            raise ValueError("CheckedNibabelReader joins the sequences of a case on their own grids: as_closest_canonical is not supported.")
+        filenames = [str(f) for f in ensure_tuple(self.filenames)]
+        data, meta = super().get_data(images[0])
+        volumes, affines = [_channels_first(data)], [np.asarray(meta[MetaKeys.AFFINE], dtype=np.float64)]
+        for image, filename in zip(images[1:], filenames[1:]):
+            volumes.append(_channels_first(self._get_array_data(image, filename)))
+            affines.append(np.asarray(self._get_affine(image), dtype=np.float64))
+        try:
+            joined, notes = join_sequences(volumes, affines, filenames)
+        except ValueError as e:
+            raise InputError(str(e)) from e
+        for note in notes:
+            logger.info(note)
+        meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = -1
+        return np.moveaxis(joined, 0, -1), meta
 
     def _get_array_data(self, img, filename):
         name = _source_name(img, str(filename))
@@ -83,8 +115,16 @@ class CheckedNibabelReader(NibabelReader):
         return data
 
 
+def _channels_first(data: np.ndarray) -> np.ndarray:
+    """``(H, W, D)`` -> ``(1, H, W, D)``; ``(H, W, D, C)`` -> ``(C, H, W, D)``."""
+    data = np.asarray(data)
+    return data[None] if data.ndim == 3 else np.moveaxis(data, -1, 0)
+
+
 def check_voxel_data(paths: str | Sequence[str]) -> None:
-    """Read every voxel of ``paths`` (one file, or the files stacked as channels) the way the bundles do,
-    raising :class:`InputError` for unreadable or non-finite data."""
+    """Read every voxel of ``paths`` (one file, or each file of a case) the way the bundles do, raising
+    :class:`InputError` for unreadable or non-finite data. The files of a case are read one at a time: the grids
+    are joined when the case is loaded."""
     reader = CheckedNibabelReader()
-    reader.get_data(reader.read(paths))
+    for path in ensure_tuple(paths):
+        reader.get_data(reader.read(path))

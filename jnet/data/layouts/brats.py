@@ -21,7 +21,7 @@ import torch
 
 from jnet.errors import InputError
 
-from ..io.checks import check_image_header, check_pair_headers
+from ..io.checks import check_case_headers, check_pair_headers
 
 __all__ = [
     "BratsLayout",
@@ -114,13 +114,11 @@ def brats_case(case_dir: str, labelled: bool = True) -> dict:
         raise InputError(f"{case_dir}: case misses modality file(s) {', '.join(f'*_{m}.nii.gz' for m in missing)}.")
     images = [files[s] for s in MODALITY_SUFFIXES]
     if not labelled:
-        for path in images:
-            check_image_header(path, 1)
+        check_case_headers(images, len(images))
         return {"image": images}
     if "seg" not in files:
         raise InputError(f"{case_dir}: case has no segmentation (*_seg.nii.gz).")
-    for path in images:
-        check_pair_headers(path, files["seg"], 1)
+    check_pair_headers(images, files["seg"], len(images))
     return {"image": images, "label": files["seg"]}
 
 

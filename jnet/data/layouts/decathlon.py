@@ -11,7 +11,7 @@ from monai.data import partition_dataset
 
 from jnet.errors import InputError
 
-from ..io.checks import check_image_header, check_pair_headers
+from ..io.checks import case_files, check_case_headers, check_pair_headers
 
 __all__ = ["decathlon_datalist", "image_datalist", "select_split", "split_folds", "read_dataset_json"]
 
@@ -39,8 +39,11 @@ def read_dataset_json(dataset_dir: str) -> dict:
     return content
 
 
-def _resolve(dataset_dir: str, relative: str) -> str:
-    return os.path.normpath(os.path.join(dataset_dir, relative))
+def _resolve(dataset_dir: str, relative: str | list[str]) -> str | list[str]:
+    """A listed path (or the list of a case's sequence files) relative to the task folder."""
+    if isinstance(relative, str):
+        return os.path.normpath(os.path.join(dataset_dir, relative))
+    return [os.path.normpath(os.path.join(dataset_dir, f)) for f in relative]
 
 
 def split_folds(items: Sequence[dict], num_folds: int, val_fold: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
@@ -112,5 +115,5 @@ def image_datalist(pattern_or_files: str | Sequence[str], in_channels: int | Non
     if not files:
         raise InputError(f"no input images match '{pattern_or_files}'.")
     for path in files:
-        check_image_header(path, in_channels)
-    return [{"image": path} for path in files]
+        check_case_headers(path, in_channels)
+    return [{"image": path if isinstance(path, str) else case_files(path)} for path in files]

@@ -8,7 +8,7 @@ from jnet.processing import PARAMS_FILE, RunnerError, load_params
 
 from .benchmark import benchmark
 from .models import load_model, model_kind
-from .volumes import input_files, segment_files
+from .volumes import input_cases, segment_files
 
 DESCRIPTION = "J-Net standalone runner: segment NIfTI volumes with an exported bundle network, without MONAI or PyTorch."
 
@@ -16,7 +16,8 @@ DESCRIPTION = "J-Net standalone runner: segment NIfTI volumes with an exported b
 def main(argv=None):
     parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument("model", help="model.onnx, or a TensorRT engine (.engine/.plan/.trt) built on this device")
-    parser.add_argument("input", nargs="?", help="a NIfTI volume, or a folder of .nii/.nii.gz volumes")
+    parser.add_argument("input", nargs="*", help="NIfTI volumes, folders of .nii/.nii.gz volumes, or a case's sequence "
+                        "files joined by commas (t2.nii.gz,adc.nii.gz: resampled onto the first file's grid)")
     parser.add_argument("--output_dir", default="output", help="where <name>_seg.nii.gz go (default: output)")
     parser.add_argument("--params", help="deploy.json (default: next to the model)")
     parser.add_argument("--batch_size", type=int, default=32, help="slices per network call (default 32)")
@@ -27,11 +28,11 @@ def main(argv=None):
     try:
         model_kind(args.model)  # the model argument first: a wrong file is named before its deploy.json is sought
         params = load_params(args.params or os.path.join(os.path.dirname(os.path.abspath(args.model)), PARAMS_FILE))
-        if args.input is None and not args.benchmark:
+        if not args.input and not args.benchmark:
             raise RunnerError("give an input volume or folder, or --benchmark.")
         model = load_model(args.model, params, args.threads)
-        if args.input is not None:
-            paths = input_files(args.input)
+        if args.input:
+            paths = input_cases(args.input)
             failures = segment_files(model, paths, params, args.output_dir, args.batch_size)
             if failures and len(paths) == 1:
                 return 1  # its one ERROR line is printed

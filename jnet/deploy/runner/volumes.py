@@ -7,7 +7,7 @@ import sys
 import nibabel as nib
 import numpy as np
 
-from jnet.processing import RunnerError, apply_orientation, load_volume, postprocess, preprocess, reorient, uniform_mask_warning
+from jnet.processing import OBLIQUE_WARNING_DEGREES, RunnerError, apply_orientation, load_case, obliquity_degrees, postprocess, preprocess, reorient, uniform_mask_warning
 
 
 def segment_slices(model, slices, state, params, batch_size=32):
@@ -18,9 +18,17 @@ def segment_slices(model, slices, state, params, batch_size=32):
     return np.concatenate(parts, axis=2)
 
 
-def segment_file(model, path, params, output_dir, batch_size=32):
-    """Segment one NIfTI file into ``output_dir/<name>_seg.nii.gz``: uint8 labels, the input's shape and affine."""
-    volume, affine = load_volume(path, params["in_channels"])
+def segment_file(model, case, params, output_dir, batch_size=32):
+    """Segment one case - a NIfTI file, or a list of its sequence files (resampled onto the first's grid) - into
+    ``output_dir/<name>_seg.nii.gz`` (the first file's name): uint8 labels, the (first) input's shape and affine."""
+    volume, affine, notes = load_case(case, params["in_channels"])
+    path = case if isinstance(case, str) else case[0]
+    for note in notes:
+        print("INFO: " + note, file=sys.stderr)
+    angle = obliquity_degrees(affine)
+    if angle > OBLIQUE_WARNING_DEGREES:
+        print("WARNING: {}: oblique acquisition - the voxel axes are {:.1f} degrees off the scanner axes; it runs as is, "
+              "so the network sees the anatomy rotated by that angle.".format(path, angle), file=sys.stderr)
     ras, undo = reorient(volume, affine, params["axcodes"])
     slices, state = preprocess(ras, params)
     labels = apply_orientation(segment_slices(model, slices, state, params, batch_size)[None], undo)[0]
@@ -46,18 +54,35 @@ def segment_file(model, path, params, output_dir, batch_size=32):
     return out_path
 
 
-def segment_files(model, paths, params, output_dir, batch_size=32):
-    """Segment every file; a bad one is reported (``ERROR: <file>: ...``) and skipped, the others are written.
-    Returns the failures as ``[(path, message)]``."""
+def segment_files(model, cases, params, output_dir, batch_size=32):
+    """Segment every case (a file, or a list of sequence files); a bad one is reported (``ERROR: <file>: ...``) and
+    skipped, the others are written. Returns the failures as ``[(first file, message)]``."""
     failures = []
-    for path in paths:
+    for case in cases:
+        path = case if isinstance(case, str) else case[0]
         try:
-            print(segment_file(model, path, params, output_dir, batch_size))
+            print(segment_file(model, case, params, output_dir, batch_size))
         except (RunnerError, ValueError) as error:  # ValueError: numpy on a degenerate volume (an empty axis)
             message = str(error) if isinstance(error, RunnerError) else "{}: cannot be segmented ({}).".format(path, error)
             print("ERROR: {}".format(message), file=sys.stderr)
             failures.append((path, message))
     return failures
+
+
+def input_cases(inputs):
+    """The cases of the command line: each input a NIfTI file, a folder (each ``*.nii``/``*.nii.gz`` file in it one
+    case), or one case's sequence files joined by commas (``t2.nii.gz,adc.nii.gz``: T2 first, its grid is kept)."""
+    cases = []
+    for item in inputs:
+        if "," in item and not os.path.exists(item):
+            files = [f for f in item.split(",") if f]
+            for f in files:
+                if not os.path.isfile(f):
+                    raise RunnerError("{}: no such file (in the case {}).".format(f, item))
+            cases.append(files if len(files) > 1 else files[0])
+        else:
+            cases.extend(input_files(item))
+    return cases
 
 
 def input_files(path):

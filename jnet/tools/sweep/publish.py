@@ -9,13 +9,15 @@ import json
 import os
 import shutil
 
+import numpy as np
+
 from jnet.tools.bench.bundles import SHARE_KEYS, SHARE_TARGET, under_nano_target
 from jnet.bundles.matrix import bundle_specs
 from jnet.bundles.render import generate_bundles
 from jnet.tools.bench.table import write_bundles_table
 from jnet.tools.eval_metrics import metric_class_names
 
-from .report import format_ablation_table, format_sweep_table
+from .report import run_jaccard, format_ablation_table, format_sweep_table, seed_std
 from .run import run_sweep
 from .train import VARIANTS
 
@@ -46,6 +48,25 @@ def _quality_checks(sweep: dict) -> list[tuple[str, bool, str]]:
                 f"+{margin:.3f} (std {spread:.3f}), head higher in {head_higher}/{effect['seeds']} seeds" if margin >= 0 else
                 f"{margin:.3f} (std {spread:.3f}), head higher in {head_higher}/{effect['seeds']} seeds",
             ))
+    return checks
+
+
+def _cross_size_checks(sweep: dict) -> list[tuple[str, bool, str]]:
+    """The paper's BraTS claim: the head at ``r`` reaches the ``baseline`` at ``2r``, seed by seed (same seeds): met when
+    the mean of the per-seed differences (head@r minus baseline@2r) is not below zero by more than their sample std."""
+    checks = []
+    runs = sweep["runs"]
+    for r in (16, 32):
+        seeds = sorted(int(k.split("#")[1]) for k in runs if k.startswith(f"head@{r}#") and f"baseline@{2 * r}#{k.split('#')[1]}" in runs)
+        if not seeds:
+            continue
+        differences = [run_jaccard(runs[f"head@{r}#{s}"]) - run_jaccard(runs[f"baseline@{2 * r}#{s}"]) for s in seeds]
+        mean, spread = float(np.mean(differences)), seed_std(differences) or 0.0
+        checks.append((
+            f"{r}x{r} head reaches the {2 * r}x{2 * r} baseline (mean paired difference not below 0 by more than its std)",
+            mean >= -spread,
+            f"{mean:+.3f} (std {spread:.3f}), head@{r} higher in {sum(d > 0 for d in differences)}/{len(seeds)} seeds",
+        ))
     return checks
 
 
@@ -92,7 +113,7 @@ def _cost_checks(sweep: dict, bench: dict | None) -> list[tuple[str, bool, str]]
 
 def target_checks(sweep: dict, bench: dict | None = None) -> list[tuple[str, bool, str]]:
     """Every target of the sweep issue as ``(what, met, the numbers)``."""
-    return _quality_checks(sweep) + _cost_checks(sweep, bench)
+    return _quality_checks(sweep) + _cross_size_checks(sweep) + _cost_checks(sweep, bench)
 
 
 def _sweep_command(config: dict) -> str:
@@ -133,6 +154,10 @@ def _run_description(config: dict) -> str:
 
 
 def _data_description(config: dict) -> str:
+    if config["synthetic"] and config["dataset"] == "anatomy":
+        return (f"real MR anatomy of one subject (Colin27 T1 + AAL labels: insula and striatum, from Debian's mricron-data) "
+                f"deformed per case by `jnet synthetic --dataset anatomy` (seed {config['synthetic_generator']['seed']}, "
+                f"{config['synthetic_generator']['num_train']} labelled volumes, Task05 layout) - NOT prostate")
     if config["synthetic"]:
         return (f"jnet's synthetic {config['dataset']} generator (seed {config['synthetic_generator']['seed']}, "
                 f"{config['synthetic_generator']['num_train']} labelled volumes, Decathlon layout) - NOT the real dataset")
@@ -307,29 +332,35 @@ def _update_jetson_estimates(bench: dict, jetson_page: str) -> None:
         f.write(text[:start] + "\n" + "\n".join(rows) + "\n" + text[end:])
 
 
+TITLES = {"anatomy": "Real anatomy (Colin27 brain, prostate bundles)"}
+
+
 def _other_sweep_section(sweep: dict, table: str, ablation: str) -> str:
     config = sweep["config"]
-    title = {"paper": "the paper's own setting"}.get(config.get("setting"), config["dataset"])
+    title = {"paper": "the paper's own setting"}.get(config.get("setting"), TITLES.get(config["dataset"], config["dataset"]))
     setting = (
         "The public J-Net code's task: one sigmoid channel for the whole gland (PZ and TZ merged), BCE-with-logits "
         "at every level, nearest-neighbour input downsampling for every variant (`configs/ablation/paper_setting.json`, "
         "merged before each variant's file). "
         if config.get("setting") == "paper" else ""
     )
+    checks = _quality_checks(sweep) + _cross_size_checks(sweep)
     return "\n".join([
         f"## {title}: `{_sweep_command(config)}`",
         "",
-        setting + f"{config['train_volumes']} training volumes, {config['held_out_volumes']} held-out volumes, "
-        f"{config['epochs']} epochs" + (", synthetic data" if config["synthetic"] else "")
+        setting + f"Data: {_data_description(config)}: {config['train_volumes']} training volumes, "
+        f"{config['held_out_volumes']} held-out volumes, {config['epochs']} epochs"
         + ("; the source of these bundles' `eval_metrics`." if _eval_metrics_entries_possible(config) else "."),
         "",
+        *(["| target | met | numbers |", "|---|---|---|"]
+          + [f"| {what} | {'yes' if met else '**no**'} | {numbers} |" for what, met, numbers in checks] + [""] if checks else []),
         table.rstrip(),
         *(["", "Paired against `head` (variant minus `head`, seed by seed):", "", ablation.rstrip()] if sweep["paired_vs_head"] else []),
     ])
 
 
 def _eval_metrics_entries_possible(config: dict) -> bool:
-    return config.get("setting", "bundle") == "bundle" and "head" in config["variants"]
+    return config.get("setting", "bundle") == "bundle" and "head" in config["variants"] and config["dataset"] in ("prostate", "brats")
 
 
 RESULTS_JSON = "sweep.json"

@@ -88,7 +88,7 @@ def format_sweep_table(results: dict, summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_jaccard(run: dict) -> float:
+def run_jaccard(run: dict) -> float:
     return float(np.nanmean(run["jaccard"]))
 
 
@@ -105,7 +105,7 @@ def paired_effects(results: dict, against: str = "head") -> dict[str, dict]:
         seeds = sorted(int(k.split("#")[1]) for k in runs if k.split("#")[0] == key and f"{against}@{r}#{k.split('#')[1]}" in runs)
         if not seeds:
             continue
-        differences = [_run_jaccard(runs[f"{key}#{seed}"]) - _run_jaccard(runs[f"{against}@{r}#{seed}"]) for seed in seeds]
+        differences = [run_jaccard(runs[f"{key}#{seed}"]) - run_jaccard(runs[f"{against}@{r}#{seed}"]) for seed in seeds]
         effects[key] = {
             "seeds": len(seeds),
             "delta_jaccard_mean": float(np.mean(differences)),

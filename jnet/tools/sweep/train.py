@@ -112,7 +112,8 @@ SETTINGS = {
 }
 
 
-BUNDLE_PREFIX = {"prostate": "prostate_mri_lowres", "brats": "brats_mri_lowres"}
+# the bundle family each dataset trains: the real-anatomy set (Colin27, Task05 layout) trains the prostate bundles
+BUNDLE_PREFIX = {"prostate": "prostate_mri_lowres", "brats": "brats_mri_lowres", "anatomy": "prostate_mri_lowres"}
 
 
 def bundle_for(dataset: str, input_size: int) -> str:

@@ -1,0 +1,213 @@
+"""Hospital-shaped inputs (issue 17): a case as separate sequence files on their own grids (T2 + a coarser ADC),
+`.nii` in imagesTs, a batch with a case whose grids cannot be joined, a label off its image's grid, an oblique
+volume - through `python -m monai.bundle run inference.json` and the standalone runner, with real NIfTI files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.transforms import LoadImaged
+from scipy.ndimage import map_coordinates
+
+from conftest import BUNDLE_16, TINY_OVERRIDES, run_bundle
+from jnet import processing
+from jnet.bundles.parse import bundle_parser
+from jnet.data import CheckedNibabelReader
+from jnet.deploy.kit import RUNNER_NAME, export_kit
+from jnet.tools.synthetic.prostate import make_prostate_case, write_prostate_task
+from test_standalone import balance_final_bias, load_mask, run_runner
+
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(900)]
+# a 2x coarser in-plane grid whose voxel centres sit at the centres of 2x2 blocks of the fine one
+COARSER = np.array([[2, 0, 0, 0.5], [0, 2, 0, 0.5], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+
+
+def _rotation_z(degrees: float) -> np.ndarray:
+    t = np.deg2rad(degrees)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
+    return rotation
+
+
+def _scipy_onto(volume: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, shape) -> np.ndarray:
+    """An independent reference: scipy's trilinear ``map_coordinates`` at the target voxels (zeros outside)."""
+    mapping = np.linalg.inv(affine) @ target_affine
+    points = mapping[:3, :3] @ np.indices(shape).reshape(3, -1) + mapping[:3, 3:]
+    return map_coordinates(volume, points, order=1, mode="grid-constant", cval=0.0, prefilter=False).reshape(shape)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> dict:
+    """One synthetic prostate study as a scanner exports it: T2 (160x160x6) and ADC on a 2x coarser in-plane grid,
+    in separate files; and the same data pre-stacked on the T2 grid (the ADC brought there by scipy)."""
+    out = tmp_path_factory.mktemp("study")
+    case = make_prostate_case(np.random.default_rng(11), slice_sizes=((160, 160),), num_slices=(6, 6))
+    t2, adc_fine = case.image[..., 0], case.image[..., 1]
+    adc = adc_fine.reshape(80, 2, 80, 2, 6).mean(axis=(1, 3))
+    adc_affine = case.affine @ COARSER
+    paths = {"t2": str(out / "patient1_t2.nii.gz"), "adc": str(out / "patient1_adc.nii.gz"), "stacked": str(out / "patient1_stacked.nii.gz")}
+    nib.save(nib.Nifti1Image(t2, case.affine), paths["t2"])
+    nib.save(nib.Nifti1Image(adc, adc_affine), paths["adc"])
+    adc_on_t2 = _scipy_onto(adc, adc_affine, case.affine, t2.shape)
+    nib.save(nib.Nifti1Image(np.stack([t2, adc_on_t2], -1).astype(np.float32), case.affine), paths["stacked"])
+    return {**paths, "affine": case.affine, "shape": t2.shape, "dir": str(out)}
+
+
+@pytest.fixture(scope="module")
+def balanced_model(trained_root, study, tmp_path_factory) -> dict:
+    """The 1-epoch tiny model with its final bias balanced on the study (masks with every class), and its kit."""
+    root = tmp_path_factory.mktemp("balanced")
+    parser = bundle_parser(BUNDLE_16, base="configs/inference.json")
+    parser["features"] = 4
+    network = parser.get_parsed_content("network_def").eval()
+    network.load_state_dict(torch.load(os.path.join(trained_root, "models", "model.pt"), weights_only=True))
+    kit = str(root / "kit")
+    export_kit(BUNDLE_16, kit, os.path.join(trained_root, "models", "model.pt"), overrides={"features": 4})
+    params = processing.load_params(os.path.join(kit, "deploy.json"))
+    volume, affine = processing.load_volume(study["stacked"], 2)
+    slices, _ = processing.preprocess(processing.reorient(volume, affine)[0], params)
+    (root / "models").mkdir()
+    torch.save(balance_final_bias(network, torch.as_tensor(slices)).state_dict(), root / "models" / "model.pt")
+    shutil.rmtree(kit)
+    export_kit(BUNDLE_16, kit, str(root / "models" / "model.pt"), overrides={"features": 4})
+    return {"root": str(root), "kit": kit}
+
+
+def _infer(model: dict, input_files, out_dir, **overrides):
+    return run_bundle(BUNDLE_16, ["configs/inference.json"], bundle_root=model["root"], input_files=json.dumps(input_files),
+                      output_dir=str(out_dir), num_workers=0, features=4, **overrides)
+
+
+# ------------------------------------------------------------------------------------------- the grids, in numpy
+def test_resampling_equals_scipy_for_axis_aligned_and_rotated_grids():
+    rng = np.random.default_rng(0)
+    volume = rng.random((2, 20, 24, 10)).astype(np.float32)
+    source = np.diag([1.5, 1.5, 3.0, 1.0])
+    source[:3, 3] = [-10, 5, 2]
+    for target in (np.diag([1.1, 1.3, 2.0, 1.0]) + np.array([[0, 0, 0, -12], [0, 0, 0, 3], [0, 0, 0, -1], [0, 0, 0, 0]]),
+                   _rotation_z(20) @ np.diag([1.2, 1.1, 2.5, 1.0])):
+        out = processing.resample_to_grid(volume, source, target, (25, 22, 12), order=1)
+        expected = np.stack([_scipy_onto(v, source, target, (25, 22, 12)) for v in volume])
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+        assert np.abs(out).sum() > 100  # the grids overlap: not all zeros
+    labels = rng.integers(0, 3, (1, 20, 24, 10)).astype(np.uint8)
+    nearest = processing.resample_to_grid(labels, source, source, (20, 24, 10), order=0)
+    assert nearest.dtype == np.uint8 and np.array_equal(nearest, labels)
+
+
+def test_obliquity_is_the_rotation_angle_and_zero_for_flips_and_permutations():
+    assert processing.obliquity_degrees(_rotation_z(20) @ np.diag([0.5, 0.5, 3.0, 1.0])) == pytest.approx(20.0)
+    assert processing.obliquity_degrees(np.diag([-0.5, 0.5, 3.0, 1.0])[[1, 0, 2, 3]]) == 0.0
+
+
+def test_the_bundle_reader_joins_separate_sequences_on_the_first_files_grid(study):
+    loaded = LoadImaged("image", reader=CheckedNibabelReader, ensure_channel_first=True, image_only=True)({"image": [study["t2"], study["adc"]]})
+    image = loaded["image"]
+    stacked = nib.load(study["stacked"])
+    assert tuple(image.shape) == (2, *study["shape"])
+    np.testing.assert_allclose(image.affine.numpy(), study["affine"], atol=1e-5)
+    # float32 weights and NIfTI-stored (float32) affines: equal to scipy within 1e-4 relative
+    np.testing.assert_allclose(image.numpy(), np.moveaxis(np.asarray(stacked.dataobj), -1, 0), rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------- end to end: bundle and runner
+def test_separate_sequences_give_the_mask_of_the_prestacked_case_in_the_bundle_and_the_runner(balanced_model, study, tmp_path):
+    """T2 + a coarser ADC as two files: the bundle and the runner write the mask on the T2 grid, equal (>= 99.9 %
+    of voxels; the only difference is our resampling against scipy's, float32) to the mask of the same data
+    pre-stacked on that grid."""
+    out = tmp_path / "bundle"
+    result = _infer(balanced_model, [[study["t2"], study["adc"]], study["stacked"]], out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert f"{study['adc']} (80x80x6 voxels, " in log and f"resampled linearly onto the grid of {study['t2']} (160x160x6 voxels" in log
+    separate, affine = load_mask(out / "patient1_t2_seg.nii.gz")
+    prestacked, _ = load_mask(out / "patient1_stacked_seg.nii.gz")
+    assert separate.shape == study["shape"] and np.allclose(affine, study["affine"], atol=1e-5)
+    assert len(np.unique(prestacked)) == 3 and (separate == prestacked).mean() >= 0.999
+    runner_out = tmp_path / "runner"
+    kit = balanced_model["kit"]
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), f"{study['t2']},{study['adc']}",
+                        "--output_dir", runner_out, "--threads", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.startswith(f"INFO: {study['adc']} (80x80x6 voxels")
+    mask, runner_affine = load_mask(runner_out / "patient1_t2_seg.nii.gz")
+    assert np.allclose(runner_affine, study["affine"], atol=1e-5) and (mask == separate).mean() >= 0.999
+
+
+def test_a_case_whose_grids_cannot_be_joined_is_one_line_and_the_batch_goes_on(balanced_model, study, tmp_path):
+    far = str(tmp_path / "patient2_adc.nii.gz")
+    image = nib.load(study["adc"])
+    moved = image.affine.copy()
+    moved[:3, 3] += 1000.0
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), moved), far)
+    out = tmp_path / "bundle"
+    result = _infer(balanced_model, [[study["t2"], far], study["stacked"]], out)
+    assert result.returncode == 1
+    assert f"{far}: its grid does not overlap the grid of {study['t2']} in world coordinates" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("ERROR: 1 of 2 input(s) skipped (1 processed)")
+    assert sorted(os.listdir(out)) == ["patient1_stacked_seg.nii.gz"]  # the good case is written
+    runner_out = tmp_path / "runner"
+    kit = balanced_model["kit"]
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), f"{study['t2']},{far}", study["stacked"],
+                        "--output_dir", runner_out, "--threads", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"ERROR: {far}: its grid does not overlap the grid of {study['t2']} in world coordinates" in result.stderr
+    assert sorted(os.listdir(runner_out)) == ["patient1_stacked_seg.nii.gz"]
+
+
+def test_plain_nii_in_imagesTs_is_segmented(balanced_model, study, tmp_path):
+    data = tmp_path / "Task05"
+    (data / "imagesTs").mkdir(parents=True)
+    image = nib.load(study["stacked"])
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), image.affine), str(data / "imagesTs" / "case_a.nii"))
+    shutil.copy(study["stacked"], data / "imagesTs" / "case_b.nii.gz")
+    out = tmp_path / "out"
+    result = run_bundle(BUNDLE_16, ["configs/inference.json"], bundle_root=balanced_model["root"], dataset_dir=str(data),
+                        output_dir=str(out), num_workers=0, features=4)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(os.listdir(out)) == ["case_a_seg.nii.gz", "case_b_seg.nii.gz"]
+    a, _ = load_mask(out / "case_a_seg.nii.gz")
+    b, _ = load_mask(out / "case_b_seg.nii.gz")
+    assert np.array_equal(a, b)
+
+
+def test_an_oblique_volume_gets_one_warning_with_its_angle(balanced_model, study, tmp_path):
+    image = nib.load(study["stacked"])
+    centre = image.affine[:3, :3] @ (np.array(image.shape[:3]) - 1) / 2 + image.affine[:3, 3]
+    about_centre = np.eye(4)
+    about_centre[:3, 3] = centre
+    rotated = about_centre @ _rotation_z(20) @ np.linalg.inv(about_centre) @ image.affine
+    path = str(tmp_path / "oblique.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), rotated), path)
+    result = _infer(balanced_model, [path], tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if "oblique acquisition" in line]
+    assert len(warnings) == 1 and f"{path}: oblique acquisition - the voxel axes are 20.0 degrees off the scanner axes" in warnings[0]
+    _, affine = load_mask(tmp_path / "out" / "oblique_seg.nii.gz")
+    np.testing.assert_allclose(affine, rotated, atol=1e-4)  # the mask is on the input's (oblique) grid
+    kit = balanced_model["kit"]
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), path, "--output_dir", tmp_path / "runner")
+    assert result.returncode == 0 and f"WARNING: {path}: oblique acquisition - the voxel axes are 20.0 degrees" in result.stderr
+
+
+def test_training_refuses_a_label_off_its_images_grid_before_the_first_epoch(tmp_path):
+    data = str(tmp_path / "Task05")
+    write_prostate_task(data, num_train=3, num_test=0, seed=2, slice_sizes=((64, 64),), num_slices=(3, 3))
+    label = os.path.join(data, "labelsTr", "prostate_01.nii.gz")
+    image = nib.load(label)
+    shifted = image.affine.copy()
+    shifted[1, 3] += 1.5
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), shifted), label)
+    root = tmp_path / "root"
+    result = run_bundle(BUNDLE_16, ["configs/train.json"], bundle_root=str(root), dataset_dir=data, epochs=1, **TINY_OVERRIDES)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"ERROR: {label}: the label's affine differs from its image's ({os.path.join(data, 'imagesTr', 'prostate_01.nii.gz')})")
+    assert "1.50 mm apart" in line
+    assert not (root / "models").exists() or not os.listdir(root / "models")
