@@ -211,3 +211,99 @@ def test_training_refuses_a_label_off_its_images_grid_before_the_first_epoch(tmp
     assert line.startswith(f"ERROR: {label}: the label's affine differs from its image's ({os.path.join(data, 'imagesTr', 'prostate_01.nii.gz')})")
     assert "1.50 mm apart" in line
     assert not (root / "models").exists() or not os.listdir(root / "models")
+
+
+# ----------------------------------------------------------------------------------------------- DICOM series in
+def write_dicom_series(volume: np.ndarray, affine: np.ndarray, folder: str, series_number: int = 1, seed: int = 0) -> str:
+    """``volume`` (H, W, D) with RAS ``affine`` as an MR DICOM series (one file per slice, int16 with a rescale
+    slope, files named in shuffled order), as a scanner exports it."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    os.makedirs(folder, exist_ok=True)
+    lps = processing.dicom.LPS_TO_RAS @ affine
+    column_spacing, row_spacing = np.linalg.norm(lps[:3, 0]), np.linalg.norm(lps[:3, 1])
+    low, high = float(volume.min()), float(volume.max())
+    slope = (high - low) / 60000.0 or 1.0
+    series_uid, study_uid = generate_uid(), generate_uid()
+    for k in np.random.default_rng(seed).permutation(volume.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "MR", "TEST", study_uid, series_uid
+        ds.SeriesNumber, ds.InstanceNumber = series_number, int(k) + 1
+        ds.ImageOrientationPatient = [float(v) for v in (*(lps[:3, 0] / column_spacing), *(lps[:3, 1] / row_spacing))]
+        ds.ImagePositionPatient = [float(v) for v in lps[:3, 3] + k * lps[:3, 2]]
+        ds.PixelSpacing = [float(row_spacing), float(column_spacing)]
+        ds.SliceThickness = float(np.linalg.norm(lps[:3, 2]))
+        ds.Rows, ds.Columns = volume.shape[1], volume.shape[0]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope, ds.RescaleIntercept = f"{slope:.10g}", f"{low + 30000 * slope:.10g}"
+        stored = np.round((volume[:, :, k].T - float(ds.RescaleIntercept)) / float(ds.RescaleSlope)).astype(np.int16)
+        ds.PixelData = stored.tobytes()
+        ds.save_as(os.path.join(folder, f"IM{np.random.default_rng([seed, int(k)]).integers(1e6):06d}"), enforce_file_format=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dicom_study(study, tmp_path_factory) -> dict:
+    """The study's T2 and ADC as two DICOM series folders (ADC on its coarser grid)."""
+    out = tmp_path_factory.mktemp("dicom")
+    t2, adc = nib.load(study["t2"]), nib.load(study["adc"])
+    return {
+        "t2": write_dicom_series(np.asarray(t2.dataobj), t2.affine, str(out / "t2_series"), 1, seed=1),
+        "adc": write_dicom_series(np.asarray(adc.dataobj), adc.affine, str(out / "adc_series"), 2, seed=2),
+    }
+
+
+def test_a_dicom_series_reads_with_the_geometry_it_was_written_with_and_as_monai_reads_it(study, dicom_study):
+    from monai.data import PydicomReader
+
+    t2 = nib.load(study["t2"])
+    voxels, affine = processing.read_dicom_series(dicom_study["t2"])
+    np.testing.assert_allclose(affine, t2.affine, atol=1e-4)
+    slope = float(__import__("pydicom").dcmread(os.path.join(dicom_study["t2"], sorted(os.listdir(dicom_study["t2"]))[0])).RescaleSlope)
+    np.testing.assert_allclose(voxels, np.asarray(t2.dataobj), atol=slope)  # int16 storage: within one step
+    shape, header_affine = processing.dicom_series_header(dicom_study["t2"])
+    assert shape == t2.shape and np.allclose(header_affine, affine)
+    reader = PydicomReader()  # MONAI's own reader, an independent implementation (LPS -> RAS by default)
+    monai_voxels, monai_meta = reader.get_data(reader.read(dicom_study["t2"]))
+    np.testing.assert_allclose(monai_meta["affine"], affine, atol=1e-4)
+    np.testing.assert_allclose(monai_voxels, voxels, atol=1e-3)
+
+
+def test_dicom_series_give_the_mask_of_the_same_volumes_as_nifti_in_the_bundle_and_the_runner(balanced_model, study, dicom_study, tmp_path):
+    out = tmp_path / "bundle"
+    result = _infer(balanced_model, [[dicom_study["t2"], dicom_study["adc"]], [study["t2"], study["adc"]]], out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from_dicom, affine = load_mask(out / "t2_series_seg.nii.gz")
+    from_nifti, nifti_affine = load_mask(out / "patient1_t2_seg.nii.gz")
+    assert from_dicom.shape == study["shape"] and np.allclose(affine, study["affine"], atol=1e-4) and np.allclose(affine, nifti_affine, atol=1e-4)
+    assert len(np.unique(from_nifti)) == 3 and (from_dicom == from_nifti).mean() >= 0.999
+    kit = balanced_model["kit"]
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), f"{dicom_study['t2']},{dicom_study['adc']}",
+                        "--output_dir", tmp_path / "runner", "--threads", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    mask, runner_affine = load_mask(tmp_path / "runner" / "t2_series_seg.nii.gz")
+    assert np.allclose(runner_affine, study["affine"], atol=1e-4) and (mask == from_dicom).mean() >= 0.999
+
+
+def test_a_folder_of_two_series_or_no_dicom_is_one_clear_line(dicom_study, tmp_path):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(dicom_study["t2"], mixed)
+    for name in os.listdir(dicom_study["adc"]):
+        shutil.copy(os.path.join(dicom_study["adc"], name), mixed / f"adc_{name}")
+    with pytest.raises(processing.RunnerError, match=r"mixed: holds 2 DICOM series"):
+        processing.read_dicom_series(str(mixed))
+    from jnet.data.io.checks import check_case_headers
+    from jnet.errors import InputError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"empty: is a folder with no DICOM files"):
+        check_case_headers([str(empty), dicom_study["adc"]], 2)

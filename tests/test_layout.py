@@ -11,7 +11,7 @@ import pytest
 from conftest import BUNDLE_16, BUNDLES
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jnet")
-PRODUCT = ("networks", "losses", "transforms", "inferers", "handlers", "data", "checkpoints", "distributed", "errors", "provenance")
+PRODUCT = ("networks", "losses", "transforms", "inferers", "handlers", "engines", "data", "checkpoints", "distributed", "errors", "provenance")
 FLOORS = {
     "processing": 0,
     **{name: 1 for name in PRODUCT},

@@ -38,7 +38,7 @@ RUNNER_SOURCES = {
 }  # kit-relative path -> source file
 RUNNER_MODULES = ("jnet.processing", "jnet.deploy.runner")  # the jnet modules the runner may import
 STDLIB_OK = {"argparse", "glob", "json", "math", "os", "sys", "time"}
-OPTIONAL_OK = {"onnxruntime", "tensorrt", "pycuda", "cuda"}  # imported inside the functions that need them
+OPTIONAL_OK = {"onnxruntime", "tensorrt", "pycuda", "cuda", "pydicom"}  # imported inside the functions that need them
 # run the runner with torch and MONAI made unimportable: what a Jetson Nano has. The kit's folder brings its own
 # jnet/ (processing + deploy.runner, empty __init__s); the repository's jnet would import torch and fail here.
 NO_TORCH = "import runpy, sys\nfor m in ('torch', 'monai'): sys.modules[m] = None\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')"

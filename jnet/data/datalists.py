@@ -27,7 +27,8 @@ def _matching_files(pattern_or_files: str | Sequence[str | Sequence[str]]) -> li
     if isinstance(pattern_or_files, str):
         files = sorted(glob.glob(pattern_or_files))
     else:
-        files = [str(f) if isinstance(f, (str, os.PathLike)) else case_files(f) for f in pattern_or_files]
+        files = [os.path.normpath(str(f)) if isinstance(f, (str, os.PathLike)) else [os.path.normpath(p) for p in case_files(f)]
+                 for f in pattern_or_files]
     if not files:
         raise InputError(f"no input images match '{pattern_or_files}'.")
     return files

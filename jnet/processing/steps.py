@@ -6,22 +6,29 @@ compute their pre- and post-processing with the same code.
 Python 3.6 syntax, numpy + nibabel only.
 """
 
+import os
+
 import nibabel as nib
 import numpy as np
 
+from .dicom import read_dicom_series
 from .grids import join_sequences
 from .params import RunnerError
 from .resample import pad_or_crop, resize_slices, undo_pad_or_crop
 
 
 def load_volume(path, in_channels):
-    """``(C, H, W, D)`` float32 image and the affine of a 3D (one channel) or 4D (channels last) NIfTI file;
-    ``in_channels`` None: any number of channels."""
-    try:
-        image = nib.load(path)
-        data = np.asanyarray(image.dataobj)
-    except Exception as error:  # nibabel raises many types for unreadable files
-        raise RunnerError("{}: cannot be read as NIfTI ({}).".format(path, str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__))
+    """``(C, H, W, D)`` float32 image and the affine of a 3D (one channel) or 4D (channels last) NIfTI file, or of
+    a DICOM series folder (one channel); ``in_channels`` None: any number of channels."""
+    if os.path.isdir(path):
+        data, affine = read_dicom_series(path)
+        image = nib.Nifti1Image(data, affine)
+    else:
+        try:
+            image = nib.load(path)
+            data = np.asanyarray(image.dataobj)
+        except Exception as error:  # nibabel raises many types for unreadable files
+            raise RunnerError("{}: cannot be read as NIfTI ({}).".format(path, str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__))
     if data.ndim == 3:
         data = data[None]
     elif data.ndim == 4:

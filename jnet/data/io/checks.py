@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from jnet.errors import InputError
+from jnet.processing import RunnerError, dicom_series_header, is_dicom_folder
 from jnet.processing import OBLIQUE_WARNING_DEGREES, SAME_GRID_TOLERANCE, grid_offset_mm, obliquity_degrees, overlap_fraction, spacing
 
 __all__ = ["check_image_header", "check_case_headers", "check_pair_headers", "image_channels", "case_files", "warn_if_oblique"]
@@ -22,10 +23,22 @@ def case_files(image: str | Sequence[str]) -> list[str]:
     return [image] if isinstance(image, str) else [str(f) for f in image]
 
 
-def _header(path: str, listed_in: str | None = None) -> nib.Nifti1Image:
+class _SeriesHeader:
+    """The shape and affine of a DICOM series folder, as a nibabel header gives them for a file."""
+
+    def __init__(self, folder: str) -> None:
+        try:
+            self.shape, self.affine = dicom_series_header(folder)
+        except RunnerError as e:
+            raise InputError(str(e)) from e
+
+
+def _header(path: str, listed_in: str | None = None) -> nib.Nifti1Image | _SeriesHeader:
     where = f" (listed in {listed_in})" if listed_in else ""
     if os.path.isdir(path):
-        raise InputError(f"{path}: is a folder, not a NIfTI file{where}.")
+        if is_dicom_folder(path):
+            return _SeriesHeader(path)
+        raise InputError(f"{path}: is a folder with no DICOM files, not a NIfTI file or a DICOM series{where}.")
     if not os.path.isfile(path):
         raise InputError(f"{path}: file does not exist{where}.")
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import zlib
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ from monai.data import NibabelReader
 from monai.utils import MetaKeys, ensure_tuple
 
 from jnet.errors import InputError
-from jnet.processing import join_sequences
+from jnet.processing import RunnerError, join_sequences, read_dicom_series
 
 __all__ = ["CheckedNibabelReader", "check_finite", "check_voxel_data"]
 
@@ -79,6 +80,28 @@ class CheckedNibabelReader(NibabelReader):
     Args:
         args, kwargs: as ``monai.data.NibabelReader``.
     """
+
+    def verify_suffix(self, filename) -> bool:
+        return all(os.path.isdir(str(f)) or super(CheckedNibabelReader, self).verify_suffix(f) for f in ensure_tuple(filename))
+
+    def read(self, data, **kwargs):
+        """nibabel images of the files; a DICOM series folder is read (:func:`jnet.processing.read_dicom_series`)
+        into an in-memory NIfTI image on the series' grid."""
+        names = [str(name) for name in ensure_tuple(data)]
+        if not any(os.path.isdir(name) for name in names):
+            return super().read(data, **kwargs)
+        images = []
+        for name in names:
+            if os.path.isdir(name):
+                try:
+                    voxels, affine = read_dicom_series(name)
+                except RunnerError as e:
+                    raise InputError(str(e)) from e
+                images.append(nib.Nifti1Image(voxels, affine))
+            else:
+                images.append(super().read(name, **kwargs))
+        self.filenames = names  # get_data names each file (as MONAI's read does)
+        return images if len(images) > 1 else images[0]
 
     def get_data(self, img):
         images = ensure_tuple(img)

@@ -7,7 +7,7 @@ import sys
 import nibabel as nib
 import numpy as np
 
-from jnet.processing import OBLIQUE_WARNING_DEGREES, RunnerError, apply_orientation, load_case, obliquity_degrees, postprocess, preprocess, reorient, uniform_mask_warning
+from jnet.processing import OBLIQUE_WARNING_DEGREES, RunnerError, is_dicom_folder, apply_orientation, load_case, obliquity_degrees, postprocess, preprocess, reorient, uniform_mask_warning
 
 
 def segment_slices(model, slices, state, params, batch_size=32):
@@ -35,7 +35,7 @@ def segment_file(model, case, params, output_dir, batch_size=32):
     warning = uniform_mask_warning(path, labels)
     if warning:
         print("WARNING: " + warning, file=sys.stderr)
-    name = os.path.basename(path)
+    name = os.path.basename(os.path.normpath(path))
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
@@ -70,16 +70,19 @@ def segment_files(model, cases, params, output_dir, batch_size=32):
 
 
 def input_cases(inputs):
-    """The cases of the command line: each input a NIfTI file, a folder (each ``*.nii``/``*.nii.gz`` file in it one
-    case), or one case's sequence files joined by commas (``t2.nii.gz,adc.nii.gz``: T2 first, its grid is kept)."""
+    """The cases of the command line: each input a NIfTI file, a DICOM series folder, a folder of NIfTI files (each
+    one case), or one case's sequence files or series folders joined by commas (``t2.nii.gz,adc.nii.gz``: T2
+    first, its grid is kept)."""
     cases = []
     for item in inputs:
         if "," in item and not os.path.exists(item):
-            files = [f for f in item.split(",") if f]
+            files = [os.path.normpath(f) for f in item.split(",") if f]
             for f in files:
-                if not os.path.isfile(f):
-                    raise RunnerError("{}: no such file (in the case {}).".format(f, item))
+                if not os.path.isfile(f) and not is_dicom_folder(f):
+                    raise RunnerError("{}: no such file or DICOM series folder (in the case {}).".format(f, item))
             cases.append(files if len(files) > 1 else files[0])
+        elif is_dicom_folder(item):
+            cases.append(os.path.normpath(item))
         else:
             cases.extend(input_files(item))
     return cases
