@@ -133,12 +133,15 @@ def sweep(
     num_train: int = 16,
     data_seed: int = 0,
     remeasure_speed: bool = False,
+    revalidate_cache: bool = False,
 ) -> None:
     """Resolution sweep and ablation: every variant at every input size, each run the bundle's own train.json merged
     with the variant's override files (configs/ablation/), on the same cached data (DATASET_DIR in either layout, or
     a synthetic default); JSON, Markdown tables and plots in WORK_DIR; resumable. --setting paper: the public J-Net
     code's task (binary whole gland, BCE, nearest input; prostate). --variants: default every variant but the
-    reference (--reference). --remeasure_speed: measure the inference cost again without retraining."""
+    reference (--reference). --remeasure_speed: measure the inference cost again without retraining.
+    --revalidate_cache: after a code change, keep the finished runs if the volumes made now equal the cached ones.
+    --dataset anatomy: real Colin27 anatomy (jnet synthetic --dataset anatomy) through the prostate bundles."""
     from jnet.tools.sweep import run_sweep
     from jnet.tools.sweep.run import DEFAULT_VARIANTS
 
@@ -161,6 +164,7 @@ def sweep(
         num_train=num_train,
         data_seed=data_seed,
         remeasure_speed=remeasure_speed,
+        revalidate_cache=revalidate_cache,
     )
 
 

@@ -229,6 +229,7 @@ def test_a_cache_from_other_preprocessing_is_refused(tiny_dataset, tmp_path, mon
     from jnet.tools.sweep import data as sweep_data
 
     cache = str(tmp_path / "volumes.pt")
+    first_plain = sweep_data._plain
     first = sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)
     again = sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)  # read back, same key
     assert all(torch.equal(a["image"], b["image"]) and torch.equal(a["image"].affine, b["image"].affine)
@@ -239,8 +240,18 @@ def test_a_cache_from_other_preprocessing_is_refused(tiny_dataset, tmp_path, mon
     with pytest.raises(InputError, match="use a new --work_dir"):
         sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, SETTINGS["paper"], num_folds=3)  # other labels
     monkeypatch.setattr(sweep_data, "cache_key", lambda *args: "pre-processing of another version")
-    with pytest.raises(InputError, match="use a new --work_dir"):
+    with pytest.raises(InputError, match="use a new --work_dir.*--revalidate_cache True"):
         sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3)
+    # re-validation: a code change that leaves the volumes as they were keeps the cache (under the new key) ...
+    kept = sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3, revalidate=True)
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(first.train_volumes, kept.train_volumes))
+    assert torch.load(cache, weights_only=True)["cache_key"] == "pre-processing of another version"
+    # ... and one that changes them is refused, the cache left as it was
+    monkeypatch.setattr(sweep_data, "cache_key", lambda *args: "a pre-processing that changes the volumes")
+    monkeypatch.setattr(sweep_data, "_plain", lambda volume: {**first_plain(volume), "image": first_plain(volume)["image"] + 1})
+    with pytest.raises(InputError, match="differ from the cached ones the runs beside it were trained on"):
+        sweep_data.load_sweep_data(BUNDLE_16, tiny_dataset, cache, num_folds=3, revalidate=True)
+    assert torch.load(cache, weights_only=True)["cache_key"] == "pre-processing of another version"
 
 
 def test_the_kept_highres_slice_is_the_augmented_slice_the_input_was_made_from(tiny_dataset, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from jnet.bundles.parse import bundle_parser
 from jnet.data.datalists import labelled_datalist
 from jnet.errors import InputError
 from jnet.transforms import pipeline
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SweepData", "load_sweep_data", "NUM_FOLDS"]
 
@@ -77,13 +80,24 @@ def cache_key(bundle_dir: str, config_files: Sequence[str], dataset_dir: str, la
     return digest.hexdigest()
 
 
-def _cached(cache_file: str, key: str) -> SweepData:
-    content = torch.load(cache_file, weights_only=True)
-    if content.pop("cache_key", None) != key:
-        raise InputError(
-            f"{cache_file}: volumes cached from other data, another train.json or an older pre-processing; the runs "
-            "beside it were trained on them - use a new --work_dir (or delete this folder's runs and cache)."
-        )
+def _same_volumes(cached: dict, fresh: dict) -> bool:
+    """Whether two caches hold the same volumes, tensor for tensor (images, labels, affines), and the same lists."""
+    for part in ("train_volumes", "val_volumes"):
+        if len(cached[part]) != len(fresh[part]):
+            return False
+        for old, new in zip(cached[part], fresh[part]):
+            for k in ("image", "label", "affine"):
+                if old[k].shape != new[k].shape or old[k].dtype != new[k].dtype or not torch.equal(old[k], new[k]):
+                    return False
+
+    def names(content: dict) -> list[str]:
+        return [os.path.basename(str(item["label"])) for part in ("train_datalist", "val_datalist") for item in content[part]]
+
+    return names(cached) == names(fresh) and all(cached[k] == fresh[k] for k in ("num_classes", "multilabel"))
+
+
+def _as_sweep_data(content: dict) -> SweepData:
+    content = dict(content)
     content["train_volumes"] = [_meta(v) for v in content["train_volumes"]]
     content["val_volumes"] = [_meta(v) for v in content["val_volumes"]]
     return SweepData(**content)
@@ -97,16 +111,26 @@ def load_sweep_data(
     num_folds: int = NUM_FOLDS,
     val_fold: int = 0,
     dataset_layout: str | None = None,
+    revalidate: bool = False,
 ) -> SweepData:
     """Pre-process the labelled volumes of ``dataset_dir`` with the ``volume_transforms`` of the bundle's train.json
     merged with ``config_files`` (loading, checks, label mapping, orientation, normalisation, square padding, the
     256 grid) once; later calls read ``cache_file``, and refuse it (:class:`~jnet.errors.InputError`) when it was
-    made from other data, configs or pre-processing code."""
+    made from other data, configs or pre-processing code - unless ``revalidate``: then the volumes are made again
+    and the cache is kept (under the new key) only if they are the cached ones, tensor for tensor (a code or
+    config change that does not touch the volumes, or the same data regenerated in another folder)."""
     parser = bundle_parser(bundle_dir, config_files)
     layout = dataset_layout or parser["dataset_layout"]
     key = cache_key(bundle_dir, config_files, dataset_dir, layout, num_folds, val_fold)
-    if os.path.isfile(cache_file):
-        return _cached(cache_file, key)
+    cached = torch.load(cache_file, weights_only=True) if os.path.isfile(cache_file) else None
+    if cached is not None and cached.pop("cache_key", None) == key:
+        return _as_sweep_data(cached)
+    if cached is not None and not revalidate:
+        raise InputError(
+            f"{cache_file}: volumes cached from other data, another train.json or an older pre-processing; the runs "
+            "beside it were trained on them - use a new --work_dir (or delete this folder's runs and cache), or "
+            "--revalidate_cache True to keep them if the volumes made now are the cached ones, tensor for tensor."
+        )
     parser["dataset_layout"] = layout
     transform = Compose(parser.get_parsed_content("volume_transforms"))
     in_channels = parser.get_parsed_content("in_channels")
@@ -122,9 +146,14 @@ def load_sweep_data(
         "num_classes": int(parser.get_parsed_content("num_classes")),
         "multilabel": parser.get_parsed_content("post_activation").activation == "sigmoid",
     }
+    if cached is not None:
+        if not _same_volumes(cached, content):
+            raise InputError(
+                f"{cache_file}: the volumes made now from {dataset_dir} differ from the cached ones the runs beside it "
+                "were trained on - use a new --work_dir."
+            )
+        logger.info(f"{cache_file}: re-validated - the volumes made now are the cached ones, tensor for tensor; kept under the new key")
     os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
     torch.save({**content, "cache_key": key}, cache_file + ".tmp")
     os.replace(cache_file + ".tmp", cache_file)
-    content["train_volumes"] = [_meta(v) for v in content["train_volumes"]]
-    content["val_volumes"] = [_meta(v) for v in content["val_volumes"]]
-    return SweepData(**content)
+    return _as_sweep_data(content)

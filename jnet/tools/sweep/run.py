@@ -74,6 +74,7 @@ def run_sweep(
     data_seed: int = 0,
     speed_budget_s: float = 0.5,
     remeasure_speed: bool = False,
+    revalidate_cache: bool = False,
 ) -> dict:
     """Run (or resume) the sweep; writes ``sweep.json``, ``sweep.md``, ``ablation.md``, ``quality_vs_throughput.png``
     and ``examples.png`` into ``work_dir``. Every run is ``configs/train.json`` of the bundle at its input size merged
@@ -81,7 +82,9 @@ def run_sweep(
     given) ``batch_size`` / ``features`` as overrides - its ``monai.bundle run`` command is in ``sweep.json``. The
     one-change ablations of ``head`` (``Variant.factor``) run at ``factor_resolutions`` only; resolutions >=
     ``single_seed_from`` and the reference use one seed. ``remeasure_speed``: measure the inference cost of every
-    run again (on a machine that was busy the first time); finished runs are not retrained."""
+    run again (on a machine that was busy the first time); finished runs are not retrained. ``revalidate_cache``:
+    after a code or config change (or with the same data regenerated elsewhere), keep the finished runs if the
+    volumes made now equal the cached ones tensor for tensor (:func:`~jnet.tools.sweep.data.load_sweep_data`)."""
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {tuple(SETTINGS)}, got {setting!r}.")
     unknown = [name for name in variants if name not in VARIANTS]
@@ -94,7 +97,7 @@ def run_sweep(
     dataset_dir = dataset_dir or synthetic_dataset(dataset, os.path.join(work_dir, f"{dataset}_synthetic_seed{data_seed}"), num_train, 0, data_seed)
     setting_files = SETTINGS[setting]
     data = load_sweep_data(bundle_for(dataset, 16), dataset_dir, os.path.join(work_dir, "volumes.pt"), setting_files,
-                           dataset_layout=dataset_layout)
+                           dataset_layout=dataset_layout, revalidate=revalidate_cache)
     path = os.path.join(work_dir, "sweep.json")
     results = json.load(open(path)) if os.path.isfile(path) else {"runs": {}, "speed": {}}
     wall_before = results.get("wall_s", 0.0)  # a resumed sweep adds its time to the earlier calls
