@@ -9,6 +9,7 @@ far above the untrained figures and leave ~0.07 (mean) / ~0.18 (TZ) of margin un
 CPUs' rounding; a broken loss, a frozen optimizer or a head that stops helping fails them."""
 
 import os
+import re
 
 from jnet.tools.demo import VARIANTS, run_demo
 
@@ -31,5 +32,8 @@ def test_demo_trains_both_variants_learns_and_prints_the_table(tmp_path, capsys)
     # neither has learnt the sub-pixel PZ crescent well, so TZ carries the margin)
     assert head.dice["mean"] > baseline.dice["mean"] and head.dice["TZ"] > baseline.dice["TZ"] + 0.05, (head.dice, baseline.dice)
     table = capsys.readouterr().out.splitlines()
+    # while each command runs, its latest epoch / loss / metric line is printed every 10 s (trainings of ~30 s here)
+    progress = [line for line in table if re.match(r"\s+\d+ s  (Epoch[:\[]|Key metric|Got new best)", line)]
+    assert any("Epoch" in line and "train_loss" in line for line in progress), table
     rows = [line for line in table if line.startswith("| head") or line.startswith("| baseline")]
     assert len(rows) == 2 and f"{head.jaccard['mean']:.3f}" in rows[0]

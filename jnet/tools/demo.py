@@ -14,6 +14,7 @@ __all__ = ["run_demo", "VariantResult", "format_table"]
 
 BUNDLE = "prostate_mri_lowres_16"
 VARIANTS = {"head": [], "baseline (levels=0)": ["configs/train_baseline.json"]}
+PROGRESS_EVERY_S = 10.0  # the demo prints the training's latest epoch / loss / metric line this often
 
 
 @dataclass
@@ -55,10 +56,12 @@ def run_demo(work_dir: str = "demo_output", epochs: int = 50, num_train: int = 1
         os.makedirs(root, exist_ok=True)
         print(f"[{step}/3] {name}: train {epochs} epochs, then evaluate on the held-out fold (logs in {root})")
         train_overrides = {**common, "bundle_root": root, "epochs": epochs, "val_interval": min(5, epochs)}  # validated at least once
-        seconds = run_bundle_command(bundle_dir, ["configs/train.json"] + extra, train_overrides, os.path.join(root, "train.log"))
+        seconds = run_bundle_command(bundle_dir, ["configs/train.json"] + extra, train_overrides, os.path.join(root, "train.log"),
+                                     progress_every_s=PROGRESS_EVERY_S)
         eval_dir = os.path.join(root, "eval")
         eval_files = ["configs/train.json", "configs/evaluate.json"] + extra
-        run_bundle_command(bundle_dir, eval_files, {**common, "bundle_root": root, "output_dir": eval_dir}, os.path.join(root, "evaluate.log"))
+        run_bundle_command(bundle_dir, eval_files, {**common, "bundle_root": root, "output_dir": eval_dir}, os.path.join(root, "evaluate.log"),
+                           progress_every_s=PROGRESS_EVERY_S)
         network = bundle_network(bundle_dir, extra)
         backbone = count_parameters(network.backbone)
         results.append(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,8 +20,6 @@ from jnet.bundles.parse import bundle_parser
 from jnet.data.datalists import labelled_datalist
 from jnet.errors import InputError
 from jnet.transforms import pipeline
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["SweepData", "load_sweep_data", "NUM_FOLDS"]
 
@@ -152,7 +150,7 @@ def load_sweep_data(
                 f"{cache_file}: the volumes made now from {dataset_dir} differ from the cached ones the runs beside it "
                 "were trained on - use a new --work_dir."
             )
-        logger.info(f"{cache_file}: re-validated - the volumes made now are the cached ones, tensor for tensor; kept under the new key")
+        print(f"{cache_file}: re-validated - the volumes made now are the cached ones, tensor for tensor; kept under the new key", file=sys.stderr)
     os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
     torch.save({**content, "cache_key": key}, cache_file + ".tmp")
     os.replace(cache_file + ".tmp", cache_file)

@@ -25,6 +25,7 @@ __all__ = ["run_sweep", "DEFAULT_VARIANTS"]
 
 DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name != "reference")
 REFERENCE_KEY = "reference@256#0"
+PROGRESS_EVERY_S = 10.0  # each run prints its epoch and loss this often
 def _save(results: dict, path: str) -> None:
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
@@ -139,7 +140,7 @@ def run_sweep(
             results["runs"][key]["command"] = command
             continue
         parser = run_parser(bundle_dir, files, run_overrides(config, seed, os.path.join(work_dir, "runs", key.replace("#", "_seed")), teacher_file))
-        network, seconds = train_run(parser, data)
+        network, seconds = train_run(parser, data, key, PROGRESS_EVERY_S)
         results["runs"][key] = {
             **score_volumes(network, parser, data),
             "train_s": seconds,

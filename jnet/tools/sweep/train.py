@@ -158,10 +158,30 @@ def _quiet(handlers: list[dict]) -> list[dict]:
     return [h for h in handlers if h.get("_target_") not in QUIET_HANDLERS]
 
 
-def train_run(parser: ConfigParser, data: SweepData) -> tuple[nn.Module, float]:
+def _print_progress(trainer, name: str, every_s: float) -> None:
+    """Print ``name: epoch e/E, iteration i/I, loss x`` at most every ``every_s`` seconds while ``trainer`` runs."""
+    from ignite.engine import Events
+    from tqdm import tqdm
+
+    last = [time.monotonic()]
+
+    def report(engine) -> None:
+        if time.monotonic() - last[0] >= every_s:
+            state = engine.state
+            output = state.output[0] if isinstance(state.output, (list, tuple)) and state.output else state.output
+            loss = output.get("loss") if isinstance(output, dict) else None
+            loss_text = f", loss {float(loss):.4f}" if loss is not None else ""
+            tqdm.write(f"      {name}: epoch {state.epoch}/{state.max_epochs}, iteration {state.iteration}{loss_text}")
+            last[0] = time.monotonic()
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, report)
+
+
+def train_run(parser: ConfigParser, data: SweepData, name: str | None = None, progress_every_s: float | None = None) -> tuple[nn.Module, float]:
     """Run the parser's ``initialize`` and ``run`` (its ``SupervisedTrainer``, validating every ``val_interval``
     epochs and saving the best model to ``models/<model_name>`` under ``bundle_root``) on the cached volumes; then
-    load that best model. Returns the network (eval mode) and the training seconds."""
+    load that best model. ``progress_every_s``: print the run's epoch and loss at that interval (``name`` first).
+    Returns the network (eval mode) and the training seconds."""
     parser["sweep_volumes"] = {"train": tuple(data.train_volumes), "val": tuple(data.val_volumes)}  # tuples: leaves
     parser["train#dataset"] = {"_target_": "Dataset", "data": "@sweep_volumes#train",
                                "transform": "$monai.transforms.Compose(@train#random_transforms)"}
@@ -175,6 +195,8 @@ def train_run(parser: ConfigParser, data: SweepData) -> tuple[nn.Module, float]:
     parser["validate#handlers"] = validate_handlers
     start = time.perf_counter()
     parser.get_parsed_content("initialize")
+    if progress_every_s:
+        _print_progress(parser.get_parsed_content("train#trainer"), name or "run", progress_every_s)
     parser.get_parsed_content("run")
     seconds = time.perf_counter() - start
     network = parser.get_parsed_content("network_def")
