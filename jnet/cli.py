@@ -193,12 +193,15 @@ def export(
         print(path)
 
 
-def trtexec(kit_dir: str = "deploy", max_batch: int = 32, fp16: bool = True, run: bool = False) -> None:
+def trtexec(
+    kit_dir: str = "deploy", max_batch: int = 32, fp16: bool = True, run: bool = False, record: str | None = None, device: str | None = None
+) -> None:
     """Print (with --run: run) the trtexec commands that build KIT_DIR/model.engine from KIT_DIR/model.onnx on this
-    device and measure it at batch 1 and MAX_BATCH (images/s = trtexec's qps x batch)."""
+    device and measure it at batch 1 and MAX_BATCH (images/s = trtexec's qps x batch). --record FILE.json --device
+    "...": write what the run measured, for docs/jetson.md's measured rows (docs/results/jetson_measured/)."""
     from jnet.deploy.kit import kit_trtexec
 
-    kit_trtexec(kit_dir, max_batch, fp16, run)
+    kit_trtexec(kit_dir, max_batch, fp16, run, record, device)
 
 
 def pack(

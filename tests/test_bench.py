@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from jnet.tools.bench.jetson import estimate_images_per_s
+from jnet.tools.bench.jetson import DEVICES, SCENARIOS, GraphCost, batch_seconds, estimate, graph_cost
 from jnet.tools.bench.macs import count_macs, head_macs
 from jnet.tools.bench.memory import peak_forward_memory
 from jnet.deploy.export import export_onnx
@@ -26,8 +26,58 @@ def test_head_macs_match_a_hand_count():
     assert count_macs(net, (1, 2, 16, 16)) - count_macs(net.backbone, (1, 2, 16, 16)) == 2_611_200
 
 
-def test_jetson_estimate_is_labelled_arithmetic():
-    assert estimate_images_per_s(10_000_000, "jetson_nano") == pytest.approx(0.10 * 472e9 / 2e7)
+def _hand_made_graph():
+    """x (1, 1, 8, 8) -> Conv 3x3 (1 -> 4, pad 1) -> Relu -> MaxPool 2x2 -> Conv 1x1 (4 -> 2) -> y (1, 2, 4, 4), plus
+    a shape-only branch (Shape -> Reshape of y to its own shape) that costs no kernel."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1 = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "w1")
+    w2 = numpy_helper.from_array(np.ones((2, 4, 1, 1), np.float32), "w2")
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),  # fused into the conv: its output's only use
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"]),
+        helper.make_node("Shape", ["c2"], ["s"]),  # folded when the engine is built
+        helper.make_node("Reshape", ["c2", "s"], ["y"]),  # a view
+    ]
+    graph = helper.make_graph(nodes, "hand", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w1, w2])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_the_jetson_model_counts_a_hand_made_graph_and_gives_the_hand_computed_range():
+    cost = graph_cost(_hand_made_graph())
+    # MACs: conv1 4x8x8 outputs x 9 = 2304, conv2 2x4x4 outputs x 4 = 128; kernels: conv1+relu, pool, conv2 = 3
+    # fp16 activations: conv1 reads x (64) and writes 256 (relu fused: counted once), pool 256 + 64, conv2 64 + 32
+    assert (cost.macs, cost.kernels) == (2432, 3)
+    assert cost.activation_bytes == 2 * (64 + 256 + 256 + 64 + 64 + 32) and cost.weight_bytes == 2 * (36 + 8)
+    nano = DEVICES["jetson_nano"]
+    for end, (share, bandwidth_share, floor) in {"optimistic": (0.70, 0.80, 10e-6), "pessimistic": (0.10, 0.50, 50e-6)}.items():
+        compute = 2 * 2432 / (472e9 * share)
+        memory = (2 * 736 + 88) / (25.6e9 * bandwidth_share)
+        assert batch_seconds(cost, nano, SCENARIOS[("jetson_nano", end)], 1) == pytest.approx(max(compute, memory) + 3 * floor)
+        assert estimate(cost)["jetson_nano"][end]["b1_images_per_s"] == pytest.approx(1 / (max(compute, memory) + 3 * floor))
+
+
+def test_launch_floors_and_bandwidth_only_slow_the_compute_only_figure_down():
+    for cost in (GraphCost(13_800_000, 86, 1_200_000, 1_700_000), GraphCost(720_000_000, 86, 26_000_000, 1_700_000), GraphCost(5, 0, 0, 0)):
+        result = estimate(cost)
+        for device in DEVICES:
+            entry = result[device]
+            assert entry["optimistic"]["b1_images_per_s"] <= entry["compute_only_images_per_s"] * (1 + 1e-12)
+            assert entry["pessimistic"]["b1_images_per_s"] <= entry["optimistic"]["b1_images_per_s"]
+            assert entry["pessimistic"]["b32_images_per_s"] >= entry["pessimistic"]["b1_images_per_s"]  # floors amortised
+
+
+def test_trtexec_output_is_read_into_images_per_s():
+    from jnet.deploy.runner.trtexec import parse_trtexec_output
+
+    text = ("[I] === Performance summary ===\n[I] Throughput: 812.5 qps\n"
+            "[I] Latency: min = 1.1 ms, max = 1.9 ms, mean = 1.23 ms, median = 1.2 ms\n")
+    assert parse_trtexec_output(text, 32) == {"images_per_s": 812.5 * 32, "latency_ms": 1.23}
+    with pytest.raises(ValueError, match="no 'Throughput"):
+        parse_trtexec_output("[E] engine could not be built", 1)
 
 
 def test_peak_memory_counts_at_least_the_output():
@@ -99,20 +149,45 @@ def test_bench_bundles_shares_table_and_jetson_column(tmp_path):
     for key, (runtime, figure) in figures.items():
         assert head[runtime][figure] > 0 and plain[runtime][figure] > 0
         assert head["share_of_bilinear_throughput"][key] == pytest.approx(head[runtime][figure] / plain[runtime][figure])
-    for result in (head, plain):
-        assert result["jetson_estimate_images_per_s"] == {d: estimate_images_per_s(result["macs"], d) for d in ("jetson_nano", "jetson_orin_nano")}
+    for result in (head, plain):  # the latency model of the exported graph
+        assert result["jetson"]["cost"]["kernels"] > 40 and result["jetson"]["cost"]["macs"] > 10_000_000
+        assert result["jetson"] == estimate(GraphCost(**result["jetson"]["cost"]))
+    assert report["jetson_assumptions"]["scenarios"]["jetson_nano/pessimistic"]["kernel_floor_s"] == 50e-6
 
     table = render_bench_table(report)
     rows = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| prostate_mri_lowres_16 | ") and "%" not in line}
     assert set(rows) == {"head", "bilinear"}
     for variant, result in (("head", head), ("bilinear", plain)):
         cells = [c.strip() for c in rows[variant].strip("|").split("|")]
-        nano = result["jetson_estimate_images_per_s"]["jetson_nano"]
+        nano = result["jetson"]["jetson_nano"]
+        low, high = nano["pessimistic"]["b1_images_per_s"], nano["optimistic"]["b1_images_per_s"]
         assert cells[2] == f"{result['parameters']:,}" and cells[4] == f"{result['macs'] / 1e6:.1f}"
         assert cells[5] == f"{result['eager']['images_per_s_b1']:.0f}" and cells[8] == f"{result['onnxruntime']['images_per_s']:.0f}"
-        assert cells[10] == f"{nano:.0f}" + (f" ({under_nano_target(nano)})" if nano < NANO_TARGET else "")
+        assert cells[10] == f"{low:.0f}-{high:.0f}" + (f" ({under_nano_target(low)})" if low < NANO_TARGET else "")
     share_row = [line for line in table.splitlines() if line.startswith("| prostate_mri_lowres_16 | ") and "%" in line]
     assert len(share_row) == 1
     shares = [int(x) for x in re.findall(r"(\d+)%", share_row[0])]
     assert shares == [round(100 * head["share_of_bilinear_throughput"][k]) for k in SHARE_KEYS]
     assert under_nano_target(19.9) == "under 20" and under_nano_target(20.0) == ""
+
+
+def test_a_trtexec_record_becomes_a_measured_row_beside_the_estimates(tmp_path):
+    from jnet.deploy.kit import write_trtexec_record
+    from jnet.tools.bench.jetson import assumptions
+    from jnet.tools.sweep.publish import _jetson_rows, _measured_records
+
+    folder = tmp_path / "results" / "jetson_measured"
+    folder.mkdir(parents=True)
+    outputs = {1: "[I] Throughput: 400 qps\n[I] Latency: min = 2.3 ms, max = 2.9 ms, mean = 2.45 ms\n", 32: "[I] Throughput: 50 qps\n"}
+    write_trtexec_record(str(folder / "nano_16.json"), {"bundle": "prostate_mri_lowres_16"}, "Jetson Nano 4GB, JetPack 4.6.1, nvpmodel 0",
+                         True, outputs, [["trtexec", "--onnx=model.onnx"]])
+    cost = GraphCost(13_800_000, 86, 1_200_000, 1_700_000)
+    bench = {"machine": "test", "jetson_model": "the model", "jetson_assumptions": assumptions(),
+             "bundles": {"prostate_mri_lowres_16": {"head": {"jetson": estimate(cost)}}}}
+    rows = _jetson_rows(bench, _measured_records(str(tmp_path / "results")))
+    assert "| prostate_mri_lowres_16 | Jetson Nano 4GB, JetPack 4.6.1, nvpmodel 0 | fp16 | 400 | 2.45 | 1600 (batch 32) |" in rows
+    nano = estimate(cost)["jetson_nano"]
+    estimate_row = [r for r in rows if r.startswith("| prostate_mri_lowres_16 | 13.8 | 86 |")]
+    assert len(estimate_row) == 1 and f"| {nano['pessimistic']['b1_images_per_s']:.0f}-{nano['optimistic']['b1_images_per_s']:.0f} |" in estimate_row[0]
+    assert any(r.startswith("| Jetson Nano: launch floor per kernel | 10 us | 50 us |") for r in rows)
+    assert _jetson_rows(bench, [])[-1] == "(none yet: no figure here has been measured on a Jetson)"

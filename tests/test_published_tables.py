@@ -75,12 +75,12 @@ def test_the_bench_section_of_results_renders_again_from_bench_json():
 
 
 def test_the_jetson_estimates_render_again_from_bench_json(tmp_path):
-    from jnet.tools.sweep.publish import _update_jetson_estimates  # what `python -m jnet publish` writes them with
+    from jnet.tools.sweep.publish import _measured_records, _update_jetson_estimates  # what `python -m jnet publish` uses
 
     bench = _committed("bench", BENCH_COMMAND)
     page = tmp_path / "jetson.md"
     shutil.copyfile(os.path.join(DOCS, "jetson.md"), page)
-    _update_jetson_estimates(bench, str(page))
+    _update_jetson_estimates(bench, str(page), _measured_records(os.path.join(DOCS, "results")))
     assert page.read_text() == _read("jetson.md")
 
 

@@ -28,7 +28,7 @@ from jnet.processing import PARAMS_FILE, RunnerError, load_params
 from .export import INPUT_NAME, export_onnx
 from .params import deploy_params
 from .runner.models import ENGINE_SUFFIXES
-from .runner.trtexec import trtexec_commands
+from .runner.trtexec import parse_trtexec_output, trtexec_commands
 from .staging import staging_folder
 
 __all__ = ["export_kit", "build_engine_script", "kit_trtexec", "RUNNER_NAME", "MAX_ABS_DIFF", "TRTEXEC_JETPACK"]
@@ -83,9 +83,14 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
     return "\n".join(lines) + "\n"
 
 
-def kit_trtexec(kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool = False) -> list[list[str]]:
+def kit_trtexec(
+    kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool = False, record: str | None = None, device: str | None = None
+) -> list[list[str]]:
     """Print the trtexec commands for the kit in ``kit_dir`` (build ``model.engine``, measure at batch 1 and
-    ``max_batch``); with ``run``, run them with the trtexec on PATH or JetPack's."""
+    ``max_batch``); with ``run``, run them with the trtexec on PATH or JetPack's. ``record`` (with ``run``): write
+    what the measurements printed - images/s and mean latency at batch 1 and ``max_batch`` - to that JSON file with
+    ``device`` (e.g. "Jetson Nano 4GB, JetPack 4.6.1, TensorRT 8.2, nvpmodel 0"); `python -m jnet publish` shows it
+    in docs/jetson.md as a measured row beside the estimate (put it in docs/results/jetson_measured/)."""
     params_file = os.path.join(kit_dir, PARAMS_FILE)
     if not os.path.isfile(params_file):
         raise InputError(f"{params_file}: no such file; KIT_DIR must be a folder written by `python -m jnet export`.")
@@ -98,13 +103,37 @@ def kit_trtexec(kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool 
     commands = trtexec_commands(onnx, params, engine, max_batch, fp16, trtexec=binary if run else "trtexec")
     for command in commands:
         print(" ".join(shlex.quote(part) for part in command))
+    if record and not (run and device):
+        raise InputError("--record needs --run True and --device \"<device, JetPack, TensorRT, power mode>\": it writes what the run measured.")
     if run:
         if not os.access(binary, os.X_OK):
             raise InputError(f"trtexec not found (neither on PATH nor {TRTEXEC_JETPACK}): it ships with TensorRT (JetPack on a Jetson).")
+        outputs = []
         for command in commands:
-            if subprocess.run(command).returncode != 0:
+            result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            print(result.stdout, end="")
+            if result.returncode != 0:
                 raise InputError(f"'{' '.join(command)}' failed (see trtexec's output above).")
+            outputs.append(result.stdout)
+        if record:
+            write_trtexec_record(record, params, device, fp16, {1: outputs[1], max_batch: outputs[2]}, commands)
     return commands
+
+
+def write_trtexec_record(path: str, params: dict, device: str, fp16: bool, outputs: dict[int, str], commands: list[list[str]]) -> dict:
+    """The measured figures of one kit on one device as JSON (:func:`kit_trtexec`'s ``record``)."""
+    try:
+        measured = {str(batch): parse_trtexec_output(text, batch) for batch, text in outputs.items()}
+    except ValueError as error:
+        raise InputError(f"{path}: not written - {error}.") from error
+    record = {
+        "bundle": params["bundle"], "device": device, "precision": "fp16" if fp16 else "fp32",
+        "measured": measured, "commands": [" ".join(shlex.quote(part) for part in command) for command in commands],
+    }
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    print(f"{path}: {params['bundle']} on {device}: " + ", ".join(f"batch {b} {m['images_per_s']:.0f} images/s" for b, m in measured.items()))
+    return record
 
 
 EXPORT_PACKAGES = ("onnx", "onnxruntime")  # the export writes with the first and checks in the second

@@ -1,4 +1,11 @@
-"""The ``trtexec`` command lines that build and measure a TensorRT engine on the device it will run on."""
+"""The ``trtexec`` command lines that build and measure a TensorRT engine on the device it will run on, and what
+its output says (throughput and latency)."""
+
+import re
+
+THROUGHPUT = re.compile(r"Throughput:\s*([0-9.]+)\s*qps")
+# trtexec 8.x: "Latency: min = 0.61 ms, max = 0.9 ms, mean = 0.65 ms, median = ..."; older: "mean: 0.65 ms"
+LATENCY_MEAN = re.compile(r"Latency:.*?mean\s*[=:]\s*([0-9.]+)\s*ms")
 
 
 def trtexec_commands(onnx_file, params, engine_file="model.engine", max_batch=32, fp16=True, trtexec="trtexec"):
@@ -16,3 +23,14 @@ def trtexec_commands(onnx_file, params, engine_file="model.engine", max_batch=32
     measure = [[trtexec, "--loadEngine=" + engine_file, "--shapes={}:{}{}".format(name, b, shape)] for b in (1, max_batch)]
     return [build] + measure
 
+
+
+def parse_trtexec_output(text, batch):
+    """``{"images_per_s": qps x batch, "latency_ms": mean latency of one call}`` from the output of a ``trtexec
+    --loadEngine ... --shapes=...:<batch>x...`` run (its last ``Throughput`` and ``Latency`` lines); ``ValueError``
+    when it holds no throughput line."""
+    throughput = THROUGHPUT.findall(text)
+    if not throughput:
+        raise ValueError("no 'Throughput: X qps' line in the trtexec output")
+    latency = LATENCY_MEAN.findall(text)
+    return {"images_per_s": float(throughput[-1]) * batch, "latency_ms": float(latency[-1]) if latency else None}

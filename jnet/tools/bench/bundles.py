@@ -11,7 +11,7 @@ import tempfile
 import torch
 
 import monai
-from jnet.tools.bench.jetson import ASSUMED_EFFICIENCY, DEVICES, estimate_images_per_s
+from jnet.tools.bench.jetson import assumptions, estimate, graph_cost
 from jnet.tools.bench.macs import count_macs
 from jnet.tools.bench.memory import peak_forward_memory
 from jnet.tools.bench.speed import eager_speed, fastest_of_rounds, onnxruntime_speed
@@ -43,12 +43,13 @@ def bench_networks(networks: dict[str, torch.nn.Module], input_shape: tuple[int,
             "parameters": count_parameters(network),
             "macs": macs,
             "peak_memory_mb_b32": None if peak is None else peak / 2**20,
-            "jetson_estimate_images_per_s": {d: estimate_images_per_s(macs, d) for d in DEVICES},
         }
     share = budget_s / ROUNDS
     eager = fastest_of_rounds({n: lambda net=net: eager_speed(net, input_shape, BATCH, share) for n, net in networks.items()}, ROUNDS)
     with tempfile.TemporaryDirectory() as tmp:
         paths = {n: export_onnx(net, (1, *input_shape), os.path.join(tmp, f"{i}.onnx")) for i, (n, net) in enumerate(networks.items())}
+        for name, path in paths.items():  # the latency model reads the exported graph (jnet/tools/bench/jetson.py)
+            results[name]["jetson"] = estimate(graph_cost(path))
         runtime = fastest_of_rounds({n: lambda p=p: onnxruntime_speed(p, input_shape, BATCH, share) for n, p in paths.items()}, ROUNDS)
     for name in networks:
         results[name]["eager"], results[name]["onnxruntime"] = eager[name], runtime[name]
@@ -56,7 +57,7 @@ def bench_networks(networks: dict[str, torch.nn.Module], input_shape: tuple[int,
 
 
 def under_nano_target(images_per_s: float) -> str:
-    """``"under 20"`` for a Jetson Nano estimate below the paper's images/s, else ``""``."""
+    """``"under 20"`` for a Jetson Nano figure (the pessimistic batch-1 estimate) below the paper's images/s, else ``""``."""
     return f"under {NANO_TARGET:.0f}" if images_per_s < NANO_TARGET else ""
 
 
@@ -73,8 +74,9 @@ def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", bu
         f"({torch.get_num_threads()} threads), MONAI {monai.__version__}",
         "batch": BATCH,
         "timing": f"fastest call of {ROUNDS} rounds alternating head and bilinear networks, {budget_s} s per figure",
-        "jetson_assumption": "fp16 peak " + ", ".join(f"{d} {peak / 1e9:.0f} GFLOP/s" for d, peak in DEVICES.items())
-        + f", {ASSUMED_EFFICIENCY:.0%} of it assumed, 2 FLOP per MAC",
+        "jetson_model": "latency model of jnet/tools/bench/jetson.py on the exported ONNX graph (fp16, TensorRT-style "
+        "fusion): max(compute, memory) + kernels x launch floor, optimistic / pessimistic assumptions (docs/jetson.md)",
+        "jetson_assumptions": assumptions(),
         "bundles": {},
     }
     for spec in bundle_specs(configs_dir):

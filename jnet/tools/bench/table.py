@@ -69,16 +69,22 @@ def check_bundles_table(configs_dir: str, bundles_dir: str, table_file: str) -> 
     return [] if same else [f"{table_file} differs"]
 
 
+def jetson_range(entry: dict, batch: str) -> str:
+    """``"209-1041"``: a device's estimated images/s at ``batch`` (``"b1"``/``"b32"``), pessimistic to optimistic."""
+    low, high = entry["pessimistic"][f"{batch}_images_per_s"], entry["optimistic"][f"{batch}_images_per_s"]
+    return f"{low:.0f}-{high:.0f}"
+
+
 def _bench_row(name: str, variant: str, result: dict) -> str:
     """One network of ``bench.json`` (``result``: its ``head`` or ``bilinear`` entry) as a row of the bench table."""
-    nano = result["jetson_estimate_images_per_s"]["jetson_nano"]
-    flag = f" ({under_nano_target(nano)})" if under_nano_target(nano) else ""
+    nano, orin = result["jetson"]["jetson_nano"], result["jetson"]["jetson_orin_nano"]
+    flag = f" ({under_nano_target(nano['pessimistic']['b1_images_per_s'])})" if under_nano_target(nano["pessimistic"]["b1_images_per_s"]) else ""
     memory = "n/a" if result["peak_memory_mb_b32"] is None else f"{result['peak_memory_mb_b32']:.0f}"
     return (
         f"| {name} | {variant} | {result['parameters']:,} | {result.get('added_parameters', 0)} | {result['macs'] / 1e6:.1f} "
         f"| {result['eager']['images_per_s_b1']:.0f} | {result['eager']['images_per_s']:.0f} "
         f"| {result['onnxruntime']['images_per_s_b1']:.0f} | {result['onnxruntime']['images_per_s']:.0f} | {memory} "
-        f"| {nano:.0f}{flag} | {result['jetson_estimate_images_per_s']['jetson_orin_nano']:.0f} |"
+        f"| {jetson_range(nano, 'b1')}{flag} | {jetson_range(orin, 'b1')} |"
     )
 
 
@@ -90,7 +96,7 @@ def render_bench_table(report: dict) -> str:
         f"Machine: {report['machine']}. Batch-1 latency and batch-{report['batch']} throughput on CPU.",
         "",
         "| bundle | output | parameters | added | MACs (M) | eager b1 img/s | eager b32 img/s | ORT b1 img/s "
-        "| ORT b32 img/s | peak MB b32 | Nano est. img/s | Orin Nano est. img/s |",
+        "| ORT b32 img/s | peak MB b32 | Nano est. b1 img/s | Orin Nano est. b1 img/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, variants in report["bundles"].items():

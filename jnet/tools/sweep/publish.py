@@ -14,7 +14,7 @@ import numpy as np
 from jnet.tools.bench.bundles import SHARE_KEYS, SHARE_TARGET, under_nano_target
 from jnet.bundles.matrix import bundle_specs
 from jnet.bundles.render import generate_bundles
-from jnet.tools.bench.table import write_bundles_table
+from jnet.tools.bench.table import jetson_range, write_bundles_table
 from jnet.tools.eval_metrics import metric_class_names
 
 from .report import run_jaccard, format_ablation_table, format_sweep_table, seed_std
@@ -313,19 +313,70 @@ def _update_eval_metrics(sweep: dict, configs_dir: str) -> list[str]:
     return sorted(entries)
 
 
-def _update_jetson_estimates(bench: dict, jetson_page: str) -> None:
+def _jetson_rows(bench: dict, measured: list[dict]) -> list[str]:
+    """docs/jetson.md's generated block: the model's assumptions with their sources, every bundle's estimated range,
+    and the measured rows (``jnet trtexec --run --record``) beside them."""
+    model = bench["jetson_assumptions"]
     rows = [
-        f"From `python -m jnet bench` ({bench['machine']}): {bench['jetson_assumption']}. ESTIMATES, not measurements: "
-        "no figure here has been measured on a Jetson. Batch 1, the network alone.",
+        f"From `python -m jnet bench` ({bench['machine']}): {bench['jetson_model']}. ESTIMATES, not measurements, "
+        "except the rows under \"Measured\". The network alone (no pre- or post-processing, no copies), fp16.",
         "",
-        "| bundle | MACs (M) | Jetson Nano est. images/s | Jetson Orin Nano est. images/s |",
+        "| assumption | optimistic | pessimistic | source |",
         "|---|---|---|---|",
     ]
+    for key, device in model["devices"].items():
+        rows.append(f"| {device['name']} fp16 peak | {device['fp16_peak_flops'] / 1e9:.0f} GFLOP/s | same | {device['peak_source']} |")
+        rows.append(f"| {device['name']} memory bandwidth | {device['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s | same | {device['bandwidth_source']} |")
+    for field, label in (("compute_share", "share of the fp16 peak"), ("bandwidth_share", "share of the bandwidth"), ("kernel_floor_s", "launch floor per kernel")):
+        for key, device in model["devices"].items():
+            low, high = model["scenarios"][f"{key}/optimistic"][field], model["scenarios"][f"{key}/pessimistic"][field]
+            text = (lambda v: f"{v * 1e6:.0f} us") if field == "kernel_floor_s" else (lambda v: f"{v:.0%}")
+            rows.append(f"| {device['name']}: {label} | {text(low)} | {text(high)} | {model['sources'][field]} |")
+    rows += [
+        "",
+        "Kernels and traffic are read from each bundle's exported ONNX graph by the fusion rule of "
+        "`jnet/tools/bench/jetson.py` (`graph_cost`). images/s as pessimistic-optimistic; **flagged** where the "
+        "pessimistic batch-1 Nano figure is under the paper's 20 images/s. The MAC-only column is the old model "
+        "(compute at the optimistic share, no bandwidth, no launch floors): an upper bound the model never exceeds.",
+        "",
+        "| bundle | graph MACs (M) | kernels | activations MB/image | Nano b1 img/s | Nano b1 ms | Nano b32 img/s | Orin Nano b1 img/s | Orin Nano b32 img/s | Nano MAC-only img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, variants in bench["bundles"].items():
-        head = variants["head"]
-        nano = head["jetson_estimate_images_per_s"]["jetson_nano"]
-        flag = f" **({under_nano_target(nano)})**" if under_nano_target(nano) else ""
-        rows.append(f"| {name} | {head['macs'] / 1e6:.1f} | {nano:.0f}{flag} | {head['jetson_estimate_images_per_s']['jetson_orin_nano']:.0f} |")
+        jetson = variants["head"]["jetson"]
+        cost, nano, orin = jetson["cost"], jetson["jetson_nano"], jetson["jetson_orin_nano"]
+        low = nano["pessimistic"]["b1_images_per_s"]
+        flag = f" **({under_nano_target(low)})**" if under_nano_target(low) else ""
+        rows.append(
+            f"| {name} | {cost['macs'] / 1e6:.1f} | {cost['kernels']} | {cost['activation_bytes'] / 1e6:.2f} "
+            f"| {jetson_range(nano, 'b1')}{flag} | {nano['optimistic']['b1_latency_ms']:.2f}-{nano['pessimistic']['b1_latency_ms']:.2f} "
+            f"| {jetson_range(nano, 'b32')} | {jetson_range(orin, 'b1')} | {jetson_range(orin, 'b32')} | {nano['compute_only_images_per_s']:.0f} |"
+        )
+    rows += ["", "Measured (`python -m jnet trtexec KIT --run True --record docs/results/jetson_measured/<name>.json --device \"...\"`):", ""]
+    if not measured:
+        return rows + ["(none yet: no figure here has been measured on a Jetson)"]
+    rows += ["| bundle | device | precision | b1 img/s | b1 ms | largest batch img/s |", "|---|---|---|---|---|---|"]
+    for record in sorted(measured, key=lambda r: (r["bundle"], r["device"])):
+        batches = sorted(record["measured"], key=int)
+        one, top = record["measured"].get("1", {}), record["measured"][batches[-1]]
+        latency = "n/a" if one.get("latency_ms") is None else f"{one['latency_ms']:.2f}"
+        rows.append(f"| {record['bundle']} | {record['device']} | {record['precision']} | {one.get('images_per_s', float('nan')):.0f} | {latency} "
+                    f"| {top['images_per_s']:.0f} (batch {batches[-1]}) |")
+    return rows
+
+
+JETSON_MEASURED_DIR = "jetson_measured"
+
+
+def _measured_records(results_dir: str) -> list[dict]:
+    folder = os.path.join(results_dir, JETSON_MEASURED_DIR)
+    if not os.path.isdir(folder):
+        return []
+    return [json.load(open(os.path.join(folder, f))) for f in sorted(os.listdir(folder)) if f.endswith(".json")]
+
+
+def _update_jetson_estimates(bench: dict, jetson_page: str, measured: list[dict] = ()) -> None:
+    rows = _jetson_rows(bench, list(measured))
     text = open(jetson_page).read()
     start, end = text.index(ESTIMATES_BEGIN) + len(ESTIMATES_BEGIN), text.index(ESTIMATES_END)
     with open(jetson_page, "w") as f:
@@ -413,7 +464,7 @@ def publish_results(
     with open(os.path.join(docs_dir, "results.md"), "w") as f:
         f.write(render_results_page(figures))
     if bench:
-        _update_jetson_estimates(bench, os.path.join(docs_dir, "jetson.md"))
+        _update_jetson_estimates(bench, os.path.join(docs_dir, "jetson.md"), _measured_records(figures))
     generate_bundles(configs_dir, bundles_dir)
     write_bundles_table(configs_dir, bundles_dir, os.path.join(docs_dir, "bundles.md"))
     return {"checks": target_checks(sweep, bench), "eval_metrics_from_sweep": updated}
