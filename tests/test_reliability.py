@@ -459,9 +459,12 @@ def test_batch_inference_skips_bad_files_writes_every_good_one_and_fails_at_the_
     assert line.startswith("ERROR: 2 of 6 input(s) skipped (4 processed): "), line
     assert f"{files['truncated']}: the voxel data cannot be read - the file is truncated or corrupt" in line
     assert f"{files['with_nan']}: holds 1 NaN and 0 Inf voxel value(s)" in line
-    # each bad file is reported when it is found, before any volume is segmented
+    # each bad file is reported when it is found - when its voxels are read, in turn (each file is decompressed once),
+    # after the good files before it were written
     log = result.stdout
-    assert log.index(f"skipped {files['truncated']}") < log.index(f"skipped {files['with_nan']}") < log.index("SupervisedEvaluator")
+    started = log.index("SupervisedEvaluator")
+    assert started < log.index(f"skipped {files['truncated']}") < log.index(f"skipped {files['with_nan']}")
+    assert log.index(files["small_8x8"].replace(".nii.gz", "_seg.nii.gz").replace(str(folder), out)) < log.index(f"skipped {files['truncated']}")
     assert sorted(os.listdir(out)) == [f"{n}_seg.nii.gz" for n in ("all_zero", "case_lps", "case_permuted", "small_8x8")]
     for name in ("all_zero", "case_lps", "case_permuted", "small_8x8"):
         image, mask = nib.load(files[name]), _mask(out, files[name])

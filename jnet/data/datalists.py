@@ -1,5 +1,6 @@
 """The datalists every bundle config calls: the labelled volumes of a split (training, evaluation) and the volumes an
-inference run segments, each screened on its own (headers, channels, readable finite voxels), for either layout."""
+inference run segments, each screened on its own (headers, channels, grids) before the run and its voxels when it
+is segmented, for either layout."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from collections.abc import Sequence
 from jnet.errors import InputError
 
 from .io.checks import case_files, check_case_headers
-from .io.reader import check_voxel_data
 from .io.screening import ScreenedInputs, screen_inputs
 from .layouts.brats import brats_case, brats_case_datalist, brats_case_dirs, brats_layout
 from .layouts.decathlon import decathlon_datalist, select_split
@@ -44,15 +44,14 @@ def _test_images(dataset_dir: str) -> list[str]:
 
 
 def _image_item(image: str | list[str], in_channels: int | None) -> dict:
+    """A case after its header checks; its voxels are read (and checked) once, when it is segmented
+    (:class:`~jnet.data.io.screening.SkipFailedCases` skips it then if they are bad)."""
     check_case_headers(image, in_channels)
-    check_voxel_data(image)
     return {"image": image}
 
 
 def _case_item(case_dir: str) -> dict:
-    item = brats_case(case_dir, labelled=False)
-    check_voxel_data(item["image"])
-    return item
+    return brats_case(case_dir, labelled=False)
 
 
 def labelled_datalist(
@@ -79,7 +78,9 @@ def inference_inputs(
     Volumes to segment, screened one by one: ``input_files`` (a glob or a list of NIfTI files, or of lists of a
     case's sequence files on their own grids) when given; otherwise ``<dataset_dir>/imagesTs/*.nii.gz`` and
     ``*.nii`` (Decathlon) or every case folder of a BraTS 2018-2021 layout.
-    An input whose file is missing, unreadable, truncated, of the wrong shape or channels, or holds NaN/Inf is
+    An input whose file is missing, unreadable as NIfTI, of the wrong shape or channels, or on grids that cannot be
+    joined is logged and left out here; one whose voxels are truncated, corrupt or NaN/Inf when it is segmented is
+    skipped then (:class:`~jnet.data.io.screening.SkipFailedCases`). Either way it is
     logged and left out (``failures``); :meth:`ScreenedInputs.raise_if_failed` reports them after the run.
     """
     if input_files:

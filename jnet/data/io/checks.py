@@ -97,6 +97,9 @@ def check_case_headers(image: str | Sequence[str], in_channels: int | None = Non
         shape = check_image_header(files[0], in_channels, listed_in)
         warn_if_oblique(files[0], _header(files[0]).affine)
         return shape if len(shape) == 4 else (*shape, 1)
+    if in_channels == len(files):  # one sequence per channel (BraTS modalities, T2 + ADC): name the file that is not
+        for path in files:
+            check_image_header(path, 1, listed_in)
     headers = [_header(f, listed_in) for f in files]
     shapes = [tuple(int(n) for n in h.shape) for h in headers]
     for path, shape in zip(files, shapes):
