@@ -194,14 +194,16 @@ def export(
 
 
 def trtexec(
-    kit_dir: str = "deploy", max_batch: int = 32, fp16: bool = True, run: bool = False, record: str | None = None, device: str | None = None
+    kit_dir: str = "deploy", max_batch: int = 32, fp16: bool = True, run: bool = False, record: str | None = None, device: str | None = None,
+    logs: tuple | None = None,
 ) -> None:
     """Print (with --run: run) the trtexec commands that build KIT_DIR/model.engine from KIT_DIR/model.onnx on this
     device and measure it at batch 1 and MAX_BATCH (images/s = trtexec's qps x batch). --record FILE.json --device
-    "...": write what the run measured, for docs/jetson.md's measured rows (docs/results/jetson_measured/)."""
+    "...": write what the run measured, for docs/jetson.md's measured rows (docs/results/jetson_measured/); --logs
+    "['b1.log','b32.log']": from the saved output of the two measurements on a device without this package."""
     from jnet.deploy.kit import kit_trtexec
 
-    kit_trtexec(kit_dir, max_batch, fp16, run, record, device)
+    kit_trtexec(kit_dir, max_batch, fp16, run, record, device, list(_listed(logs)) if logs else None)
 
 
 def pack(

@@ -307,3 +307,34 @@ def test_a_folder_of_two_series_or_no_dicom_is_one_clear_line(dicom_study, tmp_p
     empty.mkdir()
     with pytest.raises(InputError, match=r"empty: is a folder with no DICOM files"):
         check_case_headers([str(empty), dicom_study["adc"]], 2)
+
+
+def test_one_slice_grids_on_the_same_plane_overlap():
+    t2, adc = np.diag([0.5, 0.5, 3.0, 1.0]), np.diag([1.0, 1.0, 3.0, 1.0])
+    adc[:3, 3] = [0.25, 0.25, 0.0]  # 2x2 blocks of the T2 grid
+    assert processing.overlap_fraction(t2, (10, 10, 1), adc, (5, 5, 1)) == pytest.approx(1.0)
+    joined, notes = processing.join_sequences([np.ones((1, 10, 10, 1)), np.ones((1, 5, 5, 1))], [t2, adc], ["t2", "adc"])
+    assert joined.shape == (2, 10, 10, 1) and len(notes) == 1
+
+
+def test_uid_named_series_keep_their_names_and_one_name_twice_is_one_line(balanced_model, study, dicom_study, tmp_path):
+    """Series folders named by their UID (dots) get masks named by the whole UID, in the bundle and the runner; two
+    cases whose masks would share a name (p1/T2, p2/T2) write the first, name the second, and exit non-zero."""
+    series = [str(tmp_path / "1.2.840.113619.2.1"), str(tmp_path / "1.2.840.113619.2.2")]
+    for folder in series:
+        shutil.copytree(dicom_study["t2"], folder)
+    (tmp_path / "p1").mkdir()
+    (tmp_path / "p2").mkdir()
+    twins = [str(tmp_path / "p1" / "case.nii.gz"), str(tmp_path / "p2" / "case.nii.gz")]
+    for twin in twins:
+        shutil.copy(study["stacked"], twin)
+    out = tmp_path / "bundle"
+    result = _infer(balanced_model, [[series[0], dicom_study["adc"]], [series[1], dicom_study["adc"]], *twins], out)
+    assert result.returncode == 1
+    assert f"{twins[1]}: its mask would be written as case_seg.nii.gz over the mask of {twins[0]}" in result.stderr
+    assert sorted(os.listdir(out)) == ["1_2_840_113619_2_1_seg.nii.gz", "1_2_840_113619_2_2_seg.nii.gz", "case_seg.nii.gz"]
+    kit = balanced_model["kit"]
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), f"{series[0]},{dicom_study['adc']}", *twins,
+                        "--output_dir", tmp_path / "runner", "--threads", "1")
+    assert result.returncode == 1 and f"ERROR: {twins[1]}: its mask would be written as case_seg.nii.gz over the mask of {twins[0]}" in result.stderr
+    assert sorted(os.listdir(tmp_path / "runner")) == ["1_2_840_113619_2_1_seg.nii.gz", "case_seg.nii.gz"]

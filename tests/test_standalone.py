@@ -37,7 +37,7 @@ RUNNER_SOURCES = {
     if name.endswith(".py")
 }  # kit-relative path -> source file
 RUNNER_MODULES = ("jnet.processing", "jnet.deploy.runner")  # the jnet modules the runner may import
-STDLIB_OK = {"argparse", "glob", "json", "math", "os", "sys", "time"}
+STDLIB_OK = {"argparse", "glob", "json", "math", "os", "re", "sys", "time"}
 OPTIONAL_OK = {"onnxruntime", "tensorrt", "pycuda", "cuda", "pydicom"}  # imported inside the functions that need them
 # run the runner with torch and MONAI made unimportable: what a Jetson Nano has. The kit's folder brings its own
 # jnet/ (processing + deploy.runner, empty __init__s); the repository's jnet would import torch and fail here.
@@ -441,6 +441,35 @@ def test_trtexec_commands_in_the_verb_and_the_kit_script(prostate_kit, capsys):
     script = open(os.path.join(prostate_kit, "build_engine.sh")).read()
     assert '"$TRTEXEC" --onnx=model.onnx --saveEngine=model.engine --minShapes=image:1x2x16x16' in script
     assert "--maxShapes=image:32x2x16x16 --fp16" in script  # the kit's default max batch
+
+
+def test_the_kit_script_keeps_each_measurement_and_the_verb_records_it(prostate_kit, tmp_path):
+    """build_engine.sh run with a stand-in trtexec (prints a TensorRT 8.x performance summary): each measurement's
+    output lands in trtexec_b<batch>.log, and `jnet trtexec --record --logs` turns them into the measured row's JSON
+    (the call's own latency, not the H2D/D2H lines)."""
+    import json
+
+    kit = tmp_path / "kit"
+    shutil.copytree(prostate_kit, kit)
+    fake = tmp_path / "trtexec"
+    fake.write_text(
+        "#!/bin/sh\ncase \"$*\" in *image:32x*) q=50;; *) q=400;; esac\n"
+        "echo \"[I] === Performance summary ===\"\necho \"[I] Throughput: $q qps\"\n"
+        "echo \"[I] Latency: min = 2.3 ms, max = 2.9 ms, mean = 2.45 ms, median = 2.4 ms\"\n"
+        "echo \"[I] End-to-End Host Latency: min = 2.5 ms, max = 3.1 ms, mean = 2.7 ms\"\n"
+        "echo \"[I] D2H Latency: min = 0.004 ms, max = 0.01 ms, mean = 0.0045 ms\"\n"
+    )
+    fake.chmod(0o755)
+    result = subprocess.run(["sh", str(kit / "build_engine.sh")], env={**os.environ, "TRTEXEC": str(fake)}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Throughput: 400 qps" in (kit / "trtexec_b1.log").read_text() and "Throughput: 50 qps" in (kit / "trtexec_b32.log").read_text()
+    record = tmp_path / "nano_16.json"
+    trtexec(str(kit), record=str(record), device="Jetson Nano 4GB, JetPack 4.6.1", logs=[str(kit / "trtexec_b1.log"), str(kit / "trtexec_b32.log")])
+    content = json.loads(record.read_text())
+    assert content["bundle"] == "prostate_mri_lowres_16" and content["device"] == "Jetson Nano 4GB, JetPack 4.6.1"
+    assert content["measured"] == {"1": {"images_per_s": 400.0, "latency_ms": 2.45}, "32": {"images_per_s": 1600.0, "latency_ms": 2.45}}
+    with pytest.raises(InputError, match="--record needs --device"):
+        trtexec(str(kit), record=str(record), logs=[str(kit / "trtexec_b1.log"), str(kit / "trtexec_b32.log")])
 
 
 def test_trtexec_on_a_folder_that_is_not_a_kit(tmp_path):

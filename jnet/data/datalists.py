@@ -5,10 +5,12 @@ is segmented, for either layout."""
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from collections.abc import Sequence
 
 from jnet.errors import InputError
+from jnet.processing import mask_stem
 
 from .io.checks import case_files, check_case_headers
 from .io.screening import ScreenedInputs, screen_inputs
@@ -16,6 +18,8 @@ from .layouts.brats import brats_case, brats_case_datalist, brats_case_dirs, bra
 from .layouts.decathlon import decathlon_datalist, select_split
 
 __all__ = ["labelled_datalist", "inference_inputs", "inference_datalist"]
+
+logger = logging.getLogger(__name__)
 
 
 NIFTI_PATTERNS = ("*.nii.gz", "*.nii")
@@ -84,13 +88,32 @@ def inference_inputs(
     logged and left out (``failures``); :meth:`ScreenedInputs.raise_if_failed` reports them after the run.
     """
     if input_files:
-        return screen_inputs(_matching_files(input_files), lambda path: _image_item(path, in_channels))
+        return _one_mask_per_name(screen_inputs(_matching_files(input_files), lambda path: _image_item(path, in_channels)))
     if layout == "decathlon":
         if not dataset_dir or not os.path.isdir(dataset_dir):
             raise InputError(f"dataset_dir '{dataset_dir}' does not exist or is not a folder (set --dataset_dir or --input_files).")
-        return screen_inputs(_test_images(dataset_dir), lambda path: _image_item(path, in_channels))
+        return _one_mask_per_name(screen_inputs(_test_images(dataset_dir), lambda path: _image_item(path, in_channels)))
     brats_layout(layout)
     return screen_inputs(brats_case_dirs(dataset_dir or ""), _case_item)
+
+
+def _one_mask_per_name(screened: ScreenedInputs) -> ScreenedInputs:
+    """Leave out (as failures) the cases whose mask would be written over an earlier case's: the same file or series
+    folder name in two folders (``p1/T2``, ``p2/T2``) - masks go to one output folder, named after the first file."""
+    kept, first = [], {}
+    for item in screened.items:
+        path = case_files(item["image"])[0]
+        stem = mask_stem(path)
+        if stem in first:
+            message = (f"{path}: its mask would be written as {stem}_seg.nii.gz over the mask of {first[stem]}; rename "
+                       "one, or run them with different --output_dir.")
+            screened.failures.append(message)
+            logger.warning(f"skipped {message}")
+            continue
+        first[stem] = path
+        kept.append(item)
+    screened.items[:] = kept
+    return screened
 
 
 def inference_datalist(

@@ -78,19 +78,27 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
         '[ -f "$TRTEXEC" ] && [ -x "$TRTEXEC" ] || { echo "ERROR: $TRTEXEC: trtexec not found - it ships with TensorRT'
         ' (JetPack on a Jetson); set TRTEXEC=/path/to/trtexec." >&2; exit 1; }',
     ]
-    for command in trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16):
-        lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in command[1:]))
+    build, *measure = trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16)
+    lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in build[1:]))
+    lines.append("# each measurement's output is kept in trtexec_b<batch>.log: `python -m jnet trtexec <kit> --record <file>.json "
+                 "--device ... --logs \"['trtexec_b1.log','trtexec_b%d.log']\"` on the PC turns them into a measured row" % max_batch)
+    for batch, command in zip((1, max_batch), measure):
+        log = f"trtexec_b{batch}.log"
+        lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in command[1:]) + f' > {log} 2>&1 || {{ cat {log}; exit 1; }}; cat {log}')
     return "\n".join(lines) + "\n"
 
 
 def kit_trtexec(
-    kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool = False, record: str | None = None, device: str | None = None
+    kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool = False, record: str | None = None, device: str | None = None,
+    logs: list[str] | None = None,
 ) -> list[list[str]]:
     """Print the trtexec commands for the kit in ``kit_dir`` (build ``model.engine``, measure at batch 1 and
     ``max_batch``); with ``run``, run them with the trtexec on PATH or JetPack's. ``record`` (with ``run``): write
     what the measurements printed - images/s and mean latency at batch 1 and ``max_batch`` - to that JSON file with
     ``device`` (e.g. "Jetson Nano 4GB, JetPack 4.6.1, TensorRT 8.2, nvpmodel 0"); `python -m jnet publish` shows it
-    in docs/jetson.md as a measured row beside the estimate (put it in docs/results/jetson_measured/)."""
+    in docs/jetson.md as a measured row beside the estimate (put it in docs/results/jetson_measured/). ``logs``
+    (with ``record``, instead of ``run``): the saved output of the two measurement commands, batch 1 then
+    ``max_batch``, run on a device without this package (a Jetson Nano: ``sh build_engine.sh``, its output kept)."""
     params_file = os.path.join(kit_dir, PARAMS_FILE)
     if not os.path.isfile(params_file):
         raise InputError(f"{params_file}: no such file; KIT_DIR must be a folder written by `python -m jnet export`.")
@@ -103,8 +111,19 @@ def kit_trtexec(
     commands = trtexec_commands(onnx, params, engine, max_batch, fp16, trtexec=binary if run else "trtexec")
     for command in commands:
         print(" ".join(shlex.quote(part) for part in command))
-    if record and not (run and device):
-        raise InputError("--record needs --run True and --device \"<device, JetPack, TensorRT, power mode>\": it writes what the run measured.")
+    if record and not ((run or logs) and device):
+        raise InputError("--record needs --device \"<device, JetPack, TensorRT, power mode>\" and --run True (or --logs of "
+                         "the batch-1 and batch-N measurements): it writes what they measured.")
+    if logs:
+        if len(logs) != 2:
+            raise InputError(f"--logs needs two files, the batch-1 and the batch-{max_batch} measurement, got {len(logs)}.")
+        texts = []
+        for log in logs:
+            if not os.path.isfile(log):
+                raise InputError(f"{log}: no such file (--logs).")
+            texts.append(open(log, errors="replace").read())
+        write_trtexec_record(record, params, device, fp16, {1: texts[0], max_batch: texts[1]}, commands)
+        return commands
     if run:
         if not os.access(binary, os.X_OK):
             raise InputError(f"trtexec not found (neither on PATH nor {TRTEXEC_JETPACK}): it ships with TensorRT (JetPack on a Jetson).")

@@ -80,8 +80,9 @@ class DistillationLoss(_AuxiliaryLoss):
         """``T**2 * KL(teacher || student)`` per pixel, averaged."""
         with torch.no_grad():
             teacher = self.teacher(highres.float())
-            if teacher.shape[-2:] != student.shape[-2:]:
-                teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+            if teacher.shape[-2:] != student.shape[-2:]:  # antialiased when shrinking
+                shrink = teacher.shape[-1] > student.shape[-1]
+                teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False, antialias=shrink)
         t = self.temperature
         if self.sigmoid:
             p_teacher = torch.sigmoid(teacher / t)

@@ -15,8 +15,10 @@ import numpy as np
 from .params import RunnerError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-# slices whose spacing differs from the first step by more than this share are a gap or a second stack
+# slices whose spacing differs from the first step by more than this share (or 0.02 mm, ImagePositionPatient's
+# usual rounding, whichever is larger) are a gap or a second stack
 SLICE_SPACING_TOLERANCE = 0.01
+SLICE_SPACING_TOLERANCE_MM = 0.02
 
 
 def _pydicom(folder):
@@ -25,6 +27,19 @@ def _pydicom(folder):
     except ImportError:
         raise RunnerError("{}: a DICOM series folder needs pydicom (pip install 'jnet-lowres[dicom]', or pip install pydicom).".format(folder))
     return pydicom
+
+
+def mask_stem(path):
+    """The name a case's mask is written under (``<stem>_seg.nii.gz``): a NIfTI file's name without ``.nii.gz`` /
+    ``.nii``; a DICOM series folder's name with its dots made underscores (a series folder named by its UID,
+    ``1.3.12.2...25.1``, would otherwise lose its last part as if it were a file extension)."""
+    name = os.path.basename(os.path.normpath(path))
+    if os.path.isdir(path):
+        return name.replace(".", "_")
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def is_dicom_folder(path):
@@ -85,7 +100,7 @@ def _geometry(folder, datasets):
         lengths = np.sqrt((steps ** 2).sum(axis=1))
         if lengths.min() <= 0:
             raise RunnerError("{}: two slices at the same position; not one stack.".format(folder))
-        if np.abs(lengths - lengths[0]).max() > SLICE_SPACING_TOLERANCE * lengths[0]:
+        if np.abs(lengths - lengths[0]).max() > max(SLICE_SPACING_TOLERANCE * lengths[0], SLICE_SPACING_TOLERANCE_MM):
             raise RunnerError("{}: the slice spacing is not uniform ({:.3f} to {:.3f} mm: a gap, or more than one stack).".format(folder, lengths.min(), lengths.max()))
         step = (positions[-1] - positions[0]) / (len(datasets) - 1)
     else:

@@ -43,10 +43,18 @@ def same_grid(affine, shape, other_affine, other_shape):
     return grid_offset_mm(affine, other_affine, shape) <= SAME_GRID_TOLERANCE * spacing(affine).min()
 
 
+def _voxel_box(affine, shape):
+    """World coordinates ``(8, 3)`` of the corners of the grid's extent: the outer faces of its corner voxels (half
+    a voxel beyond their centres), so a one-slice grid has the thickness of its slice."""
+    corners = np.array([[i, j, k] for i in (-0.5, shape[0] - 0.5) for j in (-0.5, shape[1] - 0.5) for k in (-0.5, shape[2] - 0.5)])
+    affine = np.asarray(affine, dtype=np.float64)
+    return corners.dot(affine[:3, :3].T) + affine[:3, 3]
+
+
 def overlap_fraction(affine, shape, other_affine, other_shape):
-    """The share of the reference grid's (``affine``, ``shape``) world bounding box that the other grid's box
-    covers: 0 when they do not meet."""
-    box, other = world_corners(affine, shape), world_corners(other_affine, other_shape)
+    """The share of the reference grid's (``affine``, ``shape``) world bounding box (voxel extents) that the other
+    grid's box covers: 0 when they do not meet."""
+    box, other = _voxel_box(affine, shape), _voxel_box(other_affine, other_shape)
     low = np.maximum(box.min(axis=0), other.min(axis=0))
     high = np.minimum(box.max(axis=0), other.max(axis=0))
     extent = np.maximum(box.max(axis=0) - box.min(axis=0), 1e-6)

@@ -50,7 +50,7 @@ def run_bundle_command(
     start = time.perf_counter()
     with open(log_path, "w") as log:
         if progress_every_s:
-            process = subprocess.Popen(command, cwd=bundle_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+            process = subprocess.Popen(command, cwd=bundle_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace")
             returncode = _follow(process, log, progress_every_s)
         else:
             returncode = subprocess.run(command, cwd=bundle_dir, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
@@ -67,8 +67,15 @@ def _follow(process: subprocess.Popen, log, every_s: float) -> int:
     """Copy the process's output to ``log``; every ``every_s`` seconds print its latest progress line (epoch,
     iteration, loss, validation metric), or that it is still starting. Returns the exit code."""
     lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put(None)], daemon=True)
-    reader.start()
+
+    def read() -> None:
+        try:
+            for line in process.stdout:
+                lines.put(line)
+        finally:  # the end, whatever happened: the loop below never waits for a line that cannot come
+            lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
     started = last_echo = time.monotonic()
     latest = None
     while True:
@@ -87,4 +94,5 @@ def _follow(process: subprocess.Popen, log, every_s: float) -> int:
             elapsed = time.monotonic() - started
             print(f"      {elapsed:4.0f} s  {latest or 'starting (reading and caching the volumes)'}", flush=True)
             last_echo = time.monotonic()
+    process.stdout.close()
     return process.wait()

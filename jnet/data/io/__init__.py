@@ -3,4 +3,4 @@
 from .checks import case_files, check_case_headers, check_image_header, check_pair_headers
 from .reader import CheckedNibabelReader, check_voxel_data
 from .screening import ScreenedInputs, SkipFailedCases, screen_inputs
-from .writer import NibabelWriterNoResample
+from .writer import NibabelWriterNoResample, mask_name_formatter

@@ -55,7 +55,10 @@ def _read_gzip_checked(img: nib.Nifti1Image, path: str) -> np.ndarray:
 
 
 def _source_name(img, fallback: str) -> str:
-    """The file a nibabel image's voxel data come from (robust to a reader shared between threads)."""
+    """The file a nibabel image's voxel data come from (robust to a reader shared between threads); for a DICOM
+    series read into memory, its folder."""
+    if getattr(img, "jnet_source", None):
+        return img.jnet_source
     source = getattr(getattr(img, "dataobj", None), "file_like", None)
     if isinstance(source, str):
         return source
@@ -97,10 +100,12 @@ class CheckedNibabelReader(NibabelReader):
                     voxels, affine = read_dicom_series(name)
                 except RunnerError as e:
                     raise InputError(str(e)) from e
-                images.append(nib.Nifti1Image(voxels, affine))
+                image = nib.Nifti1Image(voxels, affine)
+                image.jnet_source = name  # where its voxels came from, for every message about them
+                images.append(image)
             else:
                 images.append(super().read(name, **kwargs))
-        self.filenames = names  # get_data names each file (as MONAI's read does)
+        self.filenames = names  # as MONAI's read does; get_data names each image from the image itself
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img):
@@ -109,7 +114,8 @@ class CheckedNibabelReader(NibabelReader):
             return super().get_data(img)
         if self.as_closest_canonical:
             raise ValueError("CheckedNibabelReader joins the sequences of a case on their own grids: as_closest_canonical is not supported.")
-        filenames = [str(f) for f in ensure_tuple(self.filenames)]
+        fallback = [str(f) for f in ensure_tuple(self.filenames)]
+        filenames = [_source_name(image, fallback[i] if i < len(fallback) else f"sequence {i}") for i, image in enumerate(images)]
         data, meta = super().get_data(images[0])
         volumes, affines = [_channels_first(data)], [np.asarray(meta[MetaKeys.AFFINE], dtype=np.float64)]
         for image, filename in zip(images[1:], filenames[1:]):

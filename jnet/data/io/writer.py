@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from monai.data import NibabelWriter
+import os
 
-__all__ = ["NibabelWriterNoResample"]
+from monai.data import NibabelWriter
+from monai.data.folder_layout import default_name_formatter
+
+from jnet.processing import mask_stem
+
+__all__ = ["NibabelWriterNoResample", "mask_name_formatter"]
+
+
+def mask_name_formatter(metadict: dict, saver) -> dict:
+    """``SaveImaged``'s ``output_name_formatter``: MONAI's own, but a DICOM series folder is named by
+    :func:`jnet.processing.mask_stem` (its dots kept as underscores), as the standalone runner names it."""
+    names = default_name_formatter(metadict, saver)
+    if os.path.isdir(names["subject"]):
+        names["subject"] = mask_stem(names["subject"])
+    return names
 
 
 class NibabelWriterNoResample(NibabelWriter):

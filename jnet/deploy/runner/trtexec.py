@@ -3,9 +3,10 @@ its output says (throughput and latency)."""
 
 import re
 
-THROUGHPUT = re.compile(r"Throughput:\s*([0-9.]+)\s*qps")
-# trtexec 8.x: "Latency: min = 0.61 ms, max = 0.9 ms, mean = 0.65 ms, median = ..."; older: "mean: 0.65 ms"
-LATENCY_MEAN = re.compile(r"Latency:.*?mean\s*[=:]\s*([0-9.]+)\s*ms")
+THROUGHPUT = re.compile(r"throughput:\s*([0-9.]+)\s*qps", re.IGNORECASE)  # 8.x "Throughput:", 7.x "throughput:"
+# the call's own latency line ("[I] Latency: min = 0.61 ms, max = 0.9 ms, mean = 0.65 ms, ..."), not the "H2D Latency",
+# "D2H Latency" or "End-to-End Host Latency" lines around it
+LATENCY_MEAN = re.compile(r"^(?:\[[^\]]*\]\s*)*Latency:\s*min.*?mean\s*[=:]\s*([0-9.]+)\s*ms", re.MULTILINE)
 
 
 def trtexec_commands(onnx_file, params, engine_file="model.engine", max_batch=32, fp16=True, trtexec="trtexec"):

@@ -7,7 +7,7 @@ import sys
 import nibabel as nib
 import numpy as np
 
-from jnet.processing import OBLIQUE_WARNING_DEGREES, RunnerError, is_dicom_folder, apply_orientation, load_case, obliquity_degrees, postprocess, preprocess, reorient, uniform_mask_warning
+from jnet.processing import OBLIQUE_WARNING_DEGREES, RunnerError, is_dicom_folder, mask_stem, apply_orientation, load_case, obliquity_degrees, postprocess, preprocess, reorient, uniform_mask_warning
 
 
 def segment_slices(model, slices, state, params, batch_size=32):
@@ -35,10 +35,7 @@ def segment_file(model, case, params, output_dir, batch_size=32):
     warning = uniform_mask_warning(path, labels)
     if warning:
         print("WARNING: " + warning, file=sys.stderr)
-    name = os.path.basename(os.path.normpath(path))
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+    name = mask_stem(path)
     if not os.path.isdir(output_dir):
         os.makedirs(output_dir)
     out_path = os.path.join(output_dir, name + "_seg.nii.gz")
@@ -57,10 +54,14 @@ def segment_file(model, case, params, output_dir, batch_size=32):
 def segment_files(model, cases, params, output_dir, batch_size=32):
     """Segment every case (a file, or a list of sequence files); a bad one is reported (``ERROR: <file>: ...``) and
     skipped, the others are written. Returns the failures as ``[(first file, message)]``."""
-    failures = []
+    failures, written = [], {}
     for case in cases:
         path = case if isinstance(case, str) else case[0]
         try:
+            if mask_stem(path) in written:
+                raise RunnerError("{}: its mask would be written as {}_seg.nii.gz over the mask of {}; rename one, or run them "
+                                  "with different --output_dir.".format(path, mask_stem(path), written[mask_stem(path)]))
+            written[mask_stem(path)] = path
             print(segment_file(model, case, params, output_dir, batch_size))
         except (RunnerError, ValueError) as error:  # ValueError: numpy on a degenerate volume (an empty axis)
             message = str(error) if isinstance(error, RunnerError) else "{}: cannot be segmented ({}).".format(path, error)
@@ -76,7 +77,7 @@ def input_cases(inputs):
     cases = []
     for item in inputs:
         if "," in item and not os.path.exists(item):
-            files = [os.path.normpath(f) for f in item.split(",") if f]
+            files = [os.path.normpath(f.strip()) for f in item.split(",") if f.strip()]
             for f in files:
                 if not os.path.isfile(f) and not is_dicom_folder(f):
                     raise RunnerError("{}: no such file or DICOM series folder (in the case {}).".format(f, item))

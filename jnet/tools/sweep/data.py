@@ -15,11 +15,13 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 from tqdm import tqdm
 
+import jnet.data.io
+import jnet.data.layouts
 import jnet.processing
+import jnet.transforms
 from jnet.bundles.parse import bundle_parser
 from jnet.data.datalists import labelled_datalist
 from jnet.errors import InputError
-from jnet.transforms import pipeline
 
 __all__ = ["SweepData", "load_sweep_data", "NUM_FOLDS"]
 
@@ -63,15 +65,18 @@ def _meta(volume: dict) -> dict:
 
 
 def _processing_files() -> list[str]:
-    folder = os.path.dirname(jnet.processing.__file__)
-    return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name.endswith(".py")]
+    """The code that makes the cached volumes: jnet/processing/, the transforms and the data loading (reader, checks,
+    layouts)."""
+    folders = [os.path.dirname(module.__file__) for module in (jnet.processing, jnet.transforms, jnet.data.io, jnet.data.layouts)]
+    return [os.path.join(folder, name) for folder in folders for name in sorted(os.listdir(folder)) if name.endswith(".py")]
 
 
 def cache_key(bundle_dir: str, config_files: Sequence[str], dataset_dir: str, layout: str, num_folds: int, val_fold: int) -> str:
     """What the cached volumes depend on: the data (folder, layout, folds), the bundle's train.json and the setting's
-    override files, and the code of the pre-processing steps (jnet/transforms/pipeline.py and jnet/processing/)."""
+    override files, and the code that loads and pre-processes them (jnet/processing/, jnet/transforms/, jnet/data/io/
+    and jnet/data/layouts/)."""
     digest = hashlib.sha256(json.dumps([os.path.abspath(dataset_dir), layout, num_folds, val_fold]).encode())
-    files = (os.path.join(bundle_dir, "configs", "train.json"), *config_files, pipeline.__file__, *_processing_files())
+    files = (os.path.join(bundle_dir, "configs", "train.json"), *config_files, *_processing_files())
     for path in files:
         with open(path, "rb") as f:
             digest.update(f.read())
