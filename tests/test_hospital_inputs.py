@@ -226,7 +226,7 @@ def write_dicom_series(volume: np.ndarray, affine: np.ndarray, folder: str, seri
     column_spacing, row_spacing = np.linalg.norm(lps[:3, 0]), np.linalg.norm(lps[:3, 1])
     low, high = float(volume.min()), float(volume.max())
     slope = (high - low) / 60000.0 or 1.0
-    series_uid, study_uid = generate_uid(), generate_uid()
+    series_uid, study_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
     for k in np.random.default_rng(seed).permutation(volume.shape[2]):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
@@ -236,6 +236,8 @@ def write_dicom_series(volume: np.ndarray, affine: np.ndarray, folder: str, seri
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
         ds.Modality, ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "MR", "TEST", study_uid, series_uid
         ds.SeriesNumber, ds.InstanceNumber = series_number, int(k) + 1
+        ds.FrameOfReferenceUID, ds.PatientName, ds.StudyDate, ds.StudyTime = frame_uid, "Test^Patient", "20261202", "120000"
+        ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID, ds.PatientBirthDate, ds.PatientSex = "A1", "", "1", "", "O"
         ds.ImageOrientationPatient = [float(v) for v in (*(lps[:3, 0] / column_spacing), *(lps[:3, 1] / row_spacing))]
         ds.ImagePositionPatient = [float(v) for v in lps[:3, 3] + k * lps[:3, 2]]
         ds.PixelSpacing = [float(row_spacing), float(column_spacing)]
@@ -338,3 +340,32 @@ def test_uid_named_series_keep_their_names_and_one_name_twice_is_one_line(balanc
                         "--output_dir", tmp_path / "runner", "--threads", "1")
     assert result.returncode == 1 and f"ERROR: {twins[1]}: its mask would be written as case_seg.nii.gz over the mask of {twins[0]}" in result.stderr
     assert sorted(os.listdir(tmp_path / "runner")) == ["1_2_840_113619_2_1_seg.nii.gz", "case_seg.nii.gz"]
+
+
+def test_a_dicom_series_mask_is_also_a_dicom_seg_referencing_the_series(balanced_model, study, dicom_study, tmp_path):
+    """--dicom_seg True: beside the NIfTI mask, <series>_seg.dcm - a DICOM Segmentation whose frames reference the
+    source instances and whose segments decode to the NIfTI mask, voxel for voxel."""
+    import highdicom as hd
+    import pydicom
+
+    out = tmp_path / "out"
+    result = _infer(balanced_model, [[dicom_study["t2"], dicom_study["adc"]], [study["t2"], study["adc"]]], out, dicom_seg=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(os.listdir(out)) == ["patient1_t2_seg.nii.gz", "t2_series_seg.dcm", "t2_series_seg.nii.gz"]  # NIfTI input: no SEG
+    mask, _ = load_mask(out / "t2_series_seg.nii.gz")
+    seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(out / "t2_series_seg.dcm"))
+    sources = processing.dicom_series_datasets(dicom_study["t2"])
+    assert seg.Modality == "SEG" and seg.StudyInstanceUID == sources[0].StudyInstanceUID
+    assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {ds.SOPInstanceUID for ds in sources}
+    labels = {desc.SegmentLabel: desc.SegmentNumber for desc in seg.SegmentSequence}
+    assert set(labels) == {"peripheral zone", "transition zone"}  # both present in the balanced model's mask
+    for name, code in (("peripheral zone", 1), ("transition zone", 2)):
+        volume = seg.get_volume(segment_numbers=[labels[name]], combine_segments=True, allow_missing_positions=True)
+        frames = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[ds.SOPInstanceUID for ds in sources], segment_numbers=[labels[name]],
+            assert_missing_frames_are_empty=True, combine_segments=True,
+        )  # (slices, rows, columns), in the order the series is stacked
+        np.testing.assert_array_equal(frames > 0, np.transpose(mask == code, (2, 1, 0)))
+        assert volume is not None

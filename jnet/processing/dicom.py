@@ -120,6 +120,12 @@ def dicom_series_header(folder):
     return (int(datasets[0].Columns), int(datasets[0].Rows), len(datasets)), affine
 
 
+def dicom_series_datasets(folder):
+    """The series' datasets (headers only, no pixel data), in the order :func:`read_dicom_series` stacks them."""
+    datasets, _ = _geometry(folder, _slices(folder, headers_only=True))
+    return datasets
+
+
 def read_dicom_series(folder):
     """``(H, W, D)`` float32 voxels (rescaled) and the RAS affine of the one image series in ``folder``."""
     datasets, affine = _geometry(folder, _slices(folder, headers_only=False))

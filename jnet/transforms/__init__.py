@@ -1,4 +1,5 @@
 from .brats import BratsRegionsd
+from .dicom import SaveDicomSegd
 from .checks import CheckChannelsd, CheckLabelValuesd, WarnUniformLabelsd, source_file
 from .pipeline import (
     GRID_TYPES,

@@ -26,6 +26,7 @@ from ..io.checks import check_case_headers, check_pair_headers
 __all__ = [
     "BratsLayout",
     "LAYOUTS",
+    "brats_label_names",
     "MODALITY_SUFFIXES",
     "labels_to_regions",
     "brats_case_datalist",
@@ -49,6 +50,12 @@ class BratsLayout:
 
 
 LAYOUTS = {"decathlon": BratsLayout(edema=1, core=2, enhancing=3), "brats2021": BratsLayout(edema=2, core=1, enhancing=4)}
+
+
+def brats_label_names(name: str) -> dict[str, str]:
+    """``{code: name}`` of the label codes the layout ``name`` writes (the names of a DICOM SEG's segments)."""
+    layout = brats_layout(name)
+    return {str(layout.core): "tumour core (necrotic / non-enhancing)", str(layout.edema): "edema", str(layout.enhancing): "enhancing tumour"}
 
 
 def brats_layout(name: str) -> BratsLayout:
