@@ -369,3 +369,39 @@ def test_a_dicom_series_mask_is_also_a_dicom_seg_referencing_the_series(balanced
         )  # (slices, rows, columns), in the order the series is stacked
         np.testing.assert_array_equal(frames > 0, np.transpose(mask == code, (2, 1, 0)))
         assert volume is not None
+
+
+def test_a_dataset_json_entry_listing_separate_sequences_trains_on_the_joined_case(study, tmp_path):
+    """dataset.json entries may list a case's sequence files ("image": ["t2", "adc"]): the bundle's own training
+    pre-processing gives the volume of the pre-stacked case (within float32 resampling tolerance), on the T2 grid."""
+    from monai.transforms import Compose
+
+    from jnet.data import labelled_datalist
+
+    data = tmp_path / "Task05"
+    for sub in ("imagesTr", "labelsTr"):
+        (data / sub).mkdir(parents=True)
+    shape = study["shape"]
+    label = np.zeros(shape, np.uint8)
+    label[60:100, 60:100, :] = 2
+    label[50:60, 60:100, :] = 1
+    for name in ("separate", "stacked", "third"):
+        nib.save(nib.Nifti1Image(label, study["affine"]), str(data / "labelsTr" / f"{name}.nii.gz"))
+    shutil.copy(study["t2"], data / "imagesTr" / "separate_t2.nii.gz")
+    shutil.copy(study["adc"], data / "imagesTr" / "separate_adc.nii.gz")
+    shutil.copy(study["stacked"], data / "imagesTr" / "stacked.nii.gz")
+    shutil.copy(study["stacked"], data / "imagesTr" / "third.nii.gz")
+    training = [
+        {"image": ["./imagesTr/separate_t2.nii.gz", "./imagesTr/separate_adc.nii.gz"], "label": "./labelsTr/separate.nii.gz"},
+        {"image": "./imagesTr/stacked.nii.gz", "label": "./labelsTr/stacked.nii.gz"},
+        {"image": "./imagesTr/third.nii.gz", "label": "./labelsTr/third.nii.gz"},
+    ]
+    (data / "dataset.json").write_text(json.dumps({"training": training, "labels": {"0": "bg", "1": "PZ", "2": "TZ"}}))
+    items = labelled_datalist(str(data), "decathlon", "all", 3, 0, 0, 2)
+    parser = bundle_parser(BUNDLE_16)
+    transform = Compose(parser.get_parsed_content("volume_transforms"))
+    separate, stacked = (transform(dict(item)) for item in items[:2])
+    assert isinstance(items[0]["image"], list) and len(items[0]["image"]) == 2
+    assert separate["image"].shape == stacked["image"].shape == (2, 256, 256, shape[2])
+    np.testing.assert_allclose(separate["image"].numpy(), stacked["image"].numpy(), rtol=1e-3, atol=1e-3)
+    assert torch.equal(separate["label"], stacked["label"])
