@@ -149,13 +149,17 @@ def test_bench_bundles_shares_table_and_jetson_column(tmp_path):
     for key, (runtime, figure) in figures.items():
         assert head[runtime][figure] > 0 and plain[runtime][figure] > 0
         assert head["share_of_bilinear_throughput"][key] == pytest.approx(head[runtime][figure] / plain[runtime][figure])
+    assert 1 < report["matmul_limit_gmacs"] < 10_000  # this CPU's measured fp32 MatMul G MAC/s
+    for result in (head, plain):  # each figure as a share of that limit: images/s x MACs / limit
+        for key, (runtime, figure) in figures.items():
+            assert result["share_of_matmul_limit"][key] == pytest.approx(result[runtime][figure] * result["macs"] / (report["matmul_limit_gmacs"] * 1e9))
     for result in (head, plain):  # the latency model of the exported graph
         assert result["jetson"]["cost"]["kernels"] > 40 and result["jetson"]["cost"]["macs"] > 10_000_000
         assert result["jetson"] == estimate(GraphCost(**result["jetson"]["cost"]))
     assert report["jetson_assumptions"]["scenarios"]["jetson_nano/pessimistic"]["kernel_floor_s"] == 50e-6
 
     table = render_bench_table(report)
-    rows = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| prostate_mri_lowres_16 | ") and "%" not in line}
+    rows = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith(("| prostate_mri_lowres_16 | head |", "| prostate_mri_lowres_16 | bilinear |"))}
     assert set(rows) == {"head", "bilinear"}
     for variant, result in (("head", head), ("bilinear", plain)):
         cells = [c.strip() for c in rows[variant].strip("|").split("|")]
@@ -164,7 +168,9 @@ def test_bench_bundles_shares_table_and_jetson_column(tmp_path):
         assert cells[2] == f"{result['parameters']:,}" and cells[4] == f"{result['macs'] / 1e6:.1f}"
         assert cells[5] == f"{result['eager']['images_per_s_b1']:.0f}" and cells[8] == f"{result['onnxruntime']['images_per_s']:.0f}"
         assert cells[10] == f"{low:.0f}-{high:.0f}" + (f" ({under_nano_target(low)})" if low < NANO_TARGET else "")
-    share_row = [line for line in table.splitlines() if line.startswith("| prostate_mri_lowres_16 | ") and "%" in line]
+        assert cells[12] == f"{result['share_of_matmul_limit']['eager_images_per_s']:.0%}"
+        assert cells[13] == f"{result['share_of_matmul_limit']['onnxruntime_images_per_s']:.0%}"
+    share_row = [line for line in table.splitlines() if line.startswith("| prostate_mri_lowres_16 | ") and line.split(" | ")[1].endswith("%")]
     assert len(share_row) == 1
     shares = [int(x) for x in re.findall(r"(\d+)%", share_row[0])]
     assert shares == [round(100 * head["share_of_bilinear_throughput"][k]) for k in SHARE_KEYS]

@@ -14,7 +14,7 @@ import monai
 from jnet.tools.bench.jetson import assumptions, estimate, graph_cost
 from jnet.tools.bench.macs import count_macs
 from jnet.tools.bench.memory import peak_forward_memory
-from jnet.tools.bench.speed import eager_speed, fastest_of_rounds, onnxruntime_speed
+from jnet.tools.bench.speed import eager_speed, fastest_of_rounds, matmul_limit_gmacs, onnxruntime_speed
 from jnet.bundles.matrix import bundle_specs
 from jnet.bundles.parse import bundle_network, count_parameters
 from jnet.deploy.export.onnx import export_onnx
@@ -69,7 +69,11 @@ def _figure(result: dict, key: str) -> float:
 
 def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", budget_s: float = 0.5) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
+    limit = matmul_limit_gmacs()
     report = {
+        "matmul_limit_gmacs": limit,
+        "limit": "fp32 MatMul 2048x2048x2048 through ONNX Runtime on all cores (jnet/tools/bench/speed.py): this CPU's "
+        "G multiply-accumulates per second; a network's share = images/s x its MACs / that",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), MONAI {monai.__version__}",
         "batch": BATCH,
@@ -86,6 +90,8 @@ def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", bu
         head, plain = measured["head"], measured["bilinear"]
         head["added_parameters"] = head["parameters"] - plain["parameters"]
         head["share_of_bilinear_throughput"] = {key: _figure(head, key) / _figure(plain, key) for key in SHARE_KEYS}
+        for result in (head, plain):
+            result["share_of_matmul_limit"] = {key: _figure(result, key) * result["macs"] / (limit * 1e9) for key in SHARE_KEYS}
         report["bundles"][spec.name] = {"head": head, "bilinear": plain}
         print(f"{spec.name}: done")
     return report

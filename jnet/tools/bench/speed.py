@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["time_calls", "eager_speed", "onnxruntime_speed", "fastest_of_rounds"]
+__all__ = ["time_calls", "eager_speed", "onnxruntime_speed", "fastest_of_rounds", "matmul_limit_gmacs"]
 
 
 def time_calls(call: Callable[[], object], budget_s: float = 1.0, min_runs: int = 3, max_runs: int = 200) -> float:
@@ -66,3 +66,22 @@ def fastest_of_rounds(measures: dict[str, Callable[[], dict[str, float]]], round
                 keep = min if key.startswith("latency") else max
                 best[name][key] = keep(best[name][key], value)
     return best
+
+
+def matmul_limit_gmacs(size: int = 2048, budget_s: float = 2.0) -> float:
+    """This CPU's fp32 matrix-multiply limit, G multiply-accumulates per second: the fastest ``size`` x ``size`` x
+    ``size`` MatMul through ONNX Runtime (all cores) - the yardstick every bench figure is shown against (PyTorch's
+    own GEMM is slower on some CPUs: about 73 vs 171 G MAC/s on this AMD one)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    a, b = (np.random.randn(size, size).astype(np.float32) for _ in range(2))
+    seconds = time_calls(lambda: session.run(None, {"a": a, "b": b}), budget_s)
+    return size**3 / seconds / 1e9

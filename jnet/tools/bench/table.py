@@ -75,6 +75,11 @@ def jetson_range(entry: dict, batch: str) -> str:
     return f"{low:.0f}-{high:.0f}"
 
 
+def _limit_share(result: dict, key: str) -> str:
+    share = result.get("share_of_matmul_limit", {}).get(key)
+    return "n/a" if share is None else f"{share:.0%}"
+
+
 def _bench_row(name: str, variant: str, result: dict) -> str:
     """One network of ``bench.json`` (``result``: its ``head`` or ``bilinear`` entry) as a row of the bench table."""
     nano, orin = result["jetson"]["jetson_nano"], result["jetson"]["jetson_orin_nano"]
@@ -84,7 +89,8 @@ def _bench_row(name: str, variant: str, result: dict) -> str:
         f"| {name} | {variant} | {result['parameters']:,} | {result.get('added_parameters', 0)} | {result['macs'] / 1e6:.1f} "
         f"| {result['eager']['images_per_s_b1']:.0f} | {result['eager']['images_per_s']:.0f} "
         f"| {result['onnxruntime']['images_per_s_b1']:.0f} | {result['onnxruntime']['images_per_s']:.0f} | {memory} "
-        f"| {jetson_range(nano, 'b1')}{flag} | {jetson_range(orin, 'b1')} |"
+        f"| {jetson_range(nano, 'b1')}{flag} | {jetson_range(orin, 'b1')} "
+        f"| {_limit_share(result, 'eager_images_per_s')} | {_limit_share(result, 'onnxruntime_images_per_s')} |"
     )
 
 
@@ -93,11 +99,12 @@ def render_bench_table(report: dict) -> str:
     figures, and the head's throughput as a share of the bilinear-output network's. Written to ``bench.md`` by the
     command and into ``docs/results.md`` by ``python -m jnet publish`` (from ``docs/results/bench.json``)."""
     lines = [
-        f"Machine: {report['machine']}. Batch-1 latency and batch-{report['batch']} throughput on CPU.",
+        f"Machine: {report['machine']}. Batch-1 latency and batch-{report['batch']} throughput on CPU."
+        + (f" Limit: {report['matmul_limit_gmacs']:.0f} G MAC/s ({report['limit']})." if "matmul_limit_gmacs" in report else ""),
         "",
         "| bundle | output | parameters | added | MACs (M) | eager b1 img/s | eager b32 img/s | ORT b1 img/s "
-        "| ORT b32 img/s | peak MB b32 | Nano est. b1 img/s | Orin Nano est. b1 img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ORT b32 img/s | peak MB b32 | Nano est. b1 img/s | Orin Nano est. b1 img/s | eager b32 % of limit | ORT b32 % of limit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, variants in report["bundles"].items():
         lines += [_bench_row(name, variant, result) for variant, result in variants.items()]
