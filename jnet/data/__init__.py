@@ -3,5 +3,5 @@ BraTS) and file I/O (:mod:`.io`: reader, writer, header checks, screening). The 
 (:mod:`jnet.tools.synthetic`), not imported by a bundle run."""
 
 from .datalists import inference_datalist, inference_inputs, labelled_datalist
-from .io import CheckedNibabelReader, NibabelWriterNoResample, mask_name_formatter, ScreenedInputs, SkipFailedCases, check_image_header, check_pair_headers, check_voxel_data, screen_inputs
+from .io import CheckedNibabelReader, NibabelWriterNoResample, mask_name_formatter, ScreenedInputs, SkipFailedCases, check_image_header, check_pair_headers, screen_inputs
 from .layouts import LAYOUTS, brats_case, brats_case_datalist, decathlon_datalist, image_datalist, labels_to_regions, read_dataset_json, split_folds

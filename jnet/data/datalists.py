@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 
 from jnet.errors import InputError
-from jnet.processing import mask_stem
+from jnet.processing import mask_name_clash, mask_stem
 
 from .io.checks import case_files, check_case_headers
 from .io.screening import ScreenedInputs, screen_inputs
@@ -105,8 +105,7 @@ def _one_mask_per_name(screened: ScreenedInputs) -> ScreenedInputs:
         path = case_files(item["image"])[0]
         stem = mask_stem(path)
         if stem in first:
-            message = (f"{path}: its mask would be written as {stem}_seg.nii.gz over the mask of {first[stem]}; rename "
-                       "one, or run them with different --output_dir.")
+            message = mask_name_clash(path, first[stem])
             screened.failures.append(message)
             logger.warning(f"skipped {message}")
             continue

@@ -42,6 +42,12 @@ def mask_stem(path):
     return name
 
 
+def mask_name_clash(path, earlier):
+    """The message for a case whose mask would be written over the mask of the case ``earlier`` (the same name)."""
+    return "{}: its mask would be written as {}_seg.nii.gz over the mask of {}; rename one, or run them with different --output_dir.".format(
+        path, mask_stem(path), earlier)
+
+
 def is_dicom_folder(path):
     """Whether ``path`` is a folder holding at least one DICOM file (the ``DICM`` marker at byte 128) and no NIfTI."""
     if not os.path.isdir(path):

@@ -14,15 +14,13 @@ OBLIQUE_WARNING_DEGREES = 3.0
 SAME_GRID_TOLERANCE = 0.1
 
 
-def _corners(shape):
-    """The 8 corner voxel indices ``(8, 3)`` of a grid of ``shape`` (its first three axes)."""
-    return np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)], dtype=np.float64)
-
-
-def world_corners(affine, shape):
-    """World coordinates ``(8, 3)`` of the corner voxels' centres."""
+def world_corners(affine, shape, margin=0.0):
+    """World coordinates ``(8, 3)`` of the corner voxels' centres of a grid of ``shape`` (its first three axes);
+    ``margin`` voxels beyond them (0.5: the outer faces of the corner voxels, the grid's extent)."""
+    low, high = -margin, [n - 1 + margin for n in shape[:3]]
+    corners = np.array([[i, j, k] for i in (low, high[0]) for j in (low, high[1]) for k in (low, high[2])], dtype=np.float64)
     affine = np.asarray(affine, dtype=np.float64)
-    return _corners(shape).dot(affine[:3, :3].T) + affine[:3, 3]
+    return corners.dot(affine[:3, :3].T) + affine[:3, 3]
 
 
 def spacing(affine):
@@ -43,22 +41,27 @@ def same_grid(affine, shape, other_affine, other_shape):
     return grid_offset_mm(affine, other_affine, shape) <= SAME_GRID_TOLERANCE * spacing(affine).min()
 
 
-def _voxel_box(affine, shape):
-    """World coordinates ``(8, 3)`` of the corners of the grid's extent: the outer faces of its corner voxels (half
-    a voxel beyond their centres), so a one-slice grid has the thickness of its slice."""
-    corners = np.array([[i, j, k] for i in (-0.5, shape[0] - 0.5) for j in (-0.5, shape[1] - 0.5) for k in (-0.5, shape[2] - 0.5)])
-    affine = np.asarray(affine, dtype=np.float64)
-    return corners.dot(affine[:3, :3].T) + affine[:3, 3]
-
-
 def overlap_fraction(affine, shape, other_affine, other_shape):
     """The share of the reference grid's (``affine``, ``shape``) world bounding box (voxel extents) that the other
     grid's box covers: 0 when they do not meet."""
-    box, other = _voxel_box(affine, shape), _voxel_box(other_affine, other_shape)
+    box, other = world_corners(affine, shape, 0.5), world_corners(other_affine, other_shape, 0.5)  # voxel extents
     low = np.maximum(box.min(axis=0), other.min(axis=0))
     high = np.minimum(box.max(axis=0), other.max(axis=0))
     extent = np.maximum(box.max(axis=0) - box.min(axis=0), 1e-6)
     return float(np.prod(np.clip(high - low, 0, None) / extent))
+
+
+def oblique_warning(path, affine):
+    """The warning for a grid whose voxel axes are more than :data:`OBLIQUE_WARNING_DEGREES` off the scanner axes
+    (the network sees the anatomy rotated), else None."""
+    angle = obliquity_degrees(affine)
+    if angle <= OBLIQUE_WARNING_DEGREES:
+        return None
+    return (
+        "{}: oblique acquisition - the voxel axes are {:.1f} degrees off the scanner axes; it runs as is, so the network "
+        "sees the anatomy rotated by that angle (resample it onto an axis-aligned grid first if the training data were "
+        "axis-aligned: docs/hospital.md).".format(path, angle)
+    )
 
 
 def obliquity_degrees(affine):

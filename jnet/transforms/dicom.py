@@ -31,7 +31,7 @@ class SaveDicomSegd(MapTransform):
     def __init__(self, keys: KeysCollection, output_dir: str, label_names: dict, algorithm: str = "jnet", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = output_dir
-        self.label_names = {str(k): v for k, v in label_names.items()}
+        self.label_names = dict(label_names)
         self.algorithm = algorithm
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:

@@ -52,7 +52,8 @@ def write_dicom_seg(mask: np.ndarray, series_folder: str, label_names: dict, out
     missing = [name for name in ("FrameOfReferenceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if name not in datasets[0]]
     if missing:
         raise InputError(f"{series_folder}: the series has no {', '.join(missing)}, which a DICOM SEG must reference; no DICOM SEG written.")
-    present = [int(code) for code in sorted(int(c) for c in label_names) if (mask == int(code)).any()]
+    label_names = {int(code): str(name) for code, name in label_names.items()}
+    present = [code for code in sorted(label_names) if (mask == code).any()]
     if not present:
         logger.warning(f"{series_folder}: the mask has no labelled voxel; no DICOM SEG written.")
         return None
@@ -60,7 +61,7 @@ def write_dicom_seg(mask: np.ndarray, series_folder: str, label_names: dict, out
     descriptions = [
         hd.seg.SegmentDescription(
             segment_number=number,
-            segment_label=str(label_names[str(code)] if str(code) in label_names else label_names[code]),
+            segment_label=label_names[code],
             segmented_property_category=codes.SCT.Tissue,
             segmented_property_type=codes.SCT.Tissue,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,

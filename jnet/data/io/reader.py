@@ -12,7 +12,6 @@ import gzip
 import logging
 import os
 import zlib
-from collections.abc import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -22,7 +21,7 @@ from monai.utils import MetaKeys, ensure_tuple
 from jnet.errors import InputError
 from jnet.processing import RunnerError, join_sequences, read_dicom_series
 
-__all__ = ["CheckedNibabelReader", "check_finite", "check_voxel_data"]
+__all__ = ["CheckedNibabelReader", "check_finite"]
 
 # what reading the voxel data of a file with a readable header raises when the file is damaged: gzip stream cut
 # short (EOFError), damaged deflate data (zlib.error), CRC mismatch (gzip.BadGzipFile, an OSError), short file (OSError)
@@ -148,12 +147,3 @@ def _channels_first(data: np.ndarray) -> np.ndarray:
     """``(H, W, D)`` -> ``(1, H, W, D)``; ``(H, W, D, C)`` -> ``(C, H, W, D)``."""
     data = np.asarray(data)
     return data[None] if data.ndim == 3 else np.moveaxis(data, -1, 0)
-
-
-def check_voxel_data(paths: str | Sequence[str]) -> None:
-    """Read every voxel of ``paths`` (one file, or each file of a case) the way the bundles do, raising
-    :class:`InputError` for unreadable or non-finite data. The files of a case are read one at a time: the grids
-    are joined when the case is loaded."""
-    reader = CheckedNibabelReader()
-    for path in ensure_tuple(paths):
-        reader.get_data(reader.read(path))

@@ -7,7 +7,10 @@ import sys
 import nibabel as nib
 import numpy as np
 
-from jnet.processing import OBLIQUE_WARNING_DEGREES, RunnerError, is_dicom_folder, mask_stem, apply_orientation, load_case, obliquity_degrees, postprocess, preprocess, reorient, uniform_mask_warning
+from jnet.processing import (
+    RunnerError, apply_orientation, is_dicom_folder, load_case, mask_name_clash, mask_stem, oblique_warning, postprocess, preprocess,
+    reorient, uniform_mask_warning,
+)
 
 
 def segment_slices(model, slices, state, params, batch_size=32):
@@ -25,10 +28,9 @@ def segment_file(model, case, params, output_dir, batch_size=32):
     path = case if isinstance(case, str) else case[0]
     for note in notes:
         print("INFO: " + note, file=sys.stderr)
-    angle = obliquity_degrees(affine)
-    if angle > OBLIQUE_WARNING_DEGREES:
-        print("WARNING: {}: oblique acquisition - the voxel axes are {:.1f} degrees off the scanner axes; it runs as is, "
-              "so the network sees the anatomy rotated by that angle.".format(path, angle), file=sys.stderr)
+    oblique = oblique_warning(path, affine)
+    if oblique:
+        print("WARNING: " + oblique, file=sys.stderr)
     ras, undo = reorient(volume, affine, params["axcodes"])
     slices, state = preprocess(ras, params)
     labels = apply_orientation(segment_slices(model, slices, state, params, batch_size)[None], undo)[0]
@@ -59,8 +61,7 @@ def segment_files(model, cases, params, output_dir, batch_size=32):
         path = case if isinstance(case, str) else case[0]
         try:
             if mask_stem(path) in written:
-                raise RunnerError("{}: its mask would be written as {}_seg.nii.gz over the mask of {}; rename one, or run them "
-                                  "with different --output_dir.".format(path, mask_stem(path), written[mask_stem(path)]))
+                raise RunnerError(mask_name_clash(path, written[mask_stem(path)]))
             written[mask_stem(path)] = path
             print(segment_file(model, case, params, output_dir, batch_size))
         except (RunnerError, ValueError) as error:  # ValueError: numpy on a degenerate volume (an empty axis)

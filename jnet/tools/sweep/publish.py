@@ -9,15 +9,13 @@ import json
 import os
 import shutil
 
-import numpy as np
-
 from jnet.tools.bench.bundles import SHARE_KEYS, SHARE_TARGET, under_nano_target
 from jnet.bundles.matrix import bundle_specs
 from jnet.bundles.render import generate_bundles
 from jnet.tools.bench.table import jetson_range, write_bundles_table
 from jnet.tools.eval_metrics import metric_class_names
 
-from .report import run_jaccard, format_ablation_table, format_sweep_table, seed_std
+from .report import format_ablation_table, format_sweep_table, paired_effect
 from .run import run_sweep
 from .train import VARIANTS
 
@@ -58,15 +56,14 @@ def _cross_size_checks(sweep: dict) -> list[tuple[str, bool, str]]:
     checks = []
     runs = sweep.get("runs", {})
     for r in (16, 32):
-        seeds = sorted(int(k.split("#")[1]) for k in runs if k.startswith(f"head@{r}#") and f"baseline@{2 * r}#{k.split('#')[1]}" in runs)
-        if not seeds:
+        effect = paired_effect(runs, f"head@{r}", f"baseline@{2 * r}")
+        if effect is None:
             continue
-        differences = [run_jaccard(runs[f"head@{r}#{s}"]) - run_jaccard(runs[f"baseline@{2 * r}#{s}"]) for s in seeds]
-        mean, spread = float(np.mean(differences)), seed_std(differences) or 0.0
         checks.append((
             f"{r}x{r} head reaches the {2 * r}x{2 * r} baseline: at least as high in every paired seed",
-            all(d >= 0 for d in differences),
-            f"{mean:+.3f} (std {spread:.3f}), head@{r} higher in {sum(d > 0 for d in differences)}/{len(seeds)} seeds",
+            all(d >= 0 for d in effect["delta_jaccard_per_seed"]),
+            f"{effect['delta_jaccard_mean']:+.3f} (std {effect['delta_jaccard_std'] or 0.0:.3f}), head@{r} higher in "
+            f"{effect['higher_in']}/{effect['seeds']} seeds",
         ))
     return checks
 

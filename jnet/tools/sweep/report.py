@@ -92,6 +92,23 @@ def run_jaccard(run: dict) -> float:
     return float(np.nanmean(run["jaccard"]))
 
 
+def paired_effect(runs: dict, key: str, against: str) -> dict | None:
+    """The change of mean foreground Jaccard from the runs ``against`` (``variant@r``) to the runs ``key``, seed by
+    seed over the seeds both have: mean and sample std (ddof=1) of the differences, in how many seeds ``key`` was
+    higher, the differences; None without a common seed."""
+    seeds = sorted(int(k.split("#")[1]) for k in runs if k.split("#")[0] == key and f"{against}#{k.split('#')[1]}" in runs)
+    if not seeds:
+        return None
+    differences = [run_jaccard(runs[f"{key}#{seed}"]) - run_jaccard(runs[f"{against}#{seed}"]) for seed in seeds]
+    return {
+        "seeds": len(seeds),
+        "delta_jaccard_mean": float(np.mean(differences)),
+        "delta_jaccard_std": seed_std(differences),
+        "higher_in": int(sum(d > 0 for d in differences)),
+        "delta_jaccard_per_seed": [float(d) for d in differences],
+    }
+
+
 def paired_effects(results: dict, against: str = "head") -> dict[str, dict]:
     """Per ``variant@r`` other than ``against``: the change of mean foreground Jaccard from ``against@r`` seed by
     seed (paired): the mean and sample std (ddof=1) of the per-seed differences, and in how many seeds it was
@@ -102,17 +119,9 @@ def paired_effects(results: dict, against: str = "head") -> dict[str, dict]:
         name, r = key.split("@")
         if name == against:
             continue
-        seeds = sorted(int(k.split("#")[1]) for k in runs if k.split("#")[0] == key and f"{against}@{r}#{k.split('#')[1]}" in runs)
-        if not seeds:
-            continue
-        differences = [run_jaccard(runs[f"{key}#{seed}"]) - run_jaccard(runs[f"{against}@{r}#{seed}"]) for seed in seeds]
-        effects[key] = {
-            "seeds": len(seeds),
-            "delta_jaccard_mean": float(np.mean(differences)),
-            "delta_jaccard_std": seed_std(differences),
-            "higher_in": int(sum(d > 0 for d in differences)),
-            "delta_jaccard_per_seed": [float(d) for d in differences],
-        }
+        effect = paired_effect(runs, key, f"{against}@{r}")
+        if effect is not None:
+            effects[key] = effect
     return effects
 
 
