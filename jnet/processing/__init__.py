@@ -36,6 +36,7 @@ from .steps import (
     load_case,
     load_volume,
     normalize,
+    normalize_volume,
     orientations,
     pad_square,
     postprocess,

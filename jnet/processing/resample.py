@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+SLAB_SLICES = 16  # slices resized at a time: bounds the temporaries of a whole-volume resize
+
 
 def _gaussian_kernel(sigma, truncated=4.0):
     """MONAI's ``gaussian_1d(approx="erf")`` (not normalised): the Gaussian integrated over each pixel."""
@@ -72,6 +74,13 @@ def resize_slices(volume, size, mode="linear", anti_aliasing=False):
     MONAI's ``Resize((size, size, -1))``: ``mode`` ``linear`` (trilinear), ``area``, ``nearest`` or
     ``nearest-exact``; ``anti_aliasing`` smooths each downsampled axis with sigma ``(factor - 1) / 2`` first.
     """
+    if volume.ndim == 4 and volume.shape[3] > SLAB_SLICES and volume.shape[1:3] != (size, size):
+        # slices are independent: resize a slab of them at a time into the output, so the temporaries (the
+        # smoothing's padded copies, the interpolation's gathers) are a slab's, not the volume's
+        out = np.empty(volume.shape[:1] + (size, size) + volume.shape[3:], dtype=np.float32)
+        for start in range(0, volume.shape[3], SLAB_SLICES):
+            out[..., start : start + SLAB_SLICES] = resize_slices(volume[..., start : start + SLAB_SLICES], size, mode, anti_aliasing)
+        return out
     out = volume.astype(np.float32)
     if out.shape[1:3] == (size, size):
         return out

@@ -37,8 +37,8 @@ def load_volume(path, in_channels):
         raise RunnerError("{}: a {}D image; expected a 3D volume or a 4D volume with channels last.".format(path, data.ndim))
     if in_channels is not None and data.shape[0] != in_channels:
         raise RunnerError("{}: image has {} channel(s), the model expects {}.".format(path, data.shape[0], in_channels))
-    data = data.astype(np.float32)
-    if not np.isfinite(data).all():
+    data = data.astype(np.float32, copy=False)  # nibabel's fresh array: no second copy of the volume
+    if not all(np.isfinite(data[..., i : i + 16]).all() for i in range(0, data.shape[-1], 16)):
         raise RunnerError("{}: holds NaN or Inf voxel values; fix or re-export the file.".format(path))
     return data, np.asarray(image.affine, dtype=np.float64)
 
@@ -84,9 +84,10 @@ def reorient(volume, affine, axcodes="RAS"):
     return apply_orientation(volume, forward), undo
 
 
-def normalize(volume, channel_wise=True, nonzero=False):
-    """z-normalisation (MONAI's ``NormalizeIntensity``: population std, a zero std left as 1)."""
-    out = volume.astype(np.float32)
+def normalize(volume, channel_wise=True, nonzero=False, in_place=False):
+    """z-normalisation (MONAI's ``NormalizeIntensity``: population std, a zero std left as 1); ``in_place``: of
+    a float32 ``volume`` itself, no copy."""
+    out = volume if in_place and volume.dtype == np.float32 else volume.astype(np.float32)
     groups = [out[c : c + 1] for c in range(out.shape[0])] if channel_wise else [out]
     for group in groups:  # views into out
         if nonzero:
@@ -95,10 +96,19 @@ def normalize(volume, channel_wise=True, nonzero=False):
                 values = group[mask]
                 group[mask] = (values - values.mean(dtype=np.float64)) / (values.std(dtype=np.float64) or 1.0)
             continue
-        mean, std = group.mean(dtype=np.float64), group.std(dtype=np.float64) or 1.0
+        mean, std = _mean_std(group)
         group -= np.float32(mean)
         group /= np.float32(std)
     return out
+
+
+def _mean_std(group, slab=16):
+    """Mean and population std (a zero std as 1) of a ``(c, H, W[, D])`` array, two passes in float64 over slabs
+    of slices: no float64 copy of the whole volume."""
+    slabs = [group[..., i : i + slab] for i in range(0, group.shape[-1], slab)] if group.ndim == 4 else [group]
+    mean = sum(float(s.sum(dtype=np.float64)) for s in slabs) / group.size
+    variance = sum(float(np.square(s.astype(np.float64) - mean).sum()) for s in slabs) / group.size
+    return mean, (variance ** 0.5) or 1.0
 
 
 def pad_square(volume):
@@ -134,13 +144,19 @@ def from_grid(volume, side, grid, mode="linear"):
     return undo_pad_or_crop(undo_pad_or_crop(volume, 1, side), 2, side)
 
 
-def preprocess(volume, params):
+def normalize_volume(volume, params, in_place=False):
+    """Step 3 on a whole ``(C, H, W, D)`` volume: the z-normalisation of ``params``."""
+    norm = params["normalize"]
+    return normalize(volume, norm.get("channel_wise", True), norm.get("nonzero", False), in_place)
+
+
+def preprocess(volume, params, normalized=False):
     """
     ``(C, H, W, D)`` image in RAS -> ``(D, C, r, r)`` network input and the state :func:`postprocess` needs.
-    Steps 3-6 of the module docstring.
+    Steps 3-6 of the module docstring; ``normalized``: step 3 is done (:func:`normalize_volume` on the whole
+    volume, so that steps 4-6, slice by slice, can run on a slab of its slices).
     """
-    norm = params["normalize"]
-    image = normalize(volume, norm.get("channel_wise", True), norm.get("nonzero", False))
+    image = volume if normalized else normalize_volume(volume, params)
     image, pads = pad_square(image)
     side = image.shape[1]
     image = to_grid(image, params["output_size"], params["grid"])

@@ -8,7 +8,8 @@ import nibabel as nib
 import numpy as np
 
 from jnet.processing import (
-    RunnerError, apply_orientation, is_dicom_folder, load_case, mask_name_clash, mask_stem, oblique_warning, postprocess, preprocess,
+    RunnerError, apply_orientation, is_dicom_folder, load_case, mask_name_clash, mask_stem, normalize_volume, oblique_warning, postprocess,
+    preprocess,
     reorient, uniform_mask_warning,
 )
 
@@ -32,8 +33,14 @@ def segment_file(model, case, params, output_dir, batch_size=32):
     if oblique:
         print("WARNING: " + oblique, file=sys.stderr)
     ras, undo = reorient(volume, affine, params["axcodes"])
-    slices, state = preprocess(ras, params)
-    labels = apply_orientation(segment_slices(model, slices, state, params, batch_size)[None], undo)[0]
+    del volume  # a reoriented copy replaces it: at most two copies of the input at once
+    ras = normalize_volume(ras, params, in_place=True)
+    labels = np.empty(ras.shape[1:], dtype=np.uint8)
+    for start in range(0, ras.shape[3], batch_size):  # a slab of slices at a time: memory is the input + a slab
+        slices, state = preprocess(ras[..., start : start + batch_size], params, normalized=True)
+        labels[..., start : start + batch_size] = segment_slices(model, slices, state, params, batch_size)
+    del ras
+    labels = apply_orientation(labels[None], undo)[0]
     warning = uniform_mask_warning(path, labels)
     if warning:
         print("WARNING: " + warning, file=sys.stderr)
