@@ -95,6 +95,15 @@ def bench(out_dir: str = "bench_output", budget_s: float = 0.5) -> None:
     print(table)
 
 
+def bench_memory(out_dir: str = "bench_memory", depth: int = 400) -> None:
+    """Peak RSS of segmenting one 512 x 512 x DEPTH x 2 float32 volume with prostate_mri_lowres_32: the bundle's
+    ``monai.bundle run inference.json`` (num_workers 0: one process) and the standalone runner, each as MB of peak
+    per MB of input between 64 slices and DEPTH, and the constant; writes OUT_DIR/volume_memory.json and .md and prints the table."""
+    from jnet.tools.bench.volume_memory import bench_volume_memory, write_volume_memory_report
+
+    print(write_volume_memory_report(bench_volume_memory(out_dir, depth), out_dir), end="")
+
+
 def bench_processes(
     out_dir: str = "bench_processes",
     dataset_dir: str | None = None,
@@ -249,7 +258,7 @@ def verify(bundle_dir: str, trusted_key: str | None = None) -> None:
 def main() -> None:
     install_excepthook()
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
-    verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "bench_processes": bench_processes, "sweep": sweep, "publish": publish}
+    verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "bench_memory": bench_memory, "bench_processes": bench_processes, "sweep": sweep, "publish": publish}
     verbs.update({"export": export, "trtexec": trtexec, "pack": pack, "unpack": unpack, "verify": verify})  # deployment (jnet/deploy/)
     fire.Fire(verbs)
 

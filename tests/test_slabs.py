@@ -1,5 +1,7 @@
 """Slab-wise processing (issue 17, memory) computes what the whole-volume path computes."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -34,3 +36,45 @@ def test_preprocessing_slabs_of_a_normalised_volume_equals_preprocessing_it_whol
     slabs = [preprocess(normalised[..., i : i + 32], params, normalized=True) for i in range(0, 45, 32)]
     np.testing.assert_allclose(np.concatenate([s for s, _ in slabs]), whole, rtol=0, atol=1e-6)
     assert all(s == state for _, s in slabs)
+
+
+@pytest.mark.parametrize("dtype,slope_inter", [(np.float32, None), (">i2", None), (np.int16, (2.0, 1.0))])
+def test_a_nii_gz_decompressed_into_its_array_reads_what_nibabel_reads(tmp_path, dtype, slope_inter):
+    import nibabel as nib
+
+    from jnet.processing import read_voxels
+
+    voxels = (np.arange(40 * 30 * 9).reshape(40, 30, 9) % 301).astype(dtype)
+    image = nib.Nifti1Image(voxels, np.diag([0.5, 0.5, 3.0, 1.0]))
+    if slope_inter:
+        image.header.set_slope_inter(*slope_inter)
+    path = str(tmp_path / "volume.nii.gz")
+    nib.save(image, path)
+    loaded = nib.load(path)
+    np.testing.assert_array_equal(read_voxels(loaded, path), np.asanyarray(loaded.dataobj))
+
+
+def test_a_truncated_nii_gz_is_one_line_naming_the_file(tmp_path):
+    import nibabel as nib
+
+    from jnet.processing import RunnerError, load_volume
+
+    path = str(tmp_path / "volume.nii.gz")
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).normal(size=(40, 30, 9)).astype(np.float32), np.eye(4)), path)
+    raw = open(path, "rb").read()
+    open(path, "wb").write(raw[: len(raw) // 2])
+    with pytest.raises(RunnerError, match=r"volume\.nii\.gz: cannot be read as NIfTI \("):
+        load_volume(path, 1)
+
+
+def test_the_runner_segments_a_large_volume_within_twice_its_size_plus_a_constant(tmp_path):
+    """Through the bench's own measurement (``python -m jnet bench_memory``), at a depth that fits CI's time: the
+    runner's peak RSS grows by less than 1.6 MB per MB of decompressed input (the bound is 2; it reads the file
+    once, works on a view of it and segments a slab of slices at a time)."""
+    from jnet.tools.bench.volume_memory import bench_volume_memory
+
+    (runner,) = bench_volume_memory(str(tmp_path), depth=192, programs=("runner",))
+    assert runner.input_mb == pytest.approx(384.0) and runner.small_input_mb == pytest.approx(128.0)
+    assert runner.peak_mb > runner.small_peak_mb > 100  # both really measured
+    assert 0.5 < runner.slope < 1.6, runner
+    assert os.path.isfile(tmp_path / "runner_192" / "volume_192_seg.nii.gz")

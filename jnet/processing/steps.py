@@ -6,6 +6,7 @@ compute their pre- and post-processing with the same code.
 Python 3.6 syntax, numpy + nibabel only.
 """
 
+import gzip
 import os
 
 import nibabel as nib
@@ -17,6 +18,35 @@ from .params import RunnerError
 from .resample import pad_or_crop, resize_slices, undo_pad_or_crop
 
 
+def unscaled_gzip(image, path):
+    """Whether ``image`` (nibabel, loaded from ``path``) is a ``.nii.gz`` whose voxels are stored as they are read
+    (no slope/intercept): :func:`read_voxels` then decompresses them straight into their array."""
+    proxy = image.dataobj
+    plain = getattr(proxy, "slope", 1.0) == 1.0 and getattr(proxy, "inter", 0.0) == 0.0
+    return str(path).endswith(".gz") and isinstance(proxy, nib.arrayproxy.ArrayProxy) and plain
+
+
+def read_voxels(image, path):
+    """The voxels of a nibabel image loaded from ``path``. An :func:`unscaled_gzip` file is decompressed 16 MB at a
+    time straight into its array (nibabel's read, and gzip's ``readinto`` of the whole, hold the decompressed bytes
+    and the array at once: twice the volume) and to the end of the stream, where gzip checks its CRC-32."""
+    if not unscaled_gzip(image, path):
+        return np.asanyarray(image.dataobj)
+    proxy = image.dataobj
+    data = np.empty(proxy.shape, dtype=proxy.dtype, order=proxy.order)
+    buffer = memoryview(data.reshape(-1, order="A")).cast("B")
+    with gzip.open(path, "rb") as stream:
+        stream.seek(proxy.offset)
+        filled = 0
+        while filled < len(buffer):
+            count = stream.readinto(buffer[filled : filled + (1 << 24)])  # 16 MB at a time: gzip reads into a temporary
+            if not count:
+                raise EOFError("the file ends after {} of {} bytes of voxel data".format(filled, len(buffer)))
+            filled += count
+        stream.read()  # to the end: gzip checks its CRC there, so damaged data that still decodes is caught
+    return data
+
+
 def load_volume(path, in_channels):
     """``(C, H, W, D)`` float32 image and the affine of a 3D (one channel) or 4D (channels last) NIfTI file, or of
     a DICOM series folder (one channel); ``in_channels`` None: any number of channels."""
@@ -26,7 +56,7 @@ def load_volume(path, in_channels):
     else:
         try:
             image = nib.load(path)
-            data = np.asanyarray(image.dataobj)
+            data = read_voxels(image, path)
         except Exception as error:  # nibabel raises many types for unreadable files
             raise RunnerError("{}: cannot be read as NIfTI ({}).".format(path, str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__))
     if data.ndim == 3:
@@ -71,10 +101,15 @@ def orientations(affine, axcodes="RAS"):
     return nib.orientations.ornt_transform(source, target), nib.orientations.ornt_transform(target, source)
 
 
+def oriented_view(volume, ornt):
+    """A view of a channel-first ``(C, H, W, D)`` array with its spatial axes permuted and flipped by a nibabel
+    orientation (no copy)."""
+    return np.moveaxis(nib.orientations.apply_orientation(np.moveaxis(volume, 0, -1), ornt), -1, 0)
+
+
 def apply_orientation(volume, ornt):
     """Permute and flip the spatial axes of a channel-first ``(C, H, W, D)`` array by a nibabel orientation."""
-    channels_last = nib.orientations.apply_orientation(np.moveaxis(volume, 0, -1), ornt)
-    return np.ascontiguousarray(np.moveaxis(channels_last, -1, 0))
+    return np.ascontiguousarray(oriented_view(volume, ornt))
 
 
 def reorient(volume, affine, axcodes="RAS"):

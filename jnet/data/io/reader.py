@@ -19,7 +19,7 @@ from monai.data import NibabelReader
 from monai.utils import MetaKeys, ensure_tuple
 
 from jnet.errors import InputError
-from jnet.processing import RunnerError, join_sequences, read_dicom_series
+from jnet.processing import RunnerError, join_sequences, read_dicom_series, read_voxels, unscaled_gzip
 
 __all__ = ["CheckedNibabelReader", "check_finite"]
 
@@ -47,7 +47,10 @@ def check_finite(array: np.ndarray, filename: str) -> None:
 def _read_gzip_checked(img: nib.Nifti1Image, path: str) -> np.ndarray:
     """The voxels of a ``.nii.gz`` file, decompressed to the end of the gzip stream, where gzip checks the CRC-32
     and length of the data. nibabel alone stops reading after the last voxel byte and never reaches that check,
-    so damaged deflate blocks that still decode give garbage voxels without any error."""
+    so damaged deflate blocks that still decode give garbage voxels without any error. Unscaled voxels are
+    decompressed straight into their array (:func:`jnet.processing.read_voxels`: one copy of the volume in memory)."""
+    if unscaled_gzip(img, path):
+        return read_voxels(img, path)
     with gzip.open(path, "rb") as f:
         raw = f.read()
     return np.asanyarray(type(img).from_bytes(raw).dataobj)

@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 
 from jnet.processing import (
-    RunnerError, apply_orientation, is_dicom_folder, load_case, mask_name_clash, mask_stem, normalize_volume, oblique_warning, postprocess,
-    preprocess,
-    reorient, uniform_mask_warning,
+    RunnerError, apply_orientation, is_dicom_folder, load_case, mask_name_clash, mask_stem, normalize_volume, oblique_warning, orientations,
+    oriented_view, postprocess, preprocess,
+    uniform_mask_warning,
 )
 
 
@@ -32,14 +32,13 @@ def segment_file(model, case, params, output_dir, batch_size=32):
     oblique = oblique_warning(path, affine)
     if oblique:
         print("WARNING: " + oblique, file=sys.stderr)
-    ras, undo = reorient(volume, affine, params["axcodes"])
-    del volume  # a reoriented copy replaces it: at most two copies of the input at once
-    ras = normalize_volume(ras, params, in_place=True)
+    forward, undo = orientations(affine, params["axcodes"])
+    ras = normalize_volume(oriented_view(volume, forward), params, in_place=True)  # a view of the one copy read
     labels = np.empty(ras.shape[1:], dtype=np.uint8)
     for start in range(0, ras.shape[3], batch_size):  # a slab of slices at a time: memory is the input + a slab
         slices, state = preprocess(ras[..., start : start + batch_size], params, normalized=True)
         labels[..., start : start + batch_size] = segment_slices(model, slices, state, params, batch_size)
-    del ras
+    del ras, volume
     labels = apply_orientation(labels[None], undo)[0]
     warning = uniform_mask_warning(path, labels)
     if warning:
