@@ -37,7 +37,7 @@ RUNNER_SOURCES = {
     if name.endswith(".py")
 }  # kit-relative path -> source file
 RUNNER_MODULES = ("jnet.processing", "jnet.deploy.runner")  # the jnet modules the runner may import
-STDLIB_OK = {"argparse", "glob", "json", "math", "os", "re", "sys", "time"}
+STDLIB_OK = {"argparse", "glob", "gzip", "json", "math", "os", "re", "sys", "time"}
 OPTIONAL_OK = {"onnxruntime", "tensorrt", "pycuda", "cuda", "pydicom"}  # imported inside the functions that need them
 # run the runner with torch and MONAI made unimportable: what a Jetson Nano has. The kit's folder brings its own
 # jnet/ (processing + deploy.runner, empty __init__s); the repository's jnet would import torch and fail here.
