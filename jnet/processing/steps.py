@@ -15,7 +15,7 @@ import numpy as np
 from .dicom import read_dicom_series
 from .grids import join_sequences
 from .params import RunnerError
-from .resample import pad_or_crop, resize_slices, undo_pad_or_crop
+from .resample import SLAB_SLICES, pad_or_crop, resize_slices, undo_pad_or_crop
 
 
 def unscaled_gzip(image, path):
@@ -68,7 +68,7 @@ def load_volume(path, in_channels):
     if in_channels is not None and data.shape[0] != in_channels:
         raise RunnerError("{}: image has {} channel(s), the model expects {}.".format(path, data.shape[0], in_channels))
     data = data.astype(np.float32, copy=False)  # nibabel's fresh array: no second copy of the volume
-    if not all(np.isfinite(data[..., i : i + 16]).all() for i in range(0, data.shape[-1], 16)):
+    if not all(np.isfinite(data[..., i : i + SLAB_SLICES]).all() for i in range(0, data.shape[-1], SLAB_SLICES)):
         raise RunnerError("{}: holds NaN or Inf voxel values; fix or re-export the file.".format(path))
     return data, np.asarray(image.affine, dtype=np.float64)
 
@@ -137,7 +137,7 @@ def normalize(volume, channel_wise=True, nonzero=False, in_place=False):
     return out
 
 
-def _mean_std(group, slab=16):
+def _mean_std(group, slab=SLAB_SLICES):
     """Mean and population std (a zero std as 1) of a ``(c, H, W[, D])`` array, two passes in float64 over slabs
     of slices: no float64 copy of the whole volume."""
     slabs = [group[..., i : i + slab] for i in range(0, group.shape[-1], slab)] if group.ndim == 4 else [group]
