@@ -34,3 +34,21 @@ def test_channels_last_gives_the_outputs_of_the_default_layout():
     assert all(p.is_contiguous() for p in network.parameters())
     parser = bundle_parser(BUNDLE_16, base="configs/inference.json")
     assert parser.get_parsed_content("inferer").memory_format == torch.channels_last
+
+
+def test_chunks_spanning_two_volumes_fill_the_one_output_as_a_concatenation_would():
+    """The inferer writes each chunk into one preallocated output (no list of chunks + cat + copy): same values and
+    the same batch metadata as concatenating the chunks, with chunks that cross from one volume into the next."""
+    from monai.data import MetaTensor, decollate_batch, list_data_collate
+
+    torch.manual_seed(0)
+    volumes = [MetaTensor(torch.randn(2, 8, 8, 5), meta={"filename_or_obj": name}) for name in ("a.nii.gz", "b.nii.gz")]
+    batch = list_data_collate([{"image": v} for v in volumes])["image"]
+    network = torch.nn.ConvTranspose2d(2, 3, 2, 2)
+    with torch.inference_mode():
+        out = SliceBatchInferer(batch_size=3)(batch, network)
+        slices = batch.as_tensor().permute(0, 4, 1, 2, 3).reshape(10, 2, 8, 8)
+        expected = torch.cat([network(c) for c in torch.split(slices, 3)]).reshape(2, 5, 3, 16, 16).permute(0, 2, 3, 4, 1)
+    assert isinstance(out, MetaTensor) and out.is_batch and out.is_contiguous()
+    assert torch.equal(out.as_tensor(), expected)
+    assert [item["pred"].meta["filename_or_obj"] for item in decollate_batch({"pred": out})] == ["a.nii.gz", "b.nii.gz"]

@@ -78,3 +78,91 @@ def test_the_runner_segments_a_large_volume_within_twice_its_size_plus_a_constan
     assert runner.peak_mb > runner.small_peak_mb > 100  # both really measured
     assert 0.5 < runner.slope < 1.6, runner
     assert os.path.isfile(tmp_path / "runner_192" / "volume_192_seg.nii.gz")
+
+
+# ------------------------------------------------------------------------------------- the bundle's inference pipeline
+def _pipelines(bundle: str):
+    """The bundle's parsed inference pre-processing and its first post-processing step, and an old-style copy of the
+    pre-processing (no step in place)."""
+    from monai.transforms import Compose
+
+    from jnet.bundles.parse import bundle_parser
+    from jnet.tools.bundle_commands import repo_bundle
+
+    parser = bundle_parser(repo_bundle(bundle), base="configs/inference.json")
+    lean = parser.get_parsed_content("preprocessing")
+    to_labels = parser.get_parsed_content("postprocessing").transforms[0]
+    parser["preprocessing"]["transforms"][2]["in_place"] = False  # Reorientd
+    parser["preprocessing"]["transforms"][3]["in_place"] = False  # ZNormalized
+    parser.parse()
+    copying = parser.get_parsed_content("preprocessing", lazy=False)
+    assert isinstance(copying, Compose) and copying is not lean
+    return parser, lean, to_labels, copying
+
+
+@pytest.mark.parametrize(
+    "bundle,shape,axes",
+    [
+        ("prostate_mri_lowres_32", (72, 60, 2 * SLAB_SLICES + 3), "LPS"),  # flips, non-square slices
+        ("prostate_mri_lowres_16", (64, 40, 20), "PIL"),  # permuted axes: the slice axis stored first
+        ("brats_mri_lowres_16", (240, 240, SLAB_SLICES + 4), "LPI"),  # pad_or_crop grid, nested regions
+    ],
+)
+def test_the_slab_wise_inverse_to_labels_writes_the_masks_of_activation_invertd_and_labels(tmp_path, bundle, shape, axes):
+    """InvertToLabelsd (with the in-place Reorientd and ZNormalized) gives the masks, affine and metadata of today's
+    Activationd -> Invertd -> AsLabelsd after copying pre-processing, voxel for voxel."""
+    import nibabel as nib
+    import torch
+    from monai.data import decollate_batch, list_data_collate
+    from monai.transforms import Compose, Invertd
+
+    parser, lean, to_labels, copying = _pipelines(bundle)
+    channels = int(parser["in_channels"])
+    rng = np.random.default_rng(3)
+    data = (rng.normal(size=shape + (channels,)) * 50 + 300).astype(np.float32)
+    affine = np.zeros((4, 4))
+    affine[3, 3] = 1.0
+    for axis, (code, spacing) in enumerate(zip(axes, (0.8, 0.7, 3.0))):  # voxel axis -> world axis and direction
+        world = "RAS".index(code) if code in "RAS" else "LPI".index(code)
+        affine[world, axis] = spacing if code in "RAS" else -spacing
+    affine[:3, 3] = [-30.0, 12.0, 40.0]
+    assert "".join(nib.aff2axcodes(affine)) == axes
+    path = str(tmp_path / "case.nii.gz")
+    nib.save(nib.Nifti1Image(data, affine), path)
+
+    images = [pipeline({"image": path}) for pipeline in (lean, copying)]
+    np.testing.assert_allclose(images[0]["image"].numpy(), images[1]["image"].numpy(), rtol=0, atol=1e-6)
+    batch = list_data_collate([images[0]])
+    size, classes = int(parser["output_size"]), int(parser["num_classes"])
+    torch.manual_seed(0)  # logits of every class somewhere (random weights give one label everywhere)
+    batch["pred"] = torch.nn.functional.avg_pool3d(torch.randn(1, classes, size, size, batch["image"].shape[-1]) * 40, (9, 9, 1), 1, (4, 4, 0))
+    (item,) = decollate_batch(batch)
+    old = Compose([
+        parser.get_parsed_content("post_activation"),
+        Invertd(keys="pred", transform=copying, orig_keys="image", nearest_interp=False, to_tensor=True),
+        parser.get_parsed_content("output_labels"),
+    ])
+    old_item = dict(item, image=images[1]["image"])
+    old_item["image"].applied_operations = images[1]["image"].applied_operations
+    new_mask = to_labels(dict(item))["pred"]
+    old_mask = old(old_item)["pred"]
+    assert tuple(new_mask.shape) == (1,) + shape and new_mask.dtype == torch.uint8
+    np.testing.assert_array_equal(new_mask.numpy(), old_mask.numpy().astype(np.uint8))
+    np.testing.assert_allclose(new_mask.affine.numpy(), affine, atol=1e-6)
+    np.testing.assert_allclose(old_mask.affine.numpy(), affine, atol=1e-6)
+    assert len(np.unique(new_mask.numpy())) > 1  # random weights still give several labels: the test can fail
+    assert new_mask.meta["filename_or_obj"] == path
+
+
+@pytest.mark.parametrize("axes", ["LPS", "RAS", "PIL", "SRA", "ILP"])
+def test_reorienting_in_place_equals_the_reoriented_copy_with_positive_strides(axes):
+    import nibabel as nib
+
+    from jnet.processing import apply_orientation, oriented_in_place
+
+    volume = np.random.default_rng(4).normal(size=(2, 7, 6, 5)).astype(np.float32)
+    forward = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(tuple(axes)), nib.orientations.axcodes2ornt(tuple("RAS")))
+    expected = apply_orientation(volume, forward)
+    view = oriented_in_place(volume, forward)
+    np.testing.assert_array_equal(view, expected)
+    assert np.shares_memory(view, volume) and all(stride > 0 for stride in view.strides)

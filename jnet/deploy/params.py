@@ -8,15 +8,14 @@ other step is refused with a message naming the steps, so the runner cannot sile
 from __future__ import annotations
 
 from monai.bundle import ConfigParser
-from monai.transforms import Invertd, LoadImaged, SaveImaged
+from monai.transforms import LoadImaged, SaveImaged
 
 from jnet.errors import InputError
 from jnet.processing import PARAMS_FORMAT, RunnerError, check_params
 from jnet.deploy.export import INPUT_NAME, OUTPUT_NAME
 from jnet.transforms import (
-    Activationd,
-    AsLabelsd,
     CheckChannelsd,
+    InvertToLabelsd,
     LowResInputd,
     OutputGridd,
     Reorientd,
@@ -29,7 +28,7 @@ __all__ = ["deploy_params"]
 
 
 PREPROCESSING = (LoadImaged, CheckChannelsd, Reorientd, ZNormalized, SquarePadd, OutputGridd, LowResInputd)
-POSTPROCESSING = (Activationd, Invertd, AsLabelsd, WarnUniformLabelsd, SaveImaged)  # the runner warns as the bundle
+POSTPROCESSING = (InvertToLabelsd, WarnUniformLabelsd, SaveImaged)  # the runner warns as the bundle
 
 
 def _check_steps(transforms: list, kinds: tuple, section: str, source: str) -> None:
@@ -58,11 +57,9 @@ def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs
     _check_steps(pre, PREPROCESSING, "preprocessing", source)
     _check_steps(post, POSTPROCESSING, "postprocessing", source)
     load, channels, orientation, normalize, _, grid, lowres = pre
-    activation, invert, labels, _, _ = post
+    to_labels = post[0]
     if not (load._loader.ensure_channel_first and load._loader.image_only):
         raise _unsupported(source, "LoadImaged without ensure_channel_first/image_only")
-    if any(invert.nearest_interp):
-        raise _unsupported(source, "Invertd(nearest_interp=True)")
     output_size, input_size = int(parser["output_size"]), int(parser["input_size"])
     if grid.size != output_size or grid.mode[0] != "linear":
         raise _unsupported(source, f"OutputGridd(size={grid.size}, mode={grid.mode[0]}) with output_size {output_size}")
@@ -82,8 +79,8 @@ def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs
         "normalize": {"channel_wise": bool(normalize.channel_wise), "nonzero": bool(normalize.nonzero)},
         "grid": dict(grid.grid),
         "lowres_mode": lowres.mode,
-        "activation": activation.activation,
-        "labels": labels.labels,
+        "activation": to_labels.activation.activation,
+        "labels": to_labels.labels.labels,
         "channel_names": list(parser["_meta_"]["network_data_format"]["inputs"]["image"]["channel_def"].values()),
         "class_names": list(parser["_meta_"]["network_data_format"]["outputs"]["pred"]["channel_def"].values()),
     }

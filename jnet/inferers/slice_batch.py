@@ -6,9 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from monai.data import MetaTensor
 from monai.inferers import Inferer
 
 __all__ = ["SliceBatchInferer"]
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """A plain tensor sharing ``tensor``'s memory (a MetaTensor's batched metadata is not sliced with it)."""
+    return tensor.as_tensor() if isinstance(tensor, MetaTensor) else tensor
 
 
 class SliceBatchInferer(Inferer):
@@ -37,7 +43,27 @@ class SliceBatchInferer(Inferer):
             raise ValueError(f"SliceBatchInferer expects (B, C, H, W, D) volumes, got shape {tuple(inputs.shape)}.")
         batch, channels, height, width, depth = inputs.shape
         slices = torch.as_tensor(inputs).permute(0, 4, 1, 2, 3).reshape(batch * depth, channels, height, width)
-        outputs = [network(chunk.contiguous(memory_format=self.memory_format), *args, **kwargs) for chunk in torch.split(slices, self.batch_size)]
-        predicted = torch.cat(outputs, dim=0)
-        out = predicted.reshape(batch, depth, *predicted.shape[1:]).permute(0, 2, 3, 4, 1)
-        return out.contiguous()
+        out, first, start = None, None, 0
+        for chunk in torch.split(slices, self.batch_size):
+            predicted = network(chunk.contiguous(memory_format=self.memory_format), *args, **kwargs)
+            if out is None:  # one output of the whole result's size, filled chunk by chunk: no list of chunks + cat
+                first = predicted
+                out = torch.empty((batch, predicted.shape[1], *predicted.shape[2:], depth), dtype=predicted.dtype, device=predicted.device)
+            self._fill(out, _plain(predicted), start, depth)
+            start += chunk.shape[0]
+        if isinstance(first, MetaTensor):  # the network's metadata (the batch's), as a concatenation of its outputs had
+            out = MetaTensor(out)
+            out.copy_meta_from(first)
+        return out
+
+    @staticmethod
+    def _fill(out: torch.Tensor, predicted: torch.Tensor, start: int, depth: int) -> None:
+        """Write the ``(n, K, H', W')`` predictions of flat slices ``start .. start + n`` (volume-major) into
+        ``out[b, :, :, :, d]``; a chunk may span two volumes."""
+        position, end = start, start + predicted.shape[0]
+        while position < end:
+            volume, slice_index = divmod(position, depth)
+            count = min(end - position, depth - slice_index)
+            part = predicted[position - start : position - start + count]
+            out[volume, ..., slice_index : slice_index + count] = part.permute(1, 2, 3, 0)
+            position += count

@@ -107,6 +107,31 @@ def oriented_view(volume, ornt):
     return np.moveaxis(nib.orientations.apply_orientation(np.moveaxis(volume, 0, -1), ornt), -1, 0)
 
 
+def flip_in_place(volume, axis):
+    """Reverse ``axis`` of ``volume`` in place, swapping one pair of its slices at a time (the temporary is one
+    slice, not the volume)."""
+    length = volume.shape[axis]
+    for i in range(length // 2):
+        first = [slice(None)] * volume.ndim
+        last = [slice(None)] * volume.ndim
+        first[axis], last[axis] = i, length - 1 - i
+        kept = volume[tuple(first)].copy()
+        volume[tuple(first)] = volume[tuple(last)]
+        volume[tuple(last)] = kept
+    return volume
+
+
+def oriented_in_place(volume, ornt):
+    """:func:`apply_orientation` of a channel-first ``(C, H, W, D)`` array without a copy of it: the flips are done
+    in place (``volume`` changes), the permutation is a view - positive strides only, so it can back a torch
+    tensor."""
+    ornt = np.asarray(ornt, dtype=np.float64)
+    for axis, (_, flip) in enumerate(ornt):
+        if flip == -1:
+            flip_in_place(volume, axis + 1)
+    return np.transpose(volume, (0,) + tuple(1 + int(a) for a in np.argsort(ornt[:, 0])))
+
+
 def apply_orientation(volume, ornt):
     """Permute and flip the spatial axes of a channel-first ``(C, H, W, D)`` array by a nibabel orientation."""
     return np.ascontiguousarray(oriented_view(volume, ornt))
@@ -148,9 +173,11 @@ def _mean_std(group, slab=SLAB_SLICES):
 
 def pad_square(volume):
     """Pad the in-plane axes (1, 2) of ``(C, H, W[, D])`` with zeros to a centred square; returns it and the pads
-    ``[(top, bottom), (left, right)]``."""
+    ``[(top, bottom), (left, right)]``. Square slices come back as they are (no copy)."""
     side = max(volume.shape[1:3])
     pads = [((side - n) // 2, side - n - (side - n) // 2) for n in volume.shape[1:3]]
+    if volume.shape[1] == volume.shape[2]:
+        return volume, pads
     return np.pad(volume, [(0, 0)] + pads + [(0, 0)] * (volume.ndim - 3), mode="constant"), pads
 
 
@@ -168,7 +195,18 @@ def to_grid(volume, size, grid, mode="linear"):
     """
     if grid["type"] == "resize":
         return resize_slices(volume, size, mode, grid.get("anti_aliasing", False) and mode == "linear")
-    return pad_or_crop(pad_or_crop(volume, 1, size), 2, size)
+    return by_slabs(lambda slab: pad_or_crop(pad_or_crop(slab, 1, size), 2, size), volume, size)
+
+
+def by_slabs(step, volume, size):
+    """``step`` (in-plane only, to ``size x size``) of a ``(C, H, W[, D])`` array, one slab of
+    :data:`SLAB_SLICES` slices at a time into one output (of ``volume``'s dtype): the temporaries are a slab's."""
+    if volume.ndim < 4 or volume.shape[3] <= SLAB_SLICES:
+        return step(volume)
+    out = np.empty(volume.shape[:1] + (size, size) + volume.shape[3:], dtype=volume.dtype)
+    for start in range(0, volume.shape[3], SLAB_SLICES):
+        out[..., start : start + SLAB_SLICES] = step(volume[..., start : start + SLAB_SLICES])
+    return out
 
 
 def from_grid(volume, side, grid, mode="linear"):

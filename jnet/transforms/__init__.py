@@ -6,6 +6,7 @@ from .pipeline import (
     LOWRES_MODES,
     Activationd,
     AsLabelsd,
+    InvertToLabelsd,
     LowResInputd,
     OutputGridd,
     Reorientd,

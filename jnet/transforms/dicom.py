@@ -22,7 +22,7 @@ class SaveDicomSegd(MapTransform):
     as they are (a SEG must reference DICOM instances).
 
     Args:
-        keys: the label-map keys (``(1, H, W, D)`` codes on the input's grid, after ``Invertd`` and the labels step).
+        keys: the label-map keys (``(1, H, W, D)`` codes on the input's grid, after ``InvertToLabelsd``).
         output_dir: where ``<series>_seg.dcm`` goes.
         label_names: ``{code: name}`` of the foreground codes.
         algorithm: the algorithm's name recorded in the SEG (the bundle's).

@@ -33,6 +33,7 @@ __all__ = [
     "LowResInputd",
     "Activationd",
     "AsLabelsd",
+    "InvertToLabelsd",
     "LOWRES_MODES",
     "GRID_TYPES",
 ]
@@ -60,12 +61,20 @@ def like_source(
 ) -> MetaTensor:
     """``result`` as a MetaTensor on ``source``'s device carrying its metadata and applied operations, with
     ``affine`` (default: ``source``'s)."""
-    out = MetaTensor(result if isinstance(result, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(result)))
+    out = MetaTensor(result if isinstance(result, torch.Tensor) else torch.from_numpy(_torch_compatible(result)))
     if isinstance(source, MetaTensor):
         out.meta = dict(source.meta)
         out.applied_operations = list(source.applied_operations)
     out.affine = _affine(source) if affine is None else affine
     return out.to(source.device) if isinstance(source, torch.Tensor) else out
+
+
+def _torch_compatible(array: np.ndarray) -> np.ndarray:
+    """``array`` itself where torch can share its memory (any non-negative strides: a permuted view needs no
+    copy), else a contiguous copy."""
+    if all(stride >= 0 for stride in array.strides) and array.flags.writeable:
+        return array
+    return np.ascontiguousarray(array)
 
 
 def _in_plane_step(affine: torch.Tensor, scale: Sequence[float], shift: Sequence[float]) -> torch.Tensor:
@@ -141,16 +150,21 @@ class Reorientd(_InvertibleStep):
     Args:
         keys: keys of the volumes.
         axcodes: target orientation, three letters of ``LR``, ``PA``, ``IS``.
+        in_place: flip the input's axes in place and permute them as a view (:func:`jnet.processing.oriented_in_place`)
+            instead of writing a reoriented copy: no second copy of the volume (inference, where nothing else holds
+            the loaded volume; not behind a cache).
     """
 
-    def __init__(self, keys: KeysCollection, axcodes: str = "RAS", allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, axcodes: str = "RAS", in_place: bool = False, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.axcodes = axcodes
+        self.in_place = in_place
 
     def _forward(self, array: np.ndarray, affine: torch.Tensor, option) -> tuple[np.ndarray, torch.Tensor, dict]:
         forward, undo = steps.orientations(affine.numpy(), self.axcodes)
         moved = torch.as_tensor(nib.orientations.inv_ornt_aff(forward, array.shape[1:4]))
-        return steps.apply_orientation(array, forward), affine @ moved, {"undo": undo}
+        oriented = steps.oriented_in_place(array, forward) if self.in_place else steps.apply_orientation(array, forward)
+        return oriented, affine @ moved, {"undo": undo}
 
     def _backward(self, array: np.ndarray, info: dict, orig_size: Sequence[int]) -> np.ndarray:
         return steps.apply_orientation(array, np.asarray(info["undo"], dtype=np.float64))
@@ -165,19 +179,27 @@ class ZNormalized(MapTransform):
         keys: image keys.
         channel_wise: one mean and std per channel.
         nonzero: use (and change) only the non-zero voxels.
+        in_place: normalise a float32 input in place (no copy of the volume; inference, not behind a cache).
     """
 
     def __init__(
-        self, keys: KeysCollection, channel_wise: bool = True, nonzero: bool = False, allow_missing_keys: bool = False
+        self,
+        keys: KeysCollection,
+        channel_wise: bool = True,
+        nonzero: bool = False,
+        in_place: bool = False,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.channel_wise = channel_wise
         self.nonzero = nonzero
+        self.in_place = in_place
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = like_source(steps.normalize(_numpy(d[key]), self.channel_wise, self.nonzero), d[key])
+            normalized = steps.normalize(_numpy(d[key]), self.channel_wise, self.nonzero, self.in_place)
+            d[key] = like_source(normalized, d[key])
         return d
 
 
@@ -351,4 +373,86 @@ class AsLabelsd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = like_source(steps.to_labels(_numpy(d[key]), self.labels)[None], d[key])
+        return d
+
+
+class InvertToLabelsd(MapTransform):
+    """
+    ``Activationd`` -> ``Invertd`` -> ``AsLabelsd`` of a prediction, one slab of slices at a time: the network's
+    ``(K, out, out, D)`` logits become ``(1, H, W, D)`` uint8 labels on the input's grid and affine, without the
+    ``K``-channel probabilities of the whole volume at the input's in-plane size (for a 512x512 prostate volume,
+    1.5x the input) or the copies of their inverse steps. Each slab of :data:`jnet.processing.SLAB_SLICES` slices
+    is activated, taken back through the in-plane steps of the pre-processing (``LowResInputd``, ``OutputGridd``,
+    ``SquarePadd``: each step's own inverse, as ``Invertd`` calls it) and turned into labels; the labels are then
+    reoriented (``Reorientd``'s inverse) - the same masks as the three transforms in a row (tests/test_slabs.py).
+
+    Args:
+        keys: prediction keys.
+        transform: the pre-processing ``Compose`` whose steps are inverted (as ``Invertd``'s ``transform``).
+        orig_keys: the key whose applied operations name the steps (``"image"``), one or one per key.
+        activation: the :class:`Activationd` of the bundle (its ``activation`` is used).
+        labels: the :class:`AsLabelsd` of the bundle (its ``labels`` are used).
+    """
+
+    SLICE_WISE = ("LowResInputd", "OutputGridd", "SquarePadd")
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        transform,
+        orig_keys: KeysCollection,
+        activation: Activationd,
+        labels: AsLabelsd,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = transform
+        self.orig_keys = ensure_tuple_rep(orig_keys, len(self.keys))
+        self.activation = activation
+        self.labels = labels
+
+    def _steps(self) -> dict[int, InvertibleTransform]:
+        found = getattr(self.transform, "transforms", [self.transform])
+        return {id(t): t for t in found}
+
+    def _inverse_steps(self, source: MetaTensor) -> tuple[list, tuple]:
+        """The in-plane steps to undo slab-wise, last first, as ``(transform, extra info, orig size)``, and the
+        reorientation's ``(transform, extra info, orig size)``."""
+        steps_by_id = self._steps()
+        slice_wise, reorient = [], None
+        for op in reversed(list(source.applied_operations)):
+            name, step = op[TraceKeys.CLASS_NAME], steps_by_id.get(op[TraceKeys.ID])
+            orig_size = [int(n) for n in np.asarray(op[TraceKeys.ORIG_SIZE]).ravel()]
+            if step is None or (name not in self.SLICE_WISE and name != "Reorientd") or (name != "Reorientd" and reorient):
+                raise ValueError(f"InvertToLabelsd inverts Reorientd then {', '.join(self.SLICE_WISE)}; the pre-processing applied {name}.")
+            if name == "Reorientd":
+                reorient = (step, op[TraceKeys.EXTRA_INFO], orig_size)
+            else:
+                slice_wise.append((step, op[TraceKeys.EXTRA_INFO], orig_size))
+        if reorient is None:
+            raise ValueError("InvertToLabelsd needs the pre-processing to start with Reorientd (it sets the grid the mask is written on).")
+        return slice_wise, reorient
+
+    def _labels_of_slab(self, logits: np.ndarray, slice_wise: list) -> np.ndarray:
+        probabilities = steps.activate(logits, self.activation.activation)
+        for step, info, orig_size in slice_wise:
+            probabilities = step._backward(probabilities, info, orig_size)
+        return steps.to_labels(probabilities, self.labels.labels)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key, orig_key in self.key_iterator(d, self.orig_keys):
+            source = d[orig_key]
+            slice_wise, (reorient, info, _) = self._inverse_steps(source)
+            logits = _numpy(d[key])
+            labels = None
+            for start in range(0, logits.shape[-1], steps.SLAB_SLICES):
+                part = self._labels_of_slab(logits[..., start : start + steps.SLAB_SLICES], slice_wise)
+                if labels is None:
+                    labels = np.empty(part.shape[:2] + logits.shape[-1:], dtype=np.uint8)
+                labels[..., start : start + steps.SLAB_SLICES] = part
+            labels = reorient._backward(labels[None], info, [])
+            out = like_source(labels, source, torch.as_tensor(np.asarray(info["affine"], dtype=np.float64)))
+            out.applied_operations = []
+            d[key] = out.to(d[key].device) if isinstance(d[key], torch.Tensor) else out
         return d

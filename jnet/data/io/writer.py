@@ -24,7 +24,7 @@ def mask_name_formatter(metadict: dict, saver) -> dict:
 class NibabelWriterNoResample(NibabelWriter):
     """
     MONAI's ``NibabelWriter`` for ``SaveImaged(resample=False)``: the array is written with the affine it carries,
-    untouched. The bundles' ``Invertd`` already brings each prediction back to its input's grid and affine.
+    untouched. The bundles' ``InvertToLabelsd`` already brings each prediction back to its input's grid and affine.
 
     MONAI's own writer still passes such data through ``SpatialResample`` (as an identity), and for a channel-less
     3D array (``squeeze_end_dims``) it takes the spatial rank from the array as if its first axis were a channel:
