@@ -177,6 +177,37 @@ def sweep(
     )
 
 
+def learning_curve(
+    bundles: tuple | None = None,
+    epochs: int = 40,
+    val_interval: int = 1,
+    num_train: int = 16,
+    data_seed: int = 0,
+    work_dir: str = "learning_curve_output",
+    out_file: str = "docs/results/learning_curve.json",
+    small: bool = False,
+    note: str | None = None,
+) -> None:
+    """Epochs for a usable model: train BUNDLES (default every bundle, e.g. "['prostate_mri_lowres_16']") by their own
+    train.json on the sweep's synthetic default for EPOCHS, validated every VAL_INTERVAL epochs; the val_mean_dice
+    curve, per-class Dice and the first epoch that meets the rule (every class's Dice > 0 and val_mean_dice >= 90 %
+    of the run's best) into OUT_FILE (merged per bundle; `jnet generate` puts them in the READMEs), the table in
+    WORK_DIR/learning_curve.md. NOTE: a remark on the machine or the run, kept in OUT_FILE."""
+    from jnet.tools.learning_curve import measure_learning_curves
+
+    measure_learning_curves(
+        bundles=[str(b) for b in _listed(bundles)] if bundles is not None else None,
+        epochs=epochs,
+        val_interval=val_interval,
+        num_train=num_train,
+        data_seed=data_seed,
+        work_dir=work_dir,
+        out_file=out_file,
+        small=small,
+        note=note,
+    )
+
+
 def publish(sweep_dir: str = "sweep_output", bench_dir: str = "bench_output", other_sweep_dirs: tuple = ()) -> None:
     """Write docs/results.md (+ docs/results/) from SWEEP_DIR/sweep.json, the sweep's head figures as the bundles'
     eval_metrics (configs/eval_metrics.json, bundles regenerated) and, from BENCH_DIR/bench.json, the Jetson
@@ -259,6 +290,7 @@ def main() -> None:
     install_excepthook()
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
     verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "bench_memory": bench_memory, "bench_processes": bench_processes, "sweep": sweep, "publish": publish}
+    verbs["learning_curve"] = learning_curve  # epochs for a usable model (jnet/tools/learning_curve.py)
     verbs.update({"export": export, "trtexec": trtexec, "pack": pack, "unpack": unpack, "verify": verify})  # deployment (jnet/deploy/)
     fire.Fire(verbs)
 

@@ -405,3 +405,61 @@ def test_a_dataset_json_entry_listing_separate_sequences_trains_on_the_joined_ca
     assert separate["image"].shape == stacked["image"].shape == (2, 256, 256, shape[2])
     np.testing.assert_allclose(separate["image"].numpy(), stacked["image"].numpy(), rtol=1e-3, atol=1e-3)
     assert torch.equal(separate["label"], stacked["label"])
+
+
+# ------------------------------------------------------------------- sequences found by their names (MONAI Label)
+def test_sequence_files_are_found_by_their_suffixes_and_an_incomplete_case_is_named(tmp_path):
+    for name in ("p1_t2.nii.gz", "p1_adc.nii", "p2_t2.nii.gz", "p3.nii.gz"):
+        (tmp_path / name).write_bytes(b"")
+    suffixes = ["_t2", "_adc"]
+    files = sorted(str(f) for f in tmp_path.iterdir())
+    cases, problems = processing.group_sequences(files, suffixes)
+    assert cases == [[str(tmp_path / "p1_t2.nii.gz"), str(tmp_path / "p1_adc.nii")], str(tmp_path / "p2_t2.nii.gz"), str(tmp_path / "p3.nii.gz")]
+    assert problems == []  # p2 has no ADC beside it: a one-file case as before (its channel check names it)
+    (tmp_path / "p4_flair.nii.gz").write_bytes(b"")
+    (tmp_path / "p4_t1.nii.gz").write_bytes(b"")
+    brats = ["_flair", "_t1", "_t1ce", "_t2"]
+    with pytest.raises(processing.RunnerError, match=r"p4_flair.nii.gz: the case's other sequence file\(s\) p4_t1ce.nii.gz, p4_t2.nii.gz are missing"):
+        processing.sequence_files(str(tmp_path / "p4_flair.nii.gz"), brats)
+    cases, problems = processing.group_sequences([str(tmp_path / "p4_flair.nii.gz"), str(tmp_path / "p1_t2.nii.gz")], brats)
+    assert [p for p, _ in problems] == [str(tmp_path / "p4_flair.nii.gz")] and cases == [str(tmp_path / "p1_t2.nii.gz")]
+
+
+def test_a_folder_of_separate_sequence_files_is_segmented_case_by_case_in_the_bundle_and_the_runner(balanced_model, study, tmp_path):
+    """``patient1_t2`` + ``patient1_adc`` in one folder are one case (the bundle's sequence_suffixes), with the mask
+    of the explicit two-file case; ``patient3_t2`` without its ADC is one line and the batch goes on."""
+    folder = tmp_path / "imagesTs"
+    folder.mkdir()
+    for key in ("t2", "adc"):
+        shutil.copy(study[key], folder / os.path.basename(study[key]))
+    shutil.copy(study["t2"], folder / "patient3_t2.nii.gz")  # its ADC is missing
+    (folder / "patient4_adc.nii.gz").write_bytes(open(study["adc"], "rb").read())  # an ADC whose T2 is missing
+    out = tmp_path / "bundle"
+    result = _infer(balanced_model, [[study["t2"], study["adc"]]], tmp_path / "explicit")
+    assert result.returncode == 0, result.stderr[-3000:]
+    explicit, _ = load_mask(tmp_path / "explicit" / "patient1_t2_seg.nii.gz")
+    result = run_bundle(BUNDLE_16, ["configs/inference.json"], bundle_root=balanced_model["root"], input_files=str(folder / "*.nii.gz"),
+                        output_dir=str(out), num_workers=0, features=4)
+    assert result.returncode == 1
+    assert "patient3_t2.nii.gz: image has a 3D volume" in result.stderr or "patient3_t2.nii.gz: image has 1 channel" in result.stderr, result.stderr[-2000:]
+    assert "patient4_adc.nii.gz" in result.stderr
+    assert sorted(os.listdir(out)) == ["patient1_t2_seg.nii.gz"]
+    grouped, affine = load_mask(out / "patient1_t2_seg.nii.gz")
+    assert np.array_equal(grouped, explicit) and np.allclose(affine, study["affine"], atol=1e-5)
+    kit = balanced_model["kit"]
+    runner_out = tmp_path / "runner"
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), str(folder), "--output_dir", runner_out, "--threads", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "patient3_t2.nii.gz: image has 1 channel(s), the model expects 2" in result.stderr
+    assert sorted(os.listdir(runner_out)) == ["patient1_t2_seg.nii.gz"]
+    mask, _ = load_mask(runner_out / "patient1_t2_seg.nii.gz")
+    assert (mask == explicit).mean() >= 0.999
+
+
+def test_the_bundle_reader_reads_a_reference_sequence_as_its_whole_case(study):
+    """What MONAI Label does: one path, the T2's; the reader with the bundle's sequence_suffixes joins the ADC."""
+    reader = CheckedNibabelReader(sequence_suffixes=["_t2", "_adc"])
+    grouped = LoadImaged("image", reader=reader, ensure_channel_first=True, image_only=True)({"image": study["t2"]})["image"]
+    explicit = LoadImaged("image", reader=CheckedNibabelReader, ensure_channel_first=True, image_only=True)({"image": [study["t2"], study["adc"]]})["image"]
+    assert tuple(grouped.shape) == (2, *study["shape"]) and torch.equal(grouped.as_tensor(), explicit.as_tensor())
+    assert grouped.meta["filename_or_obj"] == study["t2"]

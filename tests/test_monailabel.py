@@ -58,6 +58,7 @@ SPECS = {spec.name: spec for spec in bundle_specs(os.path.join(REPO, "configs"))
 TRAINED = {"prostate": "prostate_mri_lowres_32", "brats": "brats_mri_lowres_16"}  # also compared with monai.bundle run
 LABEL_VALUES = {"prostate": {0, 1, 2}, "brats": set(LAYOUTS["decathlon"].label_values)}
 NUM_LABELLED = 4  # per dataset: 3 train + 1 validation with val_split 0.25
+SEPARATE = "patient04"  # the prostate test study again, as two files: patient04_t2.nii.gz and patient04_adc.nii.gz
 SERVER_START_S = 180
 TRAIN_S = 240
 TIMINGS: dict[str, list[float]] = {}  # row of docs/monailabel.md's table -> seconds of each such request
@@ -172,6 +173,10 @@ def work(tmp_path_factory, venv) -> Iterator[dict]:
     for label in glob.glob(str(raw / "prostate" / "labelsTr" / "*.nii.gz")):
         shutil.copy(label, studies / "labels" / "final")  # BraTS labels are submitted over HTTP later
     tests = {"prostate": "prostate_04", "brats": "BRATS_004"}
+    separate = nib.load(str(studies / f"{tests['prostate']}.nii.gz"))  # the same case as a scanner exports it: T2, ADC
+    for channel, suffix in enumerate(("t2", "adc")):
+        voxels = np.asarray(separate.dataobj)[..., channel]
+        nib.save(nib.Nifti1Image(voxels, separate.affine), str(studies / f"{SEPARATE}_{suffix}.nii.gz"))
 
     references = {}
     for dataset, name in TRAINED.items():
@@ -262,7 +267,7 @@ def test_info_lists_every_bundle_with_its_labels(server):
         assert info["models"][name]["type"] == "segmentation"
         assert info["models"][name]["labels"] == _first_output_labels(name), name
     assert info["models"][TRAINED["prostate"]]["labels"] == {"peripheral zone": 1, "transition zone": 2}
-    assert info["datastore"]["total"] == 2 * (NUM_LABELLED + 1) and info["datastore"]["completed"] == NUM_LABELLED
+    assert info["datastore"]["total"] == 2 * (NUM_LABELLED + 1) + 2 and info["datastore"]["completed"] == NUM_LABELLED
 
 
 def _infer(server, name: str, image_id: str, out_path: str) -> None:
@@ -292,6 +297,21 @@ def test_infer_returns_a_label_volume_with_the_input_geometry(server, work, name
     assert process.wait(timeout=300) == 0, (work["root"] / "reference" / name / "run.log").read_text()[-3000:]
     reference = np.asarray(nib.load(str(work["root"] / "reference" / name / "out" / f"{image_id}_seg.nii.gz")).dataobj)
     assert len(np.unique(reference)) >= 3  # the seeded weights predict several classes: the comparison is not trivial
+    np.testing.assert_array_equal(np.asarray(mask.dataobj).astype(np.uint8), reference)
+
+
+def test_a_study_of_separate_sequence_files_is_segmented_from_its_t2(server, work, tmp_path):
+    """MONAI Label sends one image; the T2 (``patient04_t2``) stands for its case, whose ADC lies beside it (the
+    bundle's ``sequence_suffixes``): the mask is the one of the same case as one 4D file, on the T2's grid."""
+    name = TRAINED["prostate"]
+    out = str(tmp_path / "separate_seg.nii.gz")
+    _infer(server, name, f"{SEPARATE}_t2", out)
+    mask, t2 = nib.load(out), nib.load(str(work["studies"] / f"{SEPARATE}_t2.nii.gz"))
+    assert mask.shape == t2.shape
+    np.testing.assert_allclose(mask.affine, t2.affine, atol=1e-4)
+    assert work["references"][name].wait(timeout=300) == 0
+    reference = np.asarray(nib.load(str(work["root"] / "reference" / name / "out" / f"{work['tests']['prostate']}_seg.nii.gz")).dataobj)
+    assert len(np.unique(reference)) >= 3
     np.testing.assert_array_equal(np.asarray(mask.dataobj).astype(np.uint8), reference)
 
 

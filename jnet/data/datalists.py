@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 
 from jnet.errors import InputError
-from jnet.processing import mask_name_clash, mask_stem
+from jnet.processing import group_sequences, mask_name_clash, mask_stem
 
 from .io.checks import case_files, check_case_headers
 from .io.screening import ScreenedInputs, screen_inputs
@@ -76,7 +76,11 @@ def labelled_datalist(
 
 
 def inference_inputs(
-    dataset_dir: str | None, layout: str = "decathlon", input_files: str | list | None = None, in_channels: int | None = None
+    dataset_dir: str | None,
+    layout: str = "decathlon",
+    input_files: str | list | None = None,
+    in_channels: int | None = None,
+    sequence_suffixes: Sequence[str] | None = None,
 ) -> ScreenedInputs:
     """
     Volumes to segment, screened one by one: ``input_files`` (a glob or a list of NIfTI files, or of lists of a
@@ -86,15 +90,27 @@ def inference_inputs(
     joined is logged and left out here; one whose voxels are truncated, corrupt or NaN/Inf when it is segmented is
     skipped then (:class:`~jnet.data.io.screening.SkipFailedCases`). Either way it is
     logged and left out (``failures``); :meth:`ScreenedInputs.raise_if_failed` reports them after the run.
+    With ``sequence_suffixes`` (the bundle's, e.g. ``["_t2", "_adc"]``) separate sequence files named
+    ``<case><suffix>.nii[.gz]`` are joined into one case (:func:`jnet.processing.group_sequences`).
     """
     if input_files:
-        return _one_mask_per_name(screen_inputs(_matching_files(input_files), lambda path: _image_item(path, in_channels)))
+        return _screen_files(_matching_files(input_files), in_channels, sequence_suffixes)
     if layout == "decathlon":
         if not dataset_dir or not os.path.isdir(dataset_dir):
             raise InputError(f"dataset_dir '{dataset_dir}' does not exist or is not a folder (set --dataset_dir or --input_files).")
-        return _one_mask_per_name(screen_inputs(_test_images(dataset_dir), lambda path: _image_item(path, in_channels)))
+        return _screen_files(_test_images(dataset_dir), in_channels, sequence_suffixes)
     brats_layout(layout)
     return screen_inputs(brats_case_dirs(dataset_dir or ""), _case_item)
+
+
+def _screen_files(files: list, in_channels: int | None, sequence_suffixes: Sequence[str] | None) -> ScreenedInputs:
+    """Each case of ``files`` screened on its own, its sequence files joined first; an incomplete case is a failure."""
+    cases, problems = group_sequences(files, sequence_suffixes)
+    screened = screen_inputs(cases, lambda path: _image_item(path, in_channels))
+    for _, message in problems:
+        logger.warning(f"skipped {message}")
+        screened.failures.append(message)
+    return _one_mask_per_name(screened)
 
 
 def _one_mask_per_name(screened: ScreenedInputs) -> ScreenedInputs:

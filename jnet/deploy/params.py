@@ -72,6 +72,7 @@ def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
         "in_channels": int(channels.num_channels),
+        "sequence_suffixes": list(parser.get("sequence_suffixes") or []),
         "num_classes": int(parser["num_classes"]),
         "input_size": input_size,
         "output_size": output_size,

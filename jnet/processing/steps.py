@@ -26,24 +26,51 @@ def unscaled_gzip(image, path):
     return str(path).endswith(".gz") and isinstance(proxy, nib.arrayproxy.ArrayProxy) and plain
 
 
-def read_voxels(image, path):
+def read_voxels(image, path, order=None):
     """The voxels of a nibabel image loaded from ``path``. An :func:`unscaled_gzip` file is decompressed 16 MB at a
     time straight into its array (nibabel's read, and gzip's ``readinto`` of the whole, hold the decompressed bytes
-    and the array at once: twice the volume) and to the end of the stream, where gzip checks its CRC-32."""
+    and the array at once: twice the volume) and to the end of the stream, where gzip checks its CRC-32.
+    ``order="C"``: a C-ordered array (NIfTI stores Fortran order), filled one in-plane image at a time - for callers
+    that would otherwise copy the volume to C order (MONAI's ``LoadImage`` does)."""
     if not unscaled_gzip(image, path):
         return np.asanyarray(image.dataobj)
     proxy = image.dataobj
+    fortran = proxy.order == "F"
+    if order == "C" and fortran and len(proxy.shape) >= 2:
+        return _read_fortran_into_c(proxy, path)
     data = np.empty(proxy.shape, dtype=proxy.dtype, order=proxy.order)
     buffer = memoryview(data.reshape(-1, order="A")).cast("B")
     with gzip.open(path, "rb") as stream:
         stream.seek(proxy.offset)
-        filled = 0
-        while filled < len(buffer):
-            count = stream.readinto(buffer[filled : filled + (1 << 24)])  # 16 MB at a time: gzip reads into a temporary
-            if not count:
-                raise EOFError("the file ends after {} of {} bytes of voxel data".format(filled, len(buffer)))
-            filled += count
+        _fill(stream, buffer, len(buffer))
         stream.read()  # to the end: gzip checks its CRC there, so damaged data that still decodes is caught
+    return data
+
+
+def _fill(stream, buffer, total):
+    """Read ``total`` bytes of ``stream`` into ``buffer``, 16 MB at a time (gzip reads into a temporary)."""
+    filled = 0
+    while filled < len(buffer):
+        count = stream.readinto(buffer[filled : filled + (1 << 24)])
+        if not count:
+            raise EOFError("the file ends after {} of {} bytes of voxel data".format(filled, total))
+        filled += count
+
+
+def _read_fortran_into_c(proxy, path):
+    """A Fortran-ordered NIfTI's voxels into a C-ordered array, one in-plane image (axes 0, 1) at a time."""
+    shape, dtype = tuple(proxy.shape), np.dtype(proxy.dtype)
+    data = np.empty(shape, dtype=dtype)
+    plane = np.empty((shape[1], shape[0]), dtype=dtype)  # one image as stored: axis 0 fastest
+    buffer = memoryview(plane.reshape(-1)).cast("B")
+    planes = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    with gzip.open(path, "rb") as stream:
+        stream.seek(proxy.offset)
+        for index in range(planes):
+            _fill(stream, buffer, planes * len(buffer))
+            rest = np.unravel_index(index, shape[2:], order="F") if len(shape) > 2 else ()
+            data[(slice(None), slice(None)) + tuple(rest)] = plane.T
+        stream.read()  # to the end: gzip's CRC check
     return data
 
 

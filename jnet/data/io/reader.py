@@ -19,7 +19,7 @@ from monai.data import NibabelReader
 from monai.utils import MetaKeys, ensure_tuple
 
 from jnet.errors import InputError
-from jnet.processing import RunnerError, join_sequences, read_dicom_series, read_voxels, unscaled_gzip
+from jnet.processing import SLAB_SLICES, RunnerError, join_sequences, read_dicom_series, read_voxels, sequence_files, unscaled_gzip
 
 __all__ = ["CheckedNibabelReader", "check_finite"]
 
@@ -33,9 +33,10 @@ def check_finite(array: np.ndarray, filename: str) -> None:
     """Raise :class:`InputError` naming ``filename`` when a floating-point ``array`` holds NaN or Inf."""
     if not np.issubdtype(array.dtype, np.floating):
         return
-    finite = np.isfinite(array)
-    if finite.all():
+    slabs = [array[:, :, i : i + SLAB_SLICES] for i in range(0, array.shape[2], SLAB_SLICES)] if array.ndim >= 3 else [array]
+    if all(np.isfinite(slab).all() for slab in slabs):  # a slab at a time: no mask of the whole volume
         return
+    finite = np.isfinite(array)
     nan = int(np.isnan(array).sum())
     inf = int(array.size - finite.sum()) - nan
     raise InputError(
@@ -50,7 +51,7 @@ def _read_gzip_checked(img: nib.Nifti1Image, path: str) -> np.ndarray:
     so damaged deflate blocks that still decode give garbage voxels without any error. Unscaled voxels are
     decompressed straight into their array (:func:`jnet.processing.read_voxels`: one copy of the volume in memory)."""
     if unscaled_gzip(img, path):
-        return read_voxels(img, path)
+        return read_voxels(img, path, order="C")  # C order: MONAI's LoadImage would copy a Fortran-ordered volume
     with gzip.open(path, "rb") as f:
         raw = f.read()
     return np.asanyarray(type(img).from_bytes(raw).dataobj)
@@ -82,9 +83,19 @@ class CheckedNibabelReader(NibabelReader):
     the same grid are stacked as they are. Where MONAI's reader stops with "spatial_shape ... should be the same",
     this one joins the grids.
 
+    With ``sequence_suffixes`` (the bundle's, e.g. ``["_t2", "_adc"]``), one file named ``<case><first suffix>.nii[.gz]``
+    with its other sequence files beside it (``<case>_adc.nii.gz``) is read as that case of several files
+    (:func:`jnet.processing.sequence_files`): where a caller can pass only one path - MONAI Label sends one image
+    per request - the reference sequence stands for its case.
+
     Args:
+        sequence_suffixes: the file-name suffix of each channel's sequence, reference first; None: no grouping.
         args, kwargs: as ``monai.data.NibabelReader``.
     """
+
+    def __init__(self, *args, sequence_suffixes: list[str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sequence_suffixes = list(sequence_suffixes) if sequence_suffixes else None
 
     def verify_suffix(self, filename) -> bool:
         return all(os.path.isdir(str(f)) or super(CheckedNibabelReader, self).verify_suffix(f) for f in ensure_tuple(filename))
@@ -93,6 +104,14 @@ class CheckedNibabelReader(NibabelReader):
         """nibabel images of the files; a DICOM series folder is read (:func:`jnet.processing.read_dicom_series`)
         into an in-memory NIfTI image on the series' grid."""
         names = [str(name) for name in ensure_tuple(data)]
+        if len(names) == 1 and self.sequence_suffixes:
+            try:
+                grouped = sequence_files(names[0], self.sequence_suffixes)
+            except RunnerError as e:
+                raise InputError(str(e)) from e
+            if grouped:
+                logger.info(f"{names[0]}: read with its sequence file(s) {', '.join(os.path.basename(f) for f in grouped[1:])}")
+                names = data = grouped
         if not any(os.path.isdir(name) for name in names):
             return super().read(data, **kwargs)
         images = []

@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from jnet.processing import PARAMS_FILE, RunnerError, load_params
+from jnet.processing import PARAMS_FILE, RunnerError, group_sequences, load_params
 
 from .benchmark import benchmark
 from .models import load_model, model_kind
@@ -17,7 +17,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument("model", help="model.onnx, or a TensorRT engine (.engine/.plan/.trt) built on this device")
     parser.add_argument("input", nargs="*", help="NIfTI volumes, folders of .nii/.nii.gz volumes, or a case's sequence "
-                        "files joined by commas (t2.nii.gz,adc.nii.gz: resampled onto the first file's grid)")
+                        "files joined by commas (t2.nii.gz,adc.nii.gz: resampled onto the first file's grid); a file named "
+                        "<case><first suffix> beside its other sequences (p001_t2.nii.gz, p001_adc.nii.gz: deploy.json's "
+                        "sequence_suffixes) is that whole case")
     parser.add_argument("--output_dir", default="output", help="where <name>_seg.nii.gz go (default: output)")
     parser.add_argument("--params", help="deploy.json (default: next to the model)")
     parser.add_argument("--batch_size", type=int, default=32, help="slices per network call (default 32)")
@@ -32,8 +34,11 @@ def main(argv=None):
             raise RunnerError("give an input volume or folder, or --benchmark.")
         model = load_model(args.model, params, args.threads)
         if args.input:
-            paths = input_cases(args.input)
-            failures = segment_files(model, paths, params, args.output_dir, args.batch_size)
+            paths, incomplete = group_sequences(input_cases(args.input), params.get("sequence_suffixes"))
+            for _, message in incomplete:
+                print("ERROR: {}".format(message), file=sys.stderr)
+            failures = incomplete + segment_files(model, paths, params, args.output_dir, args.batch_size)
+            paths = paths + [path for path, _ in incomplete]
             if failures and len(paths) == 1:
                 return 1  # its one ERROR line is printed
             if failures:
