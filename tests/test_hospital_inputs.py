@@ -194,6 +194,47 @@ def test_an_oblique_volume_gets_one_warning_with_its_angle(balanced_model, study
     kit = balanced_model["kit"]
     result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), path, "--output_dir", tmp_path / "runner")
     assert result.returncode == 0 and f"WARNING: {path}: oblique acquisition - the voxel axes are 20.0 degrees" in result.stderr
+    # the other choice: resampled onto the nearest axis-aligned grid, where the mask is written (bundle and runner)
+    aligned_affine, aligned_shape = processing.axis_aligned_grid(rotated, image.shape[:3])
+    result = _infer(balanced_model, [path], tmp_path / "aligned", oblique="axis_aligned")
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if "oblique acquisition" in line]
+    assert len(warnings) == 1 and "20.0 degrees off the scanner axes; resampled (trilinear) onto the nearest axis-aligned grid" in warnings[0]
+    aligned, affine = load_mask(tmp_path / "aligned" / "oblique_seg.nii.gz")
+    assert aligned.shape == aligned_shape and processing.obliquity_degrees(affine) == 0.0
+    np.testing.assert_allclose(affine, aligned_affine, atol=1e-4)
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), path, "--output_dir", tmp_path / "runner_aligned",
+                        "--oblique", "axis_aligned")
+    assert result.returncode == 0 and "resampled (trilinear) onto the nearest axis-aligned grid" in result.stderr
+    runner_mask, runner_affine = load_mask(tmp_path / "runner_aligned" / "oblique_seg.nii.gz")
+    np.testing.assert_allclose(runner_affine, aligned_affine, atol=1e-4)
+    assert len(np.unique(aligned)) > 1 and (runner_mask == aligned).mean() >= 0.999
+
+
+def test_the_axis_aligned_grid_covers_the_oblique_one_and_resampling_onto_it_keeps_world_positions():
+    oblique = _rotation_z(20) @ np.diag([0.8, 0.7, 3.0, 1.0])
+    oblique[:3, 3] = [-20.0, 5.0, 10.0]
+    shape = (40, 36, 6)
+    affine, new_shape = processing.axis_aligned_grid(oblique, shape)
+    assert processing.obliquity_degrees(affine) == 0.0
+    np.testing.assert_allclose(processing.spacing(affine), [0.8, 0.7, 3.0])
+    old_corners, new_corners = processing.grids.world_corners(oblique, shape, 0.5), processing.grids.world_corners(affine, new_shape, 0.5)
+    assert (new_corners.min(0) <= old_corners.min(0) + 0.8).all() and (new_corners.max(0) >= old_corners.max(0) - 0.8).all()
+    assert processing.axis_aligned_grid(np.diag([-0.5, 0.5, 3.0, 1.0]), shape) == (pytest.approx(np.diag([-0.5, 0.5, 3.0, 1.0])), shape)
+
+    def field(points):  # a smooth function of world position, linear along z (trilinear is exact there)
+        return np.sin(points[..., 0] / 9.0) + np.cos(points[..., 1] / 7.0) + points[..., 2] / 30.0
+
+    def world(grid_affine, grid_shape):
+        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in grid_shape], indexing="ij"), -1).astype(np.float64)
+        return ijk @ grid_affine[:3, :3].T + grid_affine[:3, 3]
+
+    volume = field(world(oblique, shape))[None].astype(np.float32)
+    resampled, out_affine = processing.to_axis_aligned(volume, oblique)
+    assert resampled.shape == (1,) + new_shape and np.allclose(out_affine, affine)
+    inside = processing.resample_to_grid(np.ones_like(volume), oblique, affine, new_shape, order=1)[0] > 0.999
+    assert inside.mean() > 0.5  # most of the new grid lies inside the oblique one
+    np.testing.assert_allclose(resampled[0][inside], field(world(affine, new_shape))[inside], atol=0.01)
 
 
 def test_training_refuses_a_label_off_its_images_grid_before_the_first_epoch(tmp_path):

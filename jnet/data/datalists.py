@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 
 from jnet.errors import InputError
-from jnet.processing import group_sequences, mask_name_clash, mask_stem
+from jnet.processing import OBLIQUE_CHOICES, group_sequences, mask_name_clash, mask_stem
 
 from .io.checks import case_files, check_case_headers
 from .io.screening import ScreenedInputs, screen_inputs
@@ -47,10 +47,10 @@ def _test_images(dataset_dir: str) -> list[str]:
     return files
 
 
-def _image_item(image: str | list[str], in_channels: int | None) -> dict:
+def _image_item(image: str | list[str], in_channels: int | None, oblique: str = "as_is") -> dict:
     """A case after its header checks; its voxels are read (and checked) once, when it is segmented
     (:class:`~jnet.data.io.screening.SkipFailedCases` skips it then if they are bad)."""
-    check_case_headers(image, in_channels)
+    check_case_headers(image, in_channels, oblique=oblique)
     return {"image": image}
 
 
@@ -81,6 +81,7 @@ def inference_inputs(
     input_files: str | list | None = None,
     in_channels: int | None = None,
     sequence_suffixes: Sequence[str] | None = None,
+    oblique: str = "as_is",
 ) -> ScreenedInputs:
     """
     Volumes to segment, screened one by one: ``input_files`` (a glob or a list of NIfTI files, or of lists of a
@@ -91,22 +92,25 @@ def inference_inputs(
     skipped then (:class:`~jnet.data.io.screening.SkipFailedCases`). Either way it is
     logged and left out (``failures``); :meth:`ScreenedInputs.raise_if_failed` reports them after the run.
     With ``sequence_suffixes`` (the bundle's, e.g. ``["_t2", "_adc"]``) separate sequence files named
-    ``<case><suffix>.nii[.gz]`` are joined into one case (:func:`jnet.processing.group_sequences`).
+    ``<case><suffix>.nii[.gz]`` are joined into one case (:func:`jnet.processing.group_sequences`). ``oblique``:
+    what the reader does with an oblique grid (:data:`jnet.processing.OBLIQUE_CHOICES`), said in its warning.
     """
+    if oblique not in OBLIQUE_CHOICES:
+        raise InputError(f"oblique must be one of {', '.join(OBLIQUE_CHOICES)}, got {oblique!r}.")
     if input_files:
-        return _screen_files(_matching_files(input_files), in_channels, sequence_suffixes)
+        return _screen_files(_matching_files(input_files), in_channels, sequence_suffixes, oblique)
     if layout == "decathlon":
         if not dataset_dir or not os.path.isdir(dataset_dir):
             raise InputError(f"dataset_dir '{dataset_dir}' does not exist or is not a folder (set --dataset_dir or --input_files).")
-        return _screen_files(_test_images(dataset_dir), in_channels, sequence_suffixes)
+        return _screen_files(_test_images(dataset_dir), in_channels, sequence_suffixes, oblique)
     brats_layout(layout)
     return screen_inputs(brats_case_dirs(dataset_dir or ""), _case_item)
 
 
-def _screen_files(files: list, in_channels: int | None, sequence_suffixes: Sequence[str] | None) -> ScreenedInputs:
+def _screen_files(files: list, in_channels: int | None, sequence_suffixes: Sequence[str] | None, oblique: str) -> ScreenedInputs:
     """Each case of ``files`` screened on its own, its sequence files joined first; an incomplete case is a failure."""
     cases, problems = group_sequences(files, sequence_suffixes)
-    screened = screen_inputs(cases, lambda path: _image_item(path, in_channels))
+    screened = screen_inputs(cases, lambda path: _image_item(path, in_channels, oblique))
     for _, message in problems:
         logger.warning(f"skipped {message}")
         screened.failures.append(message)

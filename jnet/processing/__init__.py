@@ -26,7 +26,7 @@ from .params import (
     load_params,
 )
 from .dicom import dicom_series_datasets, dicom_series_header, is_dicom_folder, mask_name_clash, mask_stem, read_dicom_series
-from .grids import OBLIQUE_WARNING_DEGREES, SAME_GRID_TOLERANCE, grid_offset_mm, join_sequences, oblique_warning, obliquity_degrees, overlap_fraction, resample_to_grid, same_grid, spacing
+from .grids import OBLIQUE_CHOICES, OBLIQUE_WARNING_DEGREES, SAME_GRID_TOLERANCE, axis_aligned_grid, grid_offset_mm, join_sequences, oblique_warning, obliquity_degrees, overlap_fraction, resample_to_grid, same_grid, spacing, to_axis_aligned
 from .sequences import group_sequences, sequence_files
 from .resample import SLAB_SLICES, grid_start, pad_or_crop, resize_slices, undo_pad_or_crop
 from .steps import (

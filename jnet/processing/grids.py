@@ -3,9 +3,10 @@ Sequences on their own grids brought onto one: world-coordinate resampling of ``
 nearest, zeros outside, PyTorch ``grid_sample`` semantics with voxel centres at integer indices), the checks that
 decide whether two grids can be joined, and the obliquity of a grid.
 
-Python 3.6 syntax, numpy only.
+Python 3.6 syntax, numpy (and nibabel's ``io_orientation``) only.
 """
 
+import nibabel as nib
 import numpy as np
 
 # voxel axes rotated more than this from the scanner axes get a warning: the network sees the anatomy rotated
@@ -51,17 +52,57 @@ def overlap_fraction(affine, shape, other_affine, other_shape):
     return float(np.prod(np.clip(high - low, 0, None) / extent))
 
 
-def oblique_warning(path, affine):
+OBLIQUE_CHOICES = ("as_is", "axis_aligned")
+
+
+def oblique_warning(path, affine, oblique="as_is"):
     """The warning for a grid whose voxel axes are more than :data:`OBLIQUE_WARNING_DEGREES` off the scanner axes
-    (the network sees the anatomy rotated), else None."""
+    (the network sees the anatomy rotated), else None; ``oblique`` the choice made for it (:data:`OBLIQUE_CHOICES`)."""
     angle = obliquity_degrees(affine)
     if angle <= OBLIQUE_WARNING_DEGREES:
         return None
+    if oblique == "axis_aligned":
+        return (
+            "{}: oblique acquisition - the voxel axes are {:.1f} degrees off the scanner axes; resampled (trilinear) onto "
+            "the nearest axis-aligned grid, where the mask is written (oblique 'axis_aligned').".format(path, angle)
+        )
     return (
         "{}: oblique acquisition - the voxel axes are {:.1f} degrees off the scanner axes; it runs as is, so the network "
-        "sees the anatomy rotated by that angle (resample it onto an axis-aligned grid first if the training data were "
-        "axis-aligned: docs/hospital.md).".format(path, angle)
+        "sees the anatomy rotated by that angle (oblique 'axis_aligned' resamples it onto the nearest axis-aligned "
+        "grid: docs/hospital.md).".format(path, angle)
     )
+
+
+def axis_aligned_grid(affine, shape):
+    """
+    The nearest axis-aligned grid to an oblique one: each voxel axis turned onto the world axis it is closest to
+    (same direction, same spacing), the grid covering the oblique grid's whole extent. Returns ``(affine, shape)``;
+    an axis-aligned grid comes back as it is.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if obliquity_degrees(affine) == 0.0:
+        return affine.copy(), tuple(int(n) for n in shape[:3])
+    steps = spacing(affine)
+    rotation = np.zeros((3, 3))
+    for axis, (world, sign) in enumerate(nib.orientations.io_orientation(affine)):  # the closest world axis of each
+        rotation[int(world), axis] = sign * steps[axis]
+    corners = world_corners(affine, shape, margin=0.5)  # the oblique grid's extent
+    voxels = np.linalg.solve(rotation, (corners - affine[:3, 3]).T).T  # in the new axes, origin at the old origin
+    low, high = voxels.min(axis=0), voxels.max(axis=0)
+    first = np.ceil(low + 0.5 - 1e-6)  # the first and last voxel centres inside the extent
+    last = np.floor(high - 0.5 + 1e-6)
+    new_shape = tuple(int(n) for n in np.maximum(last - first + 1, 1))
+    new_affine = np.eye(4)
+    new_affine[:3, :3] = rotation
+    new_affine[:3, 3] = affine[:3, 3] + rotation.dot(first)
+    return new_affine, new_shape
+
+
+def to_axis_aligned(volume, affine):
+    """A channel-first ``(C, H, W, D)`` volume on an oblique grid resampled (trilinear, zero outside) onto
+    :func:`axis_aligned_grid`; returns the volume and its affine."""
+    new_affine, new_shape = axis_aligned_grid(affine, volume.shape[1:4])
+    return resample_to_grid(volume, affine, new_affine, new_shape, order=1), new_affine
 
 
 def obliquity_degrees(affine):

@@ -51,9 +51,9 @@ def _header_shape(path: str, listed_in: str | None = None) -> tuple[int, ...]:
     return tuple(int(n) for n in _header(path, listed_in).shape)
 
 
-def warn_if_oblique(path: str, affine: np.ndarray) -> None:
-    """Log :func:`jnet.processing.oblique_warning` when the grid of ``path`` is oblique."""
-    warning = oblique_warning(path, affine)
+def warn_if_oblique(path: str, affine: np.ndarray, oblique: str = "as_is") -> None:
+    """Log :func:`jnet.processing.oblique_warning` (for the choice ``oblique``) when the grid of ``path`` is oblique."""
+    warning = oblique_warning(path, affine, oblique)
     if warning:
         logger.warning(warning)
 
@@ -82,7 +82,7 @@ def check_image_header(path: str, in_channels: int | None = None, listed_in: str
     return shape
 
 
-def _case_headers(image: str | Sequence[str], in_channels: int | None, listed_in: str | None):
+def _case_headers(image: str | Sequence[str], in_channels: int | None, listed_in: str | None, oblique: str = "as_is"):
     """:func:`check_case_headers`, also returning the first file's header (each header read once)."""
     files = case_files(image)
     if not files:
@@ -106,18 +106,21 @@ def _case_headers(image: str | Sequence[str], in_channels: int | None, listed_in
                     f"{path}: its grid does not overlap the grid of {files[0]} in world coordinates (another patient "
                     "position, or a wrong affine) - the sequences of a case cannot be brought onto one grid."
                 )
-    warn_if_oblique(files[0], headers[0].affine)
+    warn_if_oblique(files[0], headers[0].affine, oblique)
     return (*shapes[0][:3], channels), headers[0]
 
 
-def check_case_headers(image: str | Sequence[str], in_channels: int | None = None, listed_in: str | None = None) -> tuple[int, ...]:
+def check_case_headers(
+    image: str | Sequence[str], in_channels: int | None = None, listed_in: str | None = None, oblique: str = "as_is"
+) -> tuple[int, ...]:
     """
     The checks of :func:`check_image_header` for a case of one file or several sequence files: each file a
     readable 3D/4D NIfTI (or DICOM series), the channels of all files together ``in_channels``, every other
     sequence's grid overlapping the first's (they are resampled onto it when loaded). Warns once for an oblique
-    first grid. Returns the first file's shape with the case's channel count, ``(H, W, D, C)``.
+    first grid (its text says what ``oblique`` does with it). Returns the first file's shape with the case's channel
+    count, ``(H, W, D, C)``.
     """
-    return _case_headers(image, in_channels, listed_in)[0]
+    return _case_headers(image, in_channels, listed_in, oblique)[0]
 
 
 def check_pair_headers(image: str | Sequence[str], label: str, in_channels: int | None = None, listed_in: str | None = None) -> None:

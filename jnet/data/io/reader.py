@@ -19,7 +19,7 @@ from monai.data import NibabelReader
 from monai.utils import MetaKeys, ensure_tuple
 
 from jnet.errors import InputError
-from jnet.processing import SLAB_SLICES, RunnerError, join_sequences, read_dicom_series, read_voxels, sequence_files, unscaled_gzip
+from jnet.processing import OBLIQUE_WARNING_DEGREES, SLAB_SLICES, RunnerError, obliquity_degrees, to_axis_aligned, join_sequences, read_dicom_series, read_voxels, sequence_files, unscaled_gzip
 
 __all__ = ["CheckedNibabelReader", "check_finite"]
 
@@ -88,14 +88,23 @@ class CheckedNibabelReader(NibabelReader):
     (:func:`jnet.processing.sequence_files`): where a caller can pass only one path - MONAI Label sends one image
     per request - the reference sequence stands for its case.
 
+    With ``oblique="axis_aligned"`` a case whose (reference) grid is more than
+    :data:`~jnet.processing.OBLIQUE_WARNING_DEGREES` off the scanner axes is resampled (trilinear, zero outside) onto
+    the nearest axis-aligned grid covering it (:func:`jnet.processing.axis_aligned_grid`); the metadata are that
+    grid's, so the mask is written there. ``"as_is"`` (default) keeps the oblique grid.
+
     Args:
         sequence_suffixes: the file-name suffix of each channel's sequence, reference first; None: no grouping.
+        oblique: ``"as_is"`` or ``"axis_aligned"``.
         args, kwargs: as ``monai.data.NibabelReader``.
     """
 
-    def __init__(self, *args, sequence_suffixes: list[str] | None = None, **kwargs) -> None:
+    def __init__(self, *args, sequence_suffixes: list[str] | None = None, oblique: str = "as_is", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sequence_suffixes = list(sequence_suffixes) if sequence_suffixes else None
+        if oblique not in ("as_is", "axis_aligned"):
+            raise ValueError(f"oblique must be 'as_is' or 'axis_aligned', got {oblique!r}.")
+        self.oblique = oblique
 
     def verify_suffix(self, filename) -> bool:
         return all(os.path.isdir(str(f)) or super(CheckedNibabelReader, self).verify_suffix(f) for f in ensure_tuple(filename))
@@ -130,6 +139,18 @@ class CheckedNibabelReader(NibabelReader):
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img):
+        data, meta = self._joined_data(img)
+        affine = np.asarray(meta[MetaKeys.AFFINE], dtype=np.float64)
+        if self.oblique == "as_is" or obliquity_degrees(affine) <= OBLIQUE_WARNING_DEGREES:
+            return data, meta
+        channel_last = np.asarray(data).ndim == 4
+        volume, new_affine = to_axis_aligned(_channels_first(data), affine)
+        logger.info(f"resampled onto the axis-aligned grid {'x'.join(str(n) for n in volume.shape[1:])} (oblique 'axis_aligned')")
+        meta[MetaKeys.AFFINE] = meta[MetaKeys.ORIGINAL_AFFINE] = new_affine
+        meta[MetaKeys.SPATIAL_SHAPE] = np.asarray(volume.shape[1:4])
+        return (np.moveaxis(volume, 0, -1) if channel_last else volume[0]), meta
+
+    def _joined_data(self, img):
         images = ensure_tuple(img)
         if len(images) < 2:
             return super().get_data(img)

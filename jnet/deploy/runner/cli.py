@@ -22,6 +22,8 @@ def main(argv=None):
                         "sequence_suffixes) is that whole case")
     parser.add_argument("--output_dir", default="output", help="where <name>_seg.nii.gz go (default: output)")
     parser.add_argument("--params", help="deploy.json (default: next to the model)")
+    parser.add_argument("--oblique", choices=("as_is", "axis_aligned"), default="as_is", help="an oblique volume: run "
+                        "as is (default), or resample it onto the nearest axis-aligned grid first (the mask is written there)")
     parser.add_argument("--batch_size", type=int, default=32, help="slices per network call (default 32)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (default: all cores)")
     parser.add_argument("--benchmark", action="store_true", help="print network images/s at batch 1 and batch_size")
@@ -37,7 +39,7 @@ def main(argv=None):
             paths, incomplete = group_sequences(input_cases(args.input), params.get("sequence_suffixes"))
             for _, message in incomplete:
                 print("ERROR: {}".format(message), file=sys.stderr)
-            failures = incomplete + segment_files(model, paths, params, args.output_dir, args.batch_size)
+            failures = incomplete + segment_files(model, paths, params, args.output_dir, args.batch_size, args.oblique)
             paths = paths + [path for path, _ in incomplete]
             if failures and len(paths) == 1:
                 return 1  # its one ERROR line is printed

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 
 from jnet.processing import (
-    RunnerError, apply_orientation, is_dicom_folder, load_case, mask_name_clash, mask_stem, normalize_volume, oblique_warning, orientations,
-    oriented_view, postprocess, preprocess,
+    OBLIQUE_WARNING_DEGREES, RunnerError, apply_orientation, is_dicom_folder, load_case, mask_name_clash, mask_stem, normalize_volume,
+    oblique_warning, obliquity_degrees, orientations, oriented_view, postprocess, preprocess, to_axis_aligned,
     uniform_mask_warning,
 )
 
@@ -22,16 +22,19 @@ def segment_slices(model, slices, state, params, batch_size=32):
     return np.concatenate(parts, axis=2)
 
 
-def segment_file(model, case, params, output_dir, batch_size=32):
+def segment_file(model, case, params, output_dir, batch_size=32, oblique="as_is"):
     """Segment one case - a NIfTI file, or a list of its sequence files (resampled onto the first's grid) - into
-    ``output_dir/<name>_seg.nii.gz`` (the first file's name): uint8 labels, the (first) input's shape and affine."""
+    ``output_dir/<name>_seg.nii.gz`` (the first file's name): uint8 labels, the (first) input's shape and affine;
+    ``oblique="axis_aligned"``: an oblique case resampled onto the nearest axis-aligned grid first, the mask there."""
     volume, affine, notes = load_case(case, params["in_channels"])
     path = case if isinstance(case, str) else case[0]
     for note in notes:
         print("INFO: " + note, file=sys.stderr)
-    oblique = oblique_warning(path, affine)
-    if oblique:
-        print("WARNING: " + oblique, file=sys.stderr)
+    warning = oblique_warning(path, affine, oblique)
+    if warning:
+        print("WARNING: " + warning, file=sys.stderr)
+    if oblique == "axis_aligned" and obliquity_degrees(affine) > OBLIQUE_WARNING_DEGREES:
+        volume, affine = to_axis_aligned(volume, affine)
     forward, undo = orientations(affine, params["axcodes"])
     ras = normalize_volume(oriented_view(volume, forward), params, in_place=True)  # a view of the one copy read
     labels = np.empty(ras.shape[1:], dtype=np.uint8)
@@ -59,7 +62,7 @@ def segment_file(model, case, params, output_dir, batch_size=32):
     return out_path
 
 
-def segment_files(model, cases, params, output_dir, batch_size=32):
+def segment_files(model, cases, params, output_dir, batch_size=32, oblique="as_is"):
     """Segment every case (a file, or a list of sequence files); a bad one is reported (``ERROR: <file>: ...``) and
     skipped, the others are written. Returns the failures as ``[(first file, message)]``."""
     failures, written = [], {}
@@ -69,7 +72,7 @@ def segment_files(model, cases, params, output_dir, batch_size=32):
             if mask_stem(path) in written:
                 raise RunnerError(mask_name_clash(path, written[mask_stem(path)]))
             written[mask_stem(path)] = path
-            print(segment_file(model, case, params, output_dir, batch_size))
+            print(segment_file(model, case, params, output_dir, batch_size, oblique))
         except (RunnerError, ValueError) as error:  # ValueError: numpy on a degenerate volume (an empty axis)
             message = str(error) if isinstance(error, RunnerError) else "{}: cannot be segmented ({}).".format(path, error)
             print("ERROR: {}".format(message), file=sys.stderr)
