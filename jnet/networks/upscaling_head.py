@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -120,33 +122,46 @@ class UpscalingHead(nn.Module):
         self.register_buffer("probe", _impulse_probe(num_classes), persistent=False)
         self.register_buffer("tap_source", _tap_sources(), persistent=False)
 
-    def reference_forward(self, logits: torch.Tensor) -> list[torch.Tensor]:
-        """The head as its plain layers compute it, level by level (the definition :meth:`forward` equals)."""
+    def _first_level(self, levels: Optional[int]) -> int:  # noqa: UP007 (TorchScript)
+        """The index of the first level used when only the last ``levels`` levels run (all when None)."""
+        if levels is None:
+            return 0
+        if levels < 0 or levels > self.levels:
+            raise ValueError(f"levels must be between 0 and {self.levels}, got {levels}.")
+        if self.skip and levels != self.levels:
+            raise ValueError("a head with skip connections runs all its levels (its skip chain starts at the base logits).")
+        return self.levels - levels
+
+    def reference_forward(self, logits: torch.Tensor, levels: Optional[int] = None) -> list[torch.Tensor]:  # noqa: UP007
+        """The head as its plain layers compute it, level by level (the definition :meth:`forward` equals); ``levels``:
+        only the last ``levels`` levels (a resolution-switchable network's larger inputs), all when None."""
+        first = self._first_level(levels)
         outputs = [logits]
         skip = logits
-        for k, level in enumerate(self.level_modules):
-            if self.skip and k >= 1:
+        for k, level in enumerate(self.level_modules):  # (no `continue`: TorchScript unrolls ModuleList loops)
+            if k >= first and self.skip and k >= 1:
                 for j, up in enumerate(self.skip_chain):  # TorchScript cannot index a ModuleList by a variable
                     if j == k - 1:
                         skip = classwise_up(up.weight, up.bias, skip)  # base logits at this level's input size
                 outputs.append(level(outputs[-1], skip))
-            else:
+            elif k >= first:
                 outputs.append(level(outputs[-1], None))
         outputs.reverse()
         return outputs
 
-    def folded(self) -> list[torch.Tensor]:
-        """Per level ``k`` (1 .. levels): the region kernels, ``(9 regions, C, 10, 4**k)``.
+    def folded(self, levels: Optional[int] = None) -> list[torch.Tensor]:  # noqa: UP007 (TorchScript)
+        """Per level ``k`` (1 .. levels): the region kernels, ``(9 regions, C, 10, 4**k)``; ``levels``: of the chain
+        of the last ``levels`` levels only.
 
         Region ``3 * row + col`` (row/col 0 = first, 1 = interior, 2 = last) maps the 3x3 neighbourhood of an input
         pixel (taps ``3 * (dy + 1) + (dx + 1)``) and a constant 1 (tap 9: the bias) to the ``4**k`` output phases
         ``a * 2**k + b`` of that pixel, per class.
         """
-        responses = self.reference_forward(self.probe)  # (10, C, 3 * 2**k, 3 * 2**k): 9 impulses, then zeros
+        responses = self.reference_forward(self.probe, levels)  # (10, C, 3 * 2**k, 3 * 2**k): 9 impulses, then zeros
         responses.reverse()
         classes = self.num_classes
         kernels: list[torch.Tensor] = []
-        for k in range(1, self.levels + 1):
+        for k in range(1, len(responses)):
             cells = F.pixel_unshuffle(responses[k], 1 << k)  # (10, C * 4**k, 3, 3): per probe, per cell, every phase
             bias = cells[9]  # the response to the zero input
             linear = torch.cat([cells[:9] - bias, torch.zeros_like(cells[:1])])  # index 9: a tap outside the probe
@@ -156,28 +171,30 @@ class UpscalingHead(nn.Module):
             kernels.append(torch.cat([taps, bias_taps], dim=2))
         return kernels
 
-    def forward(self, logits: torch.Tensor, highest_only: bool = False) -> list[torch.Tensor]:
-        """Every level's logits, highest resolution first; with ``highest_only`` just ``[highest]`` (inference)."""
-        if self.levels == 0 or logits.shape[2] < 3 or logits.shape[3] < 3:
-            outputs = self.reference_forward(logits)
+    def forward(self, logits: torch.Tensor, highest_only: bool = False, levels: Optional[int] = None) -> list[torch.Tensor]:  # noqa: UP007
+        """Every level's logits, highest resolution first; with ``highest_only`` just ``[highest]`` (inference).
+        ``levels``: run only the last ``levels`` levels (the ones a larger input needs; all when None)."""
+        used = self.levels - self._first_level(levels)
+        if used == 0 or logits.shape[2] < 3 or logits.shape[3] < 3:
+            outputs = self.reference_forward(logits, levels)
             return outputs[:1] if highest_only else outputs
         patches = _patches(logits)
-        kernels = self._kernels()
+        kernels = self._kernels(levels)
         if highest_only:
             if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.is_grad_enabled():
-                return [_apply_folded(patches, kernels[-1], 1 << self.levels)]
-            return [self._write_folded(patches, kernels[-1], 1 << self.levels)]
+                return [_apply_folded(patches, kernels[-1], 1 << used)]
+            return [self._write_folded(patches, kernels[-1], 1 << used)]
         outputs = [logits]
         for k, kernel in enumerate(kernels):
             outputs.append(_apply_folded(patches, kernel, 2 << k))
         outputs.reverse()
         return outputs
 
-    def _kernels(self) -> list[torch.Tensor]:
-        """:meth:`folded`, reused across calls without autograd while the parameters are unchanged."""
+    def _kernels(self, levels: Optional[int] = None) -> list[torch.Tensor]:  # noqa: UP007 (TorchScript)
+        """:meth:`folded`, reused across calls without autograd while the parameters (and ``levels``) are unchanged."""
         if torch.jit.is_scripting() or torch.is_grad_enabled():
-            return self.folded()
-        return self._cached_folded()
+            return self.folded(levels)
+        return self._cached_folded(levels)
 
     @torch.jit.unused
     def _write_folded(self, patches: torch.Tensor, kernel: torch.Tensor, factor: int) -> torch.Tensor:
@@ -185,11 +202,11 @@ class UpscalingHead(nn.Module):
         return _write_folded(patches, kernel, factor)
 
     @torch.jit.unused
-    def _cached_folded(self) -> list[torch.Tensor]:
+    def _cached_folded(self, levels: Optional[int] = None) -> list[torch.Tensor]:  # noqa: UP007 (TorchScript)
         # any in-place update (optimizer step, load_state_dict) bumps a parameter's version; .to() changes its storage
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
+        key = (levels,) + tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
         if key != self._folded_key:
-            self._folded_cache, self._folded_key = self.folded(), key
+            self._folded_cache, self._folded_key = self.folded(levels), key
         return self._folded_cache
 
 

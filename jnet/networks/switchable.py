@@ -1,0 +1,167 @@
+"""One J-Net for every input size: the backbone and the head shared, the head's last levels per size."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Union
+
+import torch
+from torch import nn
+
+from .jnet import JNet
+from .upscaling_head import UpscalingHead
+
+__all__ = ["SwitchableJNet", "SizeSwitchedBatchNorm2d", "DEFAULT_SIZES"]
+
+DEFAULT_SIZES = (16, 32, 64, 128)
+
+
+class SizeSwitchedBatchNorm2d(nn.Module):
+    """
+    One ``BatchNorm2d`` per input size, the one of the size set by :meth:`select` normalising (Resolution
+    Switchable Networks, Wang et al., ECCV 2020: BatchNorm statistics shift with input resolution). Its
+    ``4 * num_features`` parameters and statistics per size beyond the first are the switch's only cost.
+
+    Shapes: ``(B, num_features, H, W)`` -> the same.
+
+    Args:
+        num_features: channels.
+        num_sizes: how many input sizes (one norm each).
+        template: a ``BatchNorm2d`` whose settings (eps, momentum, affine) and state each norm starts from.
+    """
+
+    def __init__(self, num_features: int, num_sizes: int, template: nn.BatchNorm2d | None = None) -> None:
+        super().__init__()
+        template = template if template is not None else nn.BatchNorm2d(num_features)
+        self.norms = nn.ModuleList(copy.deepcopy(template) for _ in range(num_sizes))
+        self.active = 0
+
+    def select(self, index: int) -> None:
+        if not 0 <= index < len(self.norms):
+            raise ValueError(f"size index {index} out of range for {len(self.norms)} norms.")
+        self.active = index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norms[self.active](x)
+
+
+def _switch_norms(module: nn.Module, num_sizes: int) -> None:
+    """Replace every ``BatchNorm2d`` inside ``module`` by a :class:`SizeSwitchedBatchNorm2d` starting from it."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, SizeSwitchedBatchNorm2d(child.num_features, num_sizes, child))
+        else:
+            _switch_norms(child, num_sizes)
+
+
+def _collapse_norms(module: nn.Module, index: int) -> None:
+    """Replace every :class:`SizeSwitchedBatchNorm2d` inside ``module`` by its norm for size ``index``."""
+    for name, child in module.named_children():
+        if isinstance(child, SizeSwitchedBatchNorm2d):
+            setattr(module, name, child.norms[index])
+        else:
+            _collapse_norms(child, index)
+
+
+class SwitchableJNet(JNet):
+    """
+    A resolution-switchable J-Net (issue 16; J-Net: Ostrowski et al., arXiv 2403.05340): one backbone and one
+    ``levels``-level :class:`UpscalingHead` serve every input size ``r`` of ``sizes``, each size running the head's
+    LAST ``log2(output_size / r)`` levels - the ones at ``2r -> 4r -> ... -> output_size`` - so a 128x128 input uses
+    only the top level and a 16x16 input all four. The user picks speed or quality at run time from one set of
+    weights; :meth:`at_size` gives the plain :class:`JNet` a fixed size computes (for export, and as the reference
+    of the switch).
+
+    With ``per_size_norm`` every ``BatchNorm2d`` of the backbone becomes a :class:`SizeSwitchedBatchNorm2d` (one norm
+    per size, as Resolution Switchable Networks keep); :attr:`norm_parameters_per_size` counts what that adds.
+
+    Shapes: input ``(B, C_in, r, r)`` with ``r`` in ``sizes``; training mode: a list of the used levels' logits,
+    highest resolution first (``log2(output_size / r) + 1`` maps, the last ``(B, K, r, r)``); eval mode: ``(B, K,
+    output_size, output_size)`` logits. Another input size is a ``ValueError`` naming the supported ones.
+
+    Args:
+        backbone: the segmentation network at input resolution, valid at every size (ELU-Net with 4 pools).
+        num_classes: logit channels of the backbone.
+        output_size: the full-resolution output side (256).
+        sizes: the supported input sides, each ``output_size / 2**k`` for ``k >= 1``.
+        per_size_norm: one BatchNorm per size in the backbone.
+        head_init: ``"bilinear"`` or ``"default"``, see :class:`UpscalingHead`.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        output_size: int = 256,
+        sizes: Sequence[int] = DEFAULT_SIZES,
+        per_size_norm: bool = False,
+        head_init: str = "bilinear",
+    ) -> None:
+        sizes = tuple(sorted(int(s) for s in sizes))
+        if not sizes:
+            raise ValueError("sizes must name at least one input size.")
+        for size in sizes:
+            ratio = output_size / size
+            if size < 1 or ratio < 2 or ratio != 2 ** round(math.log2(ratio)):
+                raise ValueError(f"every input size must be output_size ({output_size}) / 2**k with k >= 1, got {size}.")
+        levels = int(round(math.log2(output_size / sizes[0])))
+        super().__init__(backbone, num_classes, levels, output_size=output_size, head_init=head_init)
+        self.sizes = sizes
+        self.levels_for = {size: int(round(math.log2(output_size / size))) for size in sizes}
+        self.per_size_norm = per_size_norm
+        if per_size_norm:
+            _switch_norms(self.backbone, len(sizes))
+        self.register_buffer("supported_sizes", torch.tensor(sizes), persistent=True)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        key = prefix + "supported_sizes"
+        if key in state_dict and tuple(int(s) for s in state_dict[key].tolist()) != self.sizes:
+            saved = ", ".join(str(int(s)) for s in state_dict[key].tolist())
+            error_msgs.append(f"the weights were trained for the input sizes {saved}, this network serves {', '.join(map(str, self.sizes))} (sizes)")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+    @property
+    def norm_parameters_per_size(self) -> int:
+        """Parameters the per-size norms add for each size beyond the first (0 without ``per_size_norm``)."""
+        norms = [m for m in self.backbone.modules() if isinstance(m, SizeSwitchedBatchNorm2d)]
+        return sum(sum(p.numel() for p in norm.norms[0].parameters()) for norm in norms)
+
+    def check_size(self, height: int, width: int) -> int:
+        """The input side, or a ``ValueError`` naming the supported ones."""
+        if height != width or height not in self.levels_for:
+            supported = ", ".join(f"{s}x{s}" for s in self.sizes)
+            raise ValueError(f"input of {height}x{width}: this network serves {supported} inputs.")
+        return height
+
+    def select(self, size: int) -> None:
+        """Make the per-size norms (if any) those of ``size``."""
+        index = self.sizes.index(size)
+        for module in self.backbone.modules():
+            if isinstance(module, SizeSwitchedBatchNorm2d):
+                module.select(index)
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
+        size = self.check_size(int(x.shape[-2]), int(x.shape[-1]))
+        self.select(size)
+        logits = self.backbone(x)
+        levels = self.levels_for[size]
+        if self.training:
+            return self.head(logits, levels=levels)
+        return self._to_output_size(self.head(logits, highest_only=True, levels=levels)[0])
+
+    def at_size(self, size: int) -> JNet:
+        """The plain :class:`JNet` that this network computes at ``size`` (copies of the shared parameters: the
+        backbone with that size's norms, a head of the last ``log2(output_size / size)`` levels) - what the export
+        writes for one operating point."""
+        self.check_size(size, size)
+        backbone = copy.deepcopy(self.backbone)
+        if self.per_size_norm:
+            _collapse_norms(backbone, self.sizes.index(size))
+        levels = self.levels_for[size]
+        fixed = JNet(backbone, self.head.num_classes, levels, output_size=self.output_size, input_size=size)
+        fixed.head = UpscalingHead(self.head.num_classes, levels, init="default")
+        fixed.head.level_modules = copy.deepcopy(self.head.level_modules[self.head.levels - levels :])
+        fixed.train(self.training)
+        return fixed.to(next(self.parameters()).device)
