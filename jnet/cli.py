@@ -76,9 +76,11 @@ def eval_metrics(epochs: int = 20, num_train: int = 16, seed: int = 0, out_file:
     measure_eval_metrics(out_file=out_file, epochs=epochs, num_train=num_train, seed=seed, small=small)
 
 
-def bench(out_dir: str = "bench_output", budget_s: float = 0.5) -> None:
+def bench(out_dir: str = "bench_output", budget_s: float = 0.5, volume_depth: int = 400) -> None:
     """Inference benchmark of every bundle (parameters, MACs, CPU eager/ONNX Runtime speed, memory, Jetson
-    estimates): writes OUT_DIR/bench.json and OUT_DIR/bench.md and prints the table."""
+    estimates): writes OUT_DIR/bench.json and OUT_DIR/bench.md and prints the table; then the peak RSS of one
+    512 x 512 x VOLUME_DEPTH x 2 volume in the bundle and the runner (:func:`bench_memory`; 0: left out), written to
+    OUT_DIR/volume_memory.json and .md."""
     import json
     import os
 
@@ -93,6 +95,8 @@ def bench(out_dir: str = "bench_output", budget_s: float = 0.5) -> None:
     with open(os.path.join(out_dir, "bench.md"), "w") as f:
         f.write(table)
     print(table)
+    if volume_depth:
+        bench_memory(out_dir, volume_depth)
 
 
 def bench_memory(out_dir: str = "bench_memory", depth: int = 400) -> None:
@@ -186,14 +190,22 @@ def learning_curve(
     work_dir: str = "learning_curve_output",
     out_file: str = "docs/results/learning_curve.json",
     small: bool = False,
+    threads: int | None = None,
     note: str | None = None,
+    rederive: bool = False,
 ) -> None:
     """Epochs for a usable model: train BUNDLES (default every bundle, e.g. "['prostate_mri_lowres_16']") by their own
     train.json on the sweep's synthetic default for EPOCHS, validated every VAL_INTERVAL epochs; the val_mean_dice
-    curve, per-class Dice and the first epoch that meets the rule (every class's Dice > 0 and val_mean_dice >= 90 %
+    curve, per-class Dice and the first epoch that meets the rule (every class's Dice >= 0.1, val_mean_dice >= 90 %
     of the run's best) into OUT_FILE (merged per bundle; `jnet generate` puts them in the READMEs), the table in
-    WORK_DIR/learning_curve.md. NOTE: a remark on the machine or the run, kept in OUT_FILE."""
-    from jnet.tools.learning_curve import measure_learning_curves
+    WORK_DIR/learning_curve.md. THREADS: the trainings' OMP_NUM_THREADS (1 is faster on a busy machine); NOTE: a
+    remark on the machine or the run, kept in OUT_FILE. --rederive: derive the usable epochs in OUT_FILE again from
+    its stored curves with the current rule (no training)."""
+    from jnet.tools.learning_curve import measure_learning_curves, rederive_usable
+
+    if rederive:
+        rederive_usable(out_file)
+        return
 
     measure_learning_curves(
         bundles=[str(b) for b in _listed(bundles)] if bundles is not None else None,
@@ -204,6 +216,7 @@ def learning_curve(
         work_dir=work_dir,
         out_file=out_file,
         small=small,
+        threads=threads,
         note=note,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -48,6 +49,7 @@ class VolumeMemory:
     small_peak_mb: float  # and peak RSS on it
     slope: float  # MB of peak RSS per MB of input, between the two
     constant_mb: float  # the line's peak at no input
+    machine: str = ""  # where it was measured
 
     @property
     def within_bound(self) -> bool:
@@ -112,16 +114,22 @@ def bench_volume_memory(out_dir: str, depth: int = 400, bundle: str = BUNDLE, pr
         slope = (peaks[program, depth] - peaks[program, SMALL_DEPTH]) / (sizes[depth] - sizes[SMALL_DEPTH])
         constant = peaks[program, SMALL_DEPTH] - slope * sizes[SMALL_DEPTH]
         results.append(VolumeMemory(program, depth, round(sizes[depth], 1), round(peaks[program, depth], 1), round(sizes[SMALL_DEPTH], 1),
-                                    round(peaks[program, SMALL_DEPTH], 1), round(slope, 2), round(constant, 1)))
+                                    round(peaks[program, SMALL_DEPTH], 1), round(slope, 2), round(constant, 1), _machine()))
     return results
 
 
+def _machine() -> str:
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {memory_gb:.0f} GiB, Python {platform.python_version()}"
+
+
 def format_volume_memory_table(results: list[VolumeMemory]) -> str:
-    """The markdown table of :func:`bench_volume_memory`."""
+    """The markdown table of :func:`bench_volume_memory`, and the machine it was measured on."""
     lines = ["| program | volume | decompressed input | peak RSS | peak at 64 slices | MB of peak per MB of input | constant | under 2x input + constant |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.program} | 512x512x{r.depth}x2 float32 | {r.input_mb:.0f} MB | {r.peak_mb:.0f} MB | {r.small_peak_mb:.0f} MB | {r.slope:.2f} | {r.constant_mb:.0f} MB | {'yes' if r.within_bound else 'no'} |")
-    return "\n".join(lines) + "\n"
+    machines = sorted({r.machine for r in results if r.machine})
+    return "\n".join(lines) + "\n" + (f"\nMachine: {'; '.join(machines)}.\n" if machines else "")
 
 
 def write_volume_memory_report(results: list[VolumeMemory], out_dir: str) -> str:

@@ -178,7 +178,7 @@ def _factor_sentences(sweep: dict) -> list[str]:
     return sentences
 
 
-def format_results_page(sweep: dict, bench: dict | None, others: list[dict] = ()) -> str:
+def format_results_page(sweep: dict, bench: dict | None, others: list[dict] = (), volume_memory: list[dict] | None = None) -> str:
     """docs/results.md from the sweeps' and the bench's JSON alone (``tests/test_published_tables.py`` re-renders
     the committed page from ``docs/results/*.json``)."""
     config = sweep["config"]
@@ -247,6 +247,21 @@ def format_results_page(sweep: dict, bench: dict | None, others: list[dict] = ()
             "256x256 logits), seeded random weights (speed does not depend on them).",
             "",
             render_bench_table(bench).rstrip(),
+            "",
+        ]
+    if volume_memory:
+        from jnet.tools.bench.volume_memory import VolumeMemory, format_volume_memory_table
+
+        lines += [
+            "## Peak memory of one large volume (`python -m jnet bench`, or alone `python -m jnet bench_memory`)",
+            "",
+            "One 512x512xDx2 float32 `.nii.gz` segmented by `prostate_mri_lowres_32` (random weights): the bundle's "
+            "`python -m monai.bundle run --config_file configs/inference.json --num_workers 0` and the exported kit's "
+            "standalone runner (ONNX Runtime), each the kernel's peak RSS of that one process, at D slices and at 64; "
+            "the slope between them is the peak per MB of input, the constant what the line gives at no input. Issue 17's "
+            "bound: peak under 2x the decompressed input plus a constant.",
+            "",
+            format_volume_memory_table([VolumeMemory(**row) for row in volume_memory]).rstrip(),
             "",
         ]
     return "\n".join(lines).rstrip() + "\n"
@@ -415,6 +430,7 @@ def _eval_metrics_entries_possible(config: dict) -> bool:
 RESULTS_JSON = "sweep.json"
 OTHER_SWEEP_JSON = "sweep_{name}.json"
 BENCH_JSON = "bench.json"
+VOLUME_MEMORY_JSON = "volume_memory.json"
 
 
 def render_results_page(results_dir: str) -> str:
@@ -425,7 +441,9 @@ def render_results_page(results_dir: str) -> str:
               if f.startswith("sweep_") and f.endswith(".json")]
     bench_path = os.path.join(results_dir, BENCH_JSON)
     bench = json.load(open(bench_path)) if os.path.isfile(bench_path) else None
-    return format_results_page(sweep, bench, others)
+    memory_path = os.path.join(results_dir, VOLUME_MEMORY_JSON)
+    volume_memory = json.load(open(memory_path)) if os.path.isfile(memory_path) else None
+    return format_results_page(sweep, bench, others, volume_memory)
 
 
 def publish_results(
@@ -453,6 +471,8 @@ def publish_results(
     if bench_dir and os.path.isfile(os.path.join(bench_dir, BENCH_JSON)):
         shutil.copyfile(os.path.join(bench_dir, BENCH_JSON), os.path.join(figures, BENCH_JSON))
         bench = json.load(open(os.path.join(bench_dir, BENCH_JSON)))
+    if bench_dir and os.path.isfile(os.path.join(bench_dir, VOLUME_MEMORY_JSON)):
+        shutil.copyfile(os.path.join(bench_dir, VOLUME_MEMORY_JSON), os.path.join(figures, VOLUME_MEMORY_JSON))
     updated = _update_eval_metrics(sweep, configs_dir)
     for other_dir in other_sweep_dirs:
         other = json.load(open(os.path.join(other_dir, RESULTS_JSON)))
