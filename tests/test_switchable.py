@@ -95,3 +95,68 @@ def test_weights_for_other_sizes_are_refused():
     other = SwitchableJNet(ELUNet(2, 3, features=4), 3, sizes=(32, 64))
     with pytest.raises(RuntimeError, match="trained for the input sizes 32, 64, this network serves 16, 32, 64, 128"):
         network.load_state_dict(other.state_dict(), strict=False)
+
+
+def test_downsampling_a_batch_equals_the_bundles_lowres_input_step():
+    import numpy as np
+
+    from jnet.engines import downsample_batch
+    from jnet.processing import resize_slices
+
+    images = torch.randn(3, 2, 256, 256)
+    for mode in ("area", "nearest-exact", "bilinear"):
+        expected = np.stack([resize_slices(image.numpy(), 32, mode) for image in images])
+        np.testing.assert_allclose(downsample_batch(images, 32, mode).numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_the_trainer_cycles_the_sizes_one_per_iteration():
+    from jnet.engines import PrepareBatchAnySize
+
+    prepare = PrepareBatchAnySize([16, 32, 64, 128])
+    batch = {"image": torch.randn(2, 2, 256, 256), "label": torch.zeros(2, 1, 256, 256)}
+    shapes = [tuple(prepare(batch)[0].shape[-2:]) for _ in range(5)]
+    assert shapes == [(16, 16), (32, 32), (64, 64), (128, 128), (16, 16)]
+    assert tuple(prepare(batch)[1].shape) == (2, 1, 256, 256)  # the label stays at full resolution
+    with pytest.raises(ValueError, match="mode must be one of"):
+        PrepareBatchAnySize([16], mode="cubic")
+
+
+def test_one_training_on_every_size_then_evaluation_at_two_sizes_from_the_same_weights(tiny_dataset, tmp_path):
+    """Typed as a user would, from the 16 bundle: train once with configs/ablation/any_size.json, then evaluate the
+    one models/model_any_size.pt at 16x16 and at 64x64 (--input_size picks the operating point)."""
+    import json
+    import os
+
+    from conftest import BUNDLE_16, TINY_OVERRIDES, run_bundle
+
+    any_size = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "ablation", "any_size.json")
+    root = str(tmp_path)
+    result = run_bundle(BUNDLE_16, ["configs/train.json", any_size], bundle_root=root, dataset_dir=tiny_dataset, epochs=1, **TINY_OVERRIDES)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    weights = torch.load(os.path.join(root, "models", "model_any_size.pt"), weights_only=True)
+    assert weights["supported_sizes"].tolist() == [16, 32, 64, 128]
+    scores = {}
+    for size in (16, 64):
+        out = os.path.join(root, f"eval_{size}")
+        result = run_bundle(BUNDLE_16, ["configs/train.json", "configs/evaluate.json", any_size], bundle_root=root, dataset_dir=tiny_dataset,
+                            output_dir=out, input_size=size, **TINY_OVERRIDES)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        scores[size] = open(os.path.join(out, "val_mean_dice_raw.csv")).read().splitlines()
+    assert len(scores[16]) == len(scores[64]) > 1 and scores[16][0] == scores[64][0]  # every validation volume scored
+    # two operating points of one model: the parsed configs feed it 16x16 and 64x64 slices of the same volume
+    from jnet.bundles.parse import bundle_parser
+
+    outputs = {}
+    for size in (16, 64):
+        parser = bundle_parser(BUNDLE_16, [any_size])
+        parser.update({"bundle_root": root, "dataset_dir": tiny_dataset, "input_size": size, **TINY_OVERRIDES})
+        network = parser.get_parsed_content("network_def")
+        network.load_state_dict(weights)
+        item = parser.get_parsed_content("validate#preprocessing")(parser.get_parsed_content("validate#dataset#data")[0])
+        assert tuple(item["image"].shape[1:3]) == (size, size)
+        with torch.no_grad():
+            outputs[size] = network.eval()(item["image"].permute(3, 0, 1, 2).as_tensor()[:2])
+    assert outputs[16].shape == outputs[64].shape == (2, 3, 256, 256) and not torch.allclose(outputs[16], outputs[64])
+    result = run_bundle(BUNDLE_16, ["configs/train.json", "configs/evaluate.json", any_size], bundle_root=root, dataset_dir=tiny_dataset,
+                        output_dir=os.path.join(root, "eval_48"), input_size=48, **TINY_OVERRIDES)
+    assert result.returncode != 0 and "this network serves 16x16, 32x32, 64x64, 128x128 inputs" in result.stdout + result.stderr

@@ -1,1 +1,1 @@
-from .prepare_batch import PrepareBatchHighRes
+from .prepare_batch import PrepareBatchAnySize, PrepareBatchHighRes, downsample_batch

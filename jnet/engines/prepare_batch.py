@@ -9,7 +9,20 @@ from monai.engines import PrepareBatch, default_prepare_batch
 
 from jnet.losses.auxiliary import TrainingTargets
 
-__all__ = ["PrepareBatchHighRes"]
+__all__ = ["PrepareBatchHighRes", "PrepareBatchAnySize", "downsample_batch"]
+
+LOWRES_TORCH_MODES = {"area": "area", "nearest": "nearest", "nearest-exact": "nearest-exact", "bilinear": "bilinear"}
+
+
+def downsample_batch(images: torch.Tensor, size: int, mode: str = "area") -> torch.Tensor:
+    """``(B, C, H, W)`` images to ``(B, C, size, size)`` as :class:`jnet.transforms.LowResInputd` does one image
+    (``area``: the mean of the covered pixels; ``nearest``, ``nearest-exact``, ``bilinear``)."""
+    if mode not in LOWRES_TORCH_MODES:
+        raise ValueError(f"mode must be one of {tuple(LOWRES_TORCH_MODES)}, got {mode!r}.")
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    align = {"align_corners": False} if mode == "bilinear" else {}
+    return torch.nn.functional.interpolate(images, size=(size, size), mode=LOWRES_TORCH_MODES[mode], **align)
 
 
 class PrepareBatchHighRes(PrepareBatch):
@@ -38,3 +51,34 @@ class PrepareBatchHighRes(PrepareBatch):
         highres = batchdata[self.highres_key].to(device=device, non_blocking=non_blocking)
         highres = highres.as_tensor() if hasattr(highres, "as_tensor") else highres  # a MetaTensor: its data only
         return image, TrainingTargets(label, highres)
+
+
+class PrepareBatchAnySize(PrepareBatch):
+    """
+    ``(image at this iteration's input size, label)`` for MONAI's ``SupervisedTrainer`` training one
+    :class:`jnet.networks.SwitchableJNet` on every input size in one run (issue 16): the batch holds the slices at
+    the full output resolution (the train config's ``train_input_size`` is ``output_size``), and each iteration
+    downsamples them to the next size of ``sizes`` in turn (:func:`downsample_batch`), so every size gets the same
+    number of iterations. The label stays at full resolution, for the multi-stage loss of the levels that size uses.
+
+    Args:
+        sizes: the input sides to cycle through, in order.
+        mode: the downsampling, as the bundle's ``lowres_mode``.
+    """
+
+    def __init__(self, sizes: tuple[int, ...] | list[int], mode: str = "area") -> None:
+        if not sizes:
+            raise ValueError("sizes must name at least one input size.")
+        downsample_batch(torch.zeros(1, 1, 4, 4), 4, mode)  # refuses an unknown mode here, not at the first iteration
+        self.sizes = tuple(int(s) for s in sizes)
+        self.mode = mode
+        self.calls = 0
+
+    def __call__(
+        self, batchdata: Mapping[str, torch.Tensor], device: str | torch.device | None = None, non_blocking: bool = False, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        size = self.sizes[self.calls % len(self.sizes)]
+        self.calls += 1
+        image = image.as_tensor() if hasattr(image, "as_tensor") else image
+        return downsample_batch(image, size, self.mode), label
