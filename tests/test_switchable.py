@@ -160,3 +160,41 @@ def test_one_training_on_every_size_then_evaluation_at_two_sizes_from_the_same_w
     result = run_bundle(BUNDLE_16, ["configs/train.json", "configs/evaluate.json", any_size], bundle_root=root, dataset_dir=tiny_dataset,
                         output_dir=os.path.join(root, "eval_48"), input_size=48, **TINY_OVERRIDES)
     assert result.returncode != 0 and "this network serves 16x16, 32x32, 64x64, 128x128 inputs" in result.stdout + result.stderr
+
+
+def test_auto_picks_the_largest_size_fast_enough_and_says_which(capsys):
+    from jnet.networks import operating_size, time_sizes
+
+    network = _network()
+    rates = time_sizes(network, SIZES, 2, 4, "cpu", budget_s=0.4)
+    assert set(rates) == set(SIZES) and rates[16] > rates[128] > 0  # a 16x16 input runs faster than a 128x128 one
+    threshold = (rates[32] + rates[64]) / 2  # between the two: 32 is fast enough, 64 not (measured again inside)
+    chosen = operating_size("auto", network, 2, min_images_per_s=threshold, batch_size=4, budget_s=0.4)
+    assert chosen in (16, 32, 64)  # timings vary between calls; the message names what was measured
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"input_size auto: {chosen}x{chosen}, ") and "128x128" in printed
+    assert operating_size("auto", network, 2, min_images_per_s=1e12, batch_size=4, budget_s=0.2) == 16
+    assert "none reaches" in capsys.readouterr().out
+    assert operating_size(64, network, 2) == 64
+    with pytest.raises(ValueError, match="input_size 48: this network serves 16, 32, 64, 128"):
+        operating_size(48, network, 2)
+    with pytest.raises(ValueError, match="needs --min_images_per_s"):
+        operating_size("auto", network, 2)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_each_size_exports_to_onnx_with_the_eager_logits(tmp_path, opset):
+    import numpy as np
+    import onnxruntime
+
+    from jnet.deploy.export import export_onnx
+
+    network = _network(per_size_norm=True).eval()
+    for size in SIZES:
+        path = export_onnx(network.at_size(size), (1, 2, size, size), str(tmp_path / f"model_{size}.onnx"), opset=opset)
+        x = torch.randn(3, 2, size, size)
+        with torch.no_grad():
+            expected = network(x).numpy()
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"image": x.numpy()})
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,76 @@
+"""Which input size a resolution-switchable network runs at: the one asked for, or the largest that is fast enough."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["operating_size", "time_sizes"]
+
+logger = logging.getLogger(__name__)
+
+
+def time_sizes(
+    network: nn.Module, sizes: Sequence[int], in_channels: int, batch_size: int, device: str | torch.device, budget_s: float = 1.0
+) -> dict[int, float]:
+    """Eval-mode images/s of ``network`` at each input size (largest first) on ``batch_size`` random slices, within
+    about ``budget_s`` seconds in all; a size stops being timed once the time is up (every size gets one call)."""
+    was_training = network.training
+    network.eval()
+    rates: dict[int, float] = {}
+    share = budget_s / max(len(sizes), 1)
+    try:
+        with torch.inference_mode():
+            for size in sorted(sizes, reverse=True):
+                x = torch.randn(batch_size, in_channels, size, size, device=device)
+                network(x)  # the first call allocates and folds the head's kernels: not timed
+                calls, start = 0, time.perf_counter()
+                while calls == 0 or time.perf_counter() - start < share:
+                    network(x)
+                    calls += 1
+                if torch.device(device).type == "cuda":
+                    torch.cuda.synchronize()
+                rates[size] = calls * batch_size / (time.perf_counter() - start)
+    finally:
+        network.train(was_training)
+    return rates
+
+
+def operating_size(
+    input_size: int | str,
+    network: nn.Module,
+    in_channels: int,
+    min_images_per_s: float | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    budget_s: float = 1.0,
+) -> int:
+    """
+    The input size a :class:`~jnet.networks.SwitchableJNet` runs at: ``input_size`` itself (checked against the
+    network's sizes), or for ``"auto"`` the largest size whose measured throughput (:func:`time_sizes`, at the
+    inferer's ``batch_size``, about ``budget_s`` seconds at start-up) reaches ``min_images_per_s``, else the
+    smallest; the choice and the figures are printed (and logged).
+    """
+    sizes = tuple(getattr(network, "sizes", ()))
+    if input_size != "auto":
+        size = int(input_size)
+        if sizes and size not in sizes:
+            raise ValueError(f"input_size {size}: this network serves {', '.join(map(str, sizes))} (or auto).")
+        return size
+    if not sizes:
+        raise ValueError("input_size auto needs a resolution-switchable network (SwitchableJNet).")
+    if not min_images_per_s or min_images_per_s <= 0:
+        raise ValueError("input_size auto needs --min_images_per_s N (images per second the device must reach).")
+    rates = time_sizes(network, sizes, in_channels, batch_size, device, budget_s)
+    fast_enough = [size for size in sizes if rates[size] >= min_images_per_s]
+    chosen = max(fast_enough) if fast_enough else min(sizes)
+    figures = ", ".join(f"{s}x{s} {rates[s]:.0f}" for s in sorted(rates, reverse=True))
+    verdict = f"the largest reaching {min_images_per_s:g} images/s" if fast_enough else f"none reaches {min_images_per_s:g} images/s: the smallest"
+    message = f"input_size auto: {chosen}x{chosen}, {verdict} on {torch.device(device).type} (images/s at batch {batch_size}: {figures})"
+    print(message, flush=True)
+    logger.info(message)
+    return chosen
