@@ -12,7 +12,10 @@ import jnet
 from .large_files import LARGE_FILES, large_files_yml
 from .matrix import BundleSpec, bundle_specs, load_json
 
-__all__ = ["SLOT", "filled_configs", "metadata", "render_bundle", "generate_bundles", "provenance", "measured_metrics"]
+__all__ = [
+    "SLOT", "filled_configs", "metadata", "render_bundle", "generate_bundles", "provenance", "measured_metrics",
+    "LEARNING_CURVE", "learning_curves", "training_time_section",
+]
 
 BASE_CONFIGS = ("train.json", "inference.json")  # hold the per-bundle values at their top level
 OVERRIDE_CONFIGS = (
@@ -20,7 +23,14 @@ OVERRIDE_CONFIGS = (
     "multi_gpu_train.json", "multi_gpu_evaluate.json",
 )  # merged on top, copied as they are
 PACKAGE_NAME = "jnet-lowres"
-SLOT = "<filled by python -m jnet generate>"  # a template value that each bundle's profile / the matrix provides
+SLOT = "<filled by python -m jnet generate>"
+LEARNING_CURVE = os.path.join("docs", "results", "learning_curve.json")  # beside configs/: python -m jnet learning_curve
+ALL_BACKGROUND_WARNING = (
+    "**Warning:** a model trained for fewer epochs can write all-background masks (or masks missing a class) that "
+    "look valid - right shape, spacing and affine, no error. Before using `models/model.pt`, check `val_mean_dice` "
+    "and the per-class Dice of the training's last validations, or evaluate them (the Evaluate command above); on real data, measure "
+    "again (the default `--epochs` is 100)."
+)  # a template value that each bundle's profile / the matrix provides
 
 
 def _write_json(path: str, content: dict) -> None:
@@ -76,6 +86,57 @@ def _results_section(spec: BundleSpec, measured: dict) -> str:
         return "Not measured yet (`python -m jnet eval_metrics` fills `eval_metrics` in `configs/metadata.json`)."
     rows = ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in metrics.items()]
     return "\n".join(rows) + "\n\nSource: " + provenance(spec.name, measured)
+
+
+def learning_curves(configs_dir: str) -> dict:
+    """``docs/results/learning_curve.json`` beside ``configs_dir`` (written by ``python -m jnet learning_curve``), or
+    ``{}``."""
+    path = os.path.join(os.path.dirname(os.path.abspath(configs_dir)), LEARNING_CURVE)
+    return load_json(path) if os.path.isfile(path) else {}
+
+
+def _dice(point: dict) -> str:
+    per_class = ", ".join(f"{name} {value:.3f}" for name, value in point["dice_per_class"].items())
+    return f"`val_mean_dice` {point['val_mean_dice']:.3f} ({per_class})"
+
+
+def training_time_section(name: str, curves: dict) -> str:
+    """The README's "How long to train" text of bundle ``name`` from ``curves`` (:func:`learning_curves`): the
+    epochs for a usable model, the rule, the metric there and at the last epoch, the machine and the command; "not
+    measured" where ``curves`` has no entry for ``name``. Never a number that is not in ``curves``."""
+    entry = curves.get("bundles", {}).get(name)
+    if not entry:
+        return (
+            f"Not measured: `{LEARNING_CURVE}` of the jnet-lowres repository has no entry for this bundle "
+            f"(`python -m jnet learning_curve --bundles \"['{name}']\"` measures it).\n\n" + ALL_BACKGROUND_WARNING
+        )
+    settings, usable, last = entry["settings"], entry["usable_epoch"], entry["last"]
+    epochs = settings["epochs"]
+    if usable is None:
+        verdict = f"**not reached in {epochs} epochs** (no validated epoch met the rule)"
+    else:
+        verdict = f"**{usable} epochs** ({_dice(entry['at_usable'])} at epoch {usable})"
+    calls = curves.get("calls", [])
+    notes = [call["note"] for call in calls if call.get("command") == entry.get("call") and call.get("note")]
+    rederived = [call["command"] for call in calls if "--rederive" in call.get("command", "") and name in call.get("bundles", [])]
+    lines = [
+        f"Measured on {curves['data']}: one run of `configs/train.json` for {epochs} epochs, validated every "
+        f"{settings['val_interval']}:",
+        "",
+        f"- Epochs for a usable model: {verdict}.",
+        f"- At the last epoch ({last['epoch']}): {_dice(last)}; best `val_mean_dice` {entry['best']['val_mean_dice']:.3f} "
+        f"at epoch {entry['best']['epoch']}, the weights `models/model.pt` keeps.",
+        f"- Rule: {curves['rule']}. Metric: {curves['metric']}.",
+        f"- The epoch is one of a run of {epochs} epochs, whose learning rate follows the bundle's cosine schedule over "
+        f"those {epochs} epochs (a run of fewer epochs anneals sooner); one training seed.",
+        f"- Machine: {entry['machine']}; {entry['train_s']:.0f} s for the {epochs} epochs" + (f" ({notes[0]})" if notes else "") + ".",
+        f"- Command, from the repository root (the per-class file it names holds `per_class_override` of the JSON): "
+        f"`{entry['command']}`, run by `{entry['call']}`"
+        + (f"; the usable epoch derived again from the stored curve with the rule above by `{rederived[-1]}`" if rederived else "") + ".",
+        "",
+        ALL_BACKGROUND_WARNING,
+    ]
+    return "\n".join(lines)
 
 
 def metadata(spec: BundleSpec, matrix: dict, measured: dict | None = None) -> dict:
@@ -167,6 +228,7 @@ def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: 
         "classes": ", ".join(f"{k} {v}" for k, v in spec.profile["output_channels"].items()),
         "version": matrix["version"],
         "results": _results_section(spec, measured),
+        "training_time": training_time_section(spec.name, learning_curves(configs_dir)),
         "layout_option": spec.profile.get("layout_option", ""),
         "num_classes": len(spec.profile["output_channels"]),
         "activation": spec.profile["output_activation"],
