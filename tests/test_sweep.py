@@ -27,7 +27,7 @@ def _teacher_file(tmp_path) -> str:
     return path
 
 
-@pytest.mark.parametrize("variant", ["head", "head_paper", "distillation", "super_resolution"])
+@pytest.mark.parametrize("variant", ["head", "head_paper", "distillation", "super_resolution", "any"])
 def test_a_sweep_run_trains_the_model_its_bundle_command_trains(variant, tiny_dataset, tmp_path):
     """The sweep trains in-process on cached volumes; the ``monai.bundle run`` command it records for the run, typed in
     the bundle folder, writes a byte-for-byte equal state dict (float32 CPU, same seed): one training path. The
@@ -182,6 +182,20 @@ def _paired(delta: float, std: float, rival_higher_in: int) -> dict:
 
 def _speed(images_per_s: float) -> dict:
     return {runtime: {"images_per_s": images_per_s} for runtime in ("eager", "onnxruntime")}
+
+
+def test_the_any_size_variant_trains_once_per_seed_and_is_scored_at_every_size(tiny_dataset, tmp_path):
+    work = str(tmp_path / "sweep")
+    results = run_sweep(work_dir=work, dataset_dir=tiny_dataset, resolutions=(16, 64), variants=("head", "any"), seeds=1, epochs=1,
+                        val_interval=1, batch_size=2, features=4, reference=False, speed_budget_s=0.05)
+    assert set(results["runs"]) == {"head@16#0", "head@64#0", "any@16#0", "any@64#0"}
+    at_16, at_64 = results["runs"]["any@16#0"], results["runs"]["any@64#0"]
+    assert at_16["model_file"] == at_64["model_file"] and at_16["train_s"] == at_64["train_s"]  # one training
+    assert at_16["trained_once_for"] == [16, 64] and at_64["command"].endswith("(scored with --input_size 64)")
+    assert "configs/ablation/any_size.json" in at_16["command"] and "prostate_mri_lowres_16" in at_64["command"]
+    assert at_16["per_volume"] != at_64["per_volume"] or at_16["jaccard"] == at_64["jaccard"] == [0.0, 0.0]
+    assert results["speed"]["any@64"]["added_parameters"] == 180 == results["speed"]["head@16"]["added_parameters"]
+    assert "| 64x64 | any |" in open(os.path.join(work, "sweep.md")).read()
 
 
 def test_targets_need_every_paired_seed_and_a_margin_larger_than_the_spread_of_the_differences():

@@ -39,6 +39,10 @@ def _plan(config: dict) -> list[tuple[Variant, int, int]]:
             variant = VARIANTS[name]
             if variant.factor and r not in config["factor_resolutions"]:
                 continue
+            if variant.any_size:  # one training per seed, at the smallest size's bundle; scored at every size
+                if r == min(config["resolutions"]):
+                    plan += [(variant, r, seed) for seed in range(config["seeds"])]
+                continue
             for seed in range(1 if r >= config["single_seed_from"] else config["seeds"]):
                 plan.append((variant, r, seed))
     if any(variant.teacher for variant, _, _ in plan):  # the distillation teacher trains first
@@ -136,23 +140,31 @@ def run_sweep(
         files, bundle_dir = setting_files + variant.config_files, bundle_for(dataset, r)
         teacher_file = _teacher_file(variant, results, work_dir)
         command = f"cd bundles/{os.path.basename(bundle_dir)} && " + bundle_run_command(bundle_dir, files, run_overrides(config, seed, teacher_file=teacher_file))
-        if key in results["runs"]:  # trained before: its command is derived from the config again
-            results["runs"][key]["command"] = command
+        scored = [f"{variant.name}@{size}#{seed}" for size in config["resolutions"]] if variant.any_size else [key]
+        if all(k in results["runs"] for k in scored):  # trained before: its command is derived from the config again
+            for k in scored:
+                results["runs"][k]["command"] = command
             continue
-        parser = run_parser(bundle_dir, files, run_overrides(config, seed, os.path.join(work_dir, "runs", key.replace("#", "_seed")), teacher_file))
+        run_dir = os.path.join(work_dir, "runs", key.replace("#", "_seed"))
+        parser = run_parser(bundle_dir, files, run_overrides(config, seed, run_dir, teacher_file))
         network, seconds = train_run(parser, data, key, PROGRESS_EVERY_S)
-        results["runs"][key] = {
-            **score_volumes(network, parser, data),
-            "train_s": seconds,
-            "model_file": os.path.relpath(parser.get_parsed_content("model_file"), work_dir),
-            "command": command,
-        }
+        for scored_key in scored:  # the any-size network: the same weights at every input size
+            size = int(scored_key.split("@")[1].split("#")[0])
+            at_size = parser if size == r else run_parser(bundle_dir, files, {**run_overrides(config, seed, run_dir, teacher_file), "input_size": size})
+            results["runs"][scored_key] = {
+                **score_volumes(network, at_size, data),
+                "train_s": seconds,
+                "model_file": os.path.relpath(parser.get_parsed_content("model_file"), work_dir),
+                "command": command + (f" (scored with --input_size {size})" if variant.any_size else ""),
+                **({"trained_once_for": list(config["resolutions"])} if variant.any_size else {}),
+            }
         results["wall_s"] = wall_before + time.perf_counter() - started
         _save(results, path)
     groups: dict[int, dict[str, Variant]] = {}  # the variants of one input size are timed together, alternately
     for variant, r, _ in plan:
-        if f"{variant.name}@{r}" not in results["speed"]:
-            groups.setdefault(r, {})[f"{variant.name}@{r}"] = variant
+        for size in config["resolutions"] if variant.any_size else [r]:
+            if f"{variant.name}@{size}" not in results["speed"]:
+                groups.setdefault(size, {})[f"{variant.name}@{size}"] = variant
     for r, group in tqdm(groups.items(), desc="inference cost"):
         networks = {
             key: run_parser(bundle_for(dataset, r), setting_files + v.config_files, run_overrides(config, 0)).get_parsed_content("network_def")

@@ -55,6 +55,8 @@ class Variant:
         factor: a one-change ablation of ``head``.
         input_size: a fixed input size (the 256x256 reference), else the sweep's resolution.
         teacher: distils from the sweep's ``reference`` run (trained first; its weights are the ``--teacher_file``).
+        any_size: one resolution-switchable network per seed, trained once (from the smallest size's bundle) and
+            scored at every input size of the sweep (issue 16).
     """
 
     name: str
@@ -63,6 +65,7 @@ class Variant:
     factor: bool = False
     input_size: int | None = None
     teacher: bool = False
+    any_size: bool = False
 
 
 def _ablation(name: str) -> str:
@@ -101,6 +104,9 @@ VARIANTS = {
                 factor=True),
         Variant("head_paper", (_ablation("head_paper"),), "the paper's recipe at once: random initialisation, output-"
                 "end skips, BCE per level with equal weights, soft intermediate targets, nearest-neighbour input"),
+        Variant("any", (_ablation("any_size"),), "one resolution-switchable network for every input size, trained once "
+                "on all of them (each iteration the next of 16, 32, 64, 128), each size running the head's last levels",
+                any_size=True),
         Variant("reference", (_ablation("reference"),), "the backbone on the 256x256 input (no downsampling, no head)",
                 input_size=256),
     )
