@@ -1,5 +1,9 @@
 # Each target creates or refreshes the virtual environment it needs (keyed by a hash of setup.cfg and this file).
 VENV ?= .venv
+# Where the torch wheel comes from: empty = pip's own index (here a local CPU wheel answers torch==2.13.0; on plain
+# PyPI the same pin is the multi-GB CUDA build on Linux x86_64). The CPU build from PyTorch's own index:
+#   make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 INSTALL_KEY := $(shell cat setup.cfg Makefile | sha1sum | cut -c1-12)
@@ -11,8 +15,8 @@ $(STAMP):
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# CPU wheel pinned: a plain `torch` would pull a multi-GB CUDA build
-	$(PY) -m pip install --quiet torch==2.13.0
+	# torch pinned; which build (CPU or CUDA) depends on the index: TORCH_INDEX_URL above
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 

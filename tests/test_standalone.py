@@ -435,12 +435,15 @@ def test_trtexec_commands_in_the_verb_and_the_kit_script(prostate_kit, capsys):
     onnx, engine = os.path.join(prostate_kit, "model.onnx"), os.path.join(prostate_kit, "model.engine")
     assert lines[0].split() == [
         "trtexec", f"--onnx={onnx}", f"--saveEngine={engine}", "--minShapes=image:1x2x16x16",
-        "--optShapes=image:16x2x16x16", "--maxShapes=image:16x2x16x16", "--fp16",
-    ]  # fmt: skip
+        "--optShapes=image:16x2x16x16", "--maxShapes=image:16x2x16x16", "--fp16", "--workspace=1024",
+    ]  # fmt: skip  (TensorRT 8.2, JetPack 4.6: the default)
     assert lines[1].split() == ["trtexec", f"--loadEngine={engine}", "--shapes=image:1x2x16x16"]
+    trtexec(prostate_kit, max_batch=16, tensorrt="10.3")
+    assert capsys.readouterr().out.splitlines()[0].endswith("--fp16 --memPoolSize=workspace:1024")  # 10 has no --workspace
     script = open(os.path.join(prostate_kit, "build_engine.sh")).read()
     assert '"$TRTEXEC" --onnx=model.onnx --saveEngine=model.engine --minShapes=image:1x2x16x16' in script
-    assert "--maxShapes=image:32x2x16x16 --fp16" in script  # the kit's default max batch
+    assert '--maxShapes=image:32x2x16x16 --fp16 "$WORKSPACE"' in script  # the kit's default max batch
+    assert 'grep -q memPoolSize; then WORKSPACE="--memPoolSize=workspace:1024"; else WORKSPACE="--workspace=1024"; fi' in script
 
 
 def test_the_kit_script_keeps_each_measurement_and_the_verb_records_it(prostate_kit, tmp_path):
@@ -453,7 +456,7 @@ def test_the_kit_script_keeps_each_measurement_and_the_verb_records_it(prostate_
     shutil.copytree(prostate_kit, kit)
     fake = tmp_path / "trtexec"
     fake.write_text(
-        "#!/bin/sh\ncase \"$*\" in *image:32x*) q=50;; *) q=400;; esac\n"
+        f"#!/bin/sh\necho \"$*\" >> {tmp_path / 'calls.log'}\ncase \"$*\" in *image:32x*) q=50;; *) q=400;; esac\n"
         "echo \"[I] === Performance summary ===\"\necho \"[I] Throughput: $q qps\"\n"
         "echo \"[I] Latency: min = 2.3 ms, max = 2.9 ms, mean = 2.45 ms, median = 2.4 ms\"\n"
         "echo \"[I] End-to-End Host Latency: min = 2.5 ms, max = 3.1 ms, mean = 2.7 ms\"\n"
@@ -463,6 +466,8 @@ def test_the_kit_script_keeps_each_measurement_and_the_verb_records_it(prostate_
     result = subprocess.run(["sh", str(kit / "build_engine.sh")], env={**os.environ, "TRTEXEC": str(fake)}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Throughput: 400 qps" in (kit / "trtexec_b1.log").read_text() and "Throughput: 50 qps" in (kit / "trtexec_b32.log").read_text()
+    calls = (tmp_path / "calls.log").read_text().splitlines()  # --help (no memPoolSize in it), build, two measurements
+    assert calls[0] == "--help" and calls[1].endswith("--fp16 --workspace=1024") and len(calls) == 4
     record = tmp_path / "nano_16.json"
     trtexec(str(kit), record=str(record), device="Jetson Nano 4GB, JetPack 4.6.1", logs=[str(kit / "trtexec_b1.log"), str(kit / "trtexec_b32.log")])
     content = json.loads(record.read_text())

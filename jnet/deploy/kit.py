@@ -28,7 +28,7 @@ from jnet.processing import PARAMS_FILE, RunnerError, load_params
 from .export import INPUT_NAME, export_onnx
 from .params import deploy_params
 from .runner.models import ENGINE_SUFFIXES
-from .runner.trtexec import parse_trtexec_output, trtexec_commands
+from .runner.trtexec import parse_trtexec_output, trtexec_commands, workspace_flag
 from .staging import staging_folder
 
 __all__ = ["export_kit", "build_engine_script", "kit_trtexec", "RUNNER_NAME", "MAX_ABS_DIFF", "TRTEXEC_JETPACK"]
@@ -75,11 +75,14 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
         'cd "$(dirname "$0")"',
         'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"',
         'TRTEXEC="$(command -v "$TRTEXEC" || echo "$TRTEXEC")"',
+        "# the workspace option of this TensorRT: --workspace before 8.4 (JetPack 4.6: 8.2), --memPoolSize from 8.4 (10 has no other)",
         '[ -f "$TRTEXEC" ] && [ -x "$TRTEXEC" ] || { echo "ERROR: $TRTEXEC: trtexec not found - it ships with TensorRT'
         ' (JetPack on a Jetson); set TRTEXEC=/path/to/trtexec." >&2; exit 1; }',
     ]
-    build, *measure = trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16)
-    lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in build[1:]))
+    lines.append('if "$TRTEXEC" --help 2>&1 | grep -q memPoolSize; then WORKSPACE="%s"; else WORKSPACE="%s"; fi'
+                 % (workspace_flag("10"), workspace_flag("8.2")))
+    build, *measure = trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16, tensorrt=None)
+    lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in build[1:]) + ' "$WORKSPACE"')
     lines.append("# each measurement's output is kept in trtexec_b<batch>.log: `python -m jnet trtexec <kit> --record <file>.json "
                  "--device ... --logs \"['trtexec_b1.log','trtexec_b%d.log']\"` on the PC turns them into a measured row" % max_batch)
     for batch, command in zip((1, max_batch), measure):
@@ -90,7 +93,7 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
 
 def kit_trtexec(
     kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool = False, record: str | None = None, device: str | None = None,
-    logs: list[str] | None = None,
+    logs: list[str] | None = None, tensorrt: str = "8.2",
 ) -> list[list[str]]:
     """Print the trtexec commands for the kit in ``kit_dir`` (build ``model.engine``, measure at batch 1 and
     ``max_batch``); with ``run``, run them with the trtexec on PATH or JetPack's. ``record`` (with ``run``): write
@@ -98,7 +101,9 @@ def kit_trtexec(
     ``device`` (e.g. "Jetson Nano 4GB, JetPack 4.6.1, TensorRT 8.2, nvpmodel 0"); `python -m jnet publish` shows it
     in docs/jetson.md as a measured row beside the estimate (put it in docs/results/jetson_measured/). ``logs``
     (with ``record``, instead of ``run``): the saved output of the two measurement commands, batch 1 then
-    ``max_batch``, run on a device without this package (a Jetson Nano: ``sh build_engine.sh``, its output kept)."""
+    ``max_batch``, run on a device without this package (a Jetson Nano: ``sh build_engine.sh``, its output kept).
+    ``tensorrt``: the version the commands are for (its workspace option: ``--workspace`` for 8.2, JetPack 4.6;
+    ``--memPoolSize`` for 8.4 and later, e.g. ``10``)."""
     params_file = os.path.join(kit_dir, PARAMS_FILE)
     if not os.path.isfile(params_file):
         raise InputError(f"{params_file}: no such file; KIT_DIR must be a folder written by `python -m jnet export`.")
@@ -108,7 +113,7 @@ def kit_trtexec(
         raise InputError(str(error)) from error
     binary = shutil.which("trtexec") or TRTEXEC_JETPACK
     onnx, engine = os.path.join(kit_dir, "model.onnx"), os.path.join(kit_dir, "model.engine")
-    commands = trtexec_commands(onnx, params, engine, max_batch, fp16, trtexec=binary if run else "trtexec")
+    commands = trtexec_commands(onnx, params, engine, max_batch, fp16, trtexec=binary if run else "trtexec", tensorrt=str(tensorrt))
     for command in commands:
         print(" ".join(shlex.quote(part) for part in command))
     if record and not ((run or logs) and device):
