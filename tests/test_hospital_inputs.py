@@ -219,7 +219,7 @@ def test_the_axis_aligned_grid_covers_the_oblique_one_and_resampling_onto_it_kee
     assert processing.obliquity_degrees(affine) == 0.0
     np.testing.assert_allclose(processing.spacing(affine), [0.8, 0.7, 3.0])
     old_corners, new_corners = processing.grids.world_corners(oblique, shape, 0.5), processing.grids.world_corners(affine, new_shape, 0.5)
-    assert (new_corners.min(0) <= old_corners.min(0) + 0.8).all() and (new_corners.max(0) >= old_corners.max(0) - 0.8).all()
+    assert (new_corners.min(0) <= old_corners.min(0) + 1e-6).all() and (new_corners.max(0) >= old_corners.max(0) - 1e-6).all()
     assert processing.axis_aligned_grid(np.diag([-0.5, 0.5, 3.0, 1.0]), shape) == (pytest.approx(np.diag([-0.5, 0.5, 3.0, 1.0])), shape)
 
     def field(points):  # a smooth function of world position, linear along z (trilinear is exact there)
@@ -462,8 +462,12 @@ def test_sequence_files_are_found_by_their_suffixes_and_an_incomplete_case_is_na
     brats = ["_flair", "_t1", "_t1ce", "_t2"]
     with pytest.raises(processing.RunnerError, match=r"p4_flair.nii.gz: the case's other sequence file\(s\) p4_t1ce.nii.gz, p4_t2.nii.gz are missing"):
         processing.sequence_files(str(tmp_path / "p4_flair.nii.gz"), brats)
-    cases, problems = processing.group_sequences([str(tmp_path / "p4_flair.nii.gz"), str(tmp_path / "p1_t2.nii.gz")], brats)
-    assert [p for p, _ in problems] == [str(tmp_path / "p4_flair.nii.gz")] and cases == [str(tmp_path / "p1_t2.nii.gz")]
+    listed = [str(tmp_path / "p4_flair.nii.gz"), str(tmp_path / "p4_t1.nii.gz"), str(tmp_path / "p1_t2.nii.gz")]
+    cases, problems = processing.group_sequences(listed, brats)
+    assert [p for p, _ in problems] == [str(tmp_path / "p4_flair.nii.gz")]  # one line for the incomplete case
+    assert cases == [str(tmp_path / "p1_t2.nii.gz")]  # its T1 is not a case of its own
+    with pytest.raises(processing.RunnerError, match="must be a list of file-name suffixes"):
+        processing.group_sequences(listed, "_t2")
 
 
 def test_a_folder_of_separate_sequence_files_is_segmented_case_by_case_in_the_bundle_and_the_runner(balanced_model, study, tmp_path):

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 
 from jnet.errors import InputError
-from jnet.processing import OBLIQUE_CHOICES, group_sequences, mask_name_clash, mask_stem
+from jnet.processing import OBLIQUE_CHOICES, RunnerError, group_sequences, mask_name_clash, mask_stem
 
 from .io.checks import case_files, check_case_headers
 from .io.screening import ScreenedInputs, screen_inputs
@@ -109,7 +109,10 @@ def inference_inputs(
 
 def _screen_files(files: list, in_channels: int | None, sequence_suffixes: Sequence[str] | None, oblique: str) -> ScreenedInputs:
     """Each case of ``files`` screened on its own, its sequence files joined first; an incomplete case is a failure."""
-    cases, problems = group_sequences(files, sequence_suffixes)
+    try:
+        cases, problems = group_sequences(files, sequence_suffixes)
+    except RunnerError as error:
+        raise InputError(str(error)) from error
     screened = screen_inputs(cases, lambda path: _image_item(path, in_channels, oblique))
     for _, message in problems:
         logger.warning(f"skipped {message}")

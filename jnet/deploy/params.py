@@ -8,12 +8,14 @@ other step is refused with a message naming the steps, so the runner cannot sile
 from __future__ import annotations
 
 from monai.bundle import ConfigParser
-from monai.transforms import LoadImaged, SaveImaged
+from monai.transforms import Invertd, LoadImaged, SaveImaged
 
 from jnet.errors import InputError
 from jnet.processing import PARAMS_FORMAT, RunnerError, check_params
 from jnet.deploy.export import INPUT_NAME, OUTPUT_NAME
 from jnet.transforms import (
+    Activationd,
+    AsLabelsd,
     CheckChannelsd,
     InvertToLabelsd,
     LowResInputd,
@@ -29,6 +31,8 @@ __all__ = ["deploy_params"]
 
 PREPROCESSING = (LoadImaged, CheckChannelsd, Reorientd, ZNormalized, SquarePadd, OutputGridd, LowResInputd)
 POSTPROCESSING = (InvertToLabelsd, WarnUniformLabelsd, SaveImaged)  # the runner warns as the bundle
+# bundles generated before InvertToLabelsd (version 0.1.0 as first released): the same computation in three steps
+POSTPROCESSING_THREE_STEPS = (Activationd, Invertd, AsLabelsd, WarnUniformLabelsd, SaveImaged)
 
 
 def _check_steps(transforms: list, kinds: tuple, section: str, source: str) -> None:
@@ -55,9 +59,20 @@ def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs
     pre = parser.get_parsed_content("preprocessing").transforms
     post = parser.get_parsed_content("postprocessing").transforms
     _check_steps(pre, PREPROCESSING, "preprocessing", source)
-    _check_steps(post, POSTPROCESSING, "postprocessing", source)
+    if len(post) == len(POSTPROCESSING_THREE_STEPS) and all(type(t) is k for t, k in zip(post, POSTPROCESSING_THREE_STEPS)):
+        activation_step, invert, labels_step = post[:3]
+        if any(invert.nearest_interp):
+            raise _unsupported(source, "Invertd(nearest_interp=True)")
+    else:
+        _check_steps(post, POSTPROCESSING, "postprocessing", source)
+        activation_step, labels_step = post[0].activation, post[0].labels
+        if type(activation_step) is not Activationd or type(labels_step) is not AsLabelsd:
+            raise InputError(
+                f"{source}: 'postprocessing' InvertToLabelsd uses [{type(activation_step).__name__}, {type(labels_step).__name__}]; "
+                "the standalone runner implements [Activationd, AsLabelsd] - extend jnet/processing/ and "
+                "jnet/transforms/pipeline.py (and their tests) before exporting this bundle."
+            )
     load, channels, orientation, normalize, _, grid, lowres = pre
-    to_labels = post[0]
     if not (load._loader.ensure_channel_first and load._loader.image_only):
         raise _unsupported(source, "LoadImaged without ensure_channel_first/image_only")
     output_size, input_size = int(parser["output_size"]), int(parser["input_size"])
@@ -72,7 +87,7 @@ def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
         "in_channels": int(channels.num_channels),
-        "sequence_suffixes": list(parser.get("sequence_suffixes") or []),
+        "sequence_suffixes": list(parser.get_parsed_content("sequence_suffixes") or []) if "sequence_suffixes" in parser else [],
         "num_classes": int(parser["num_classes"]),
         "input_size": input_size,
         "output_size": output_size,
@@ -80,8 +95,8 @@ def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs
         "normalize": {"channel_wise": bool(normalize.channel_wise), "nonzero": bool(normalize.nonzero)},
         "grid": dict(grid.grid),
         "lowres_mode": lowres.mode,
-        "activation": to_labels.activation.activation,
-        "labels": to_labels.labels.labels,
+        "activation": activation_step.activation,
+        "labels": labels_step.labels,
         "channel_names": list(parser["_meta_"]["network_data_format"]["inputs"]["image"]["channel_def"].values()),
         "class_names": list(parser["_meta_"]["network_data_format"]["outputs"]["pred"]["channel_def"].values()),
     }

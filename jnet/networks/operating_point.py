@@ -28,6 +28,8 @@ def time_sizes(
             for size in sorted(sizes, reverse=True):
                 x = torch.randn(batch_size, in_channels, size, size, device=device)
                 network(x)  # the first call allocates and folds the head's kernels: not timed
+                if torch.device(device).type == "cuda":
+                    torch.cuda.synchronize()  # the warm-up's queued work stays out of the timed window
                 calls, start = 0, time.perf_counter()
                 while calls == 0 or time.perf_counter() - start < share:
                     network(x)

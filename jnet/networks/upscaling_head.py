@@ -212,7 +212,7 @@ class UpscalingHead(nn.Module):
 
 def _patches(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W, 10)``: each pixel's zero-padded 3x3 neighbourhood (row-major) and a constant 1."""
-    height, width = x.shape[2], x.shape[3]
+    height, width = int(x.shape[2]), int(x.shape[3])  # int(): constants in an exported graph, not Shape ops
     padded = F.pad(x, (1, 1, 1, 1))
     taps = [padded[:, :, t // 3 : t // 3 + height, t % 3 : t % 3 + width] for t in range(9)]
     return torch.stack(taps + [torch.ones_like(x)], dim=-1)
@@ -227,19 +227,20 @@ def _apply_folded(patches: torch.Tensor, kernel: torch.Tensor, factor: int) -> t
     """One folded head level: per region, a class-wise matmul of the patches with the region's kernel
     ``(C, 10, factor**2)``; the phases then rearranged into the ``factor`` times larger map (a pixel shuffle
     whose innermost ``factor`` values stay contiguous). Out of place: the form autograd, TorchScript and the ONNX
-    exporter take."""
-    batch, classes, height, width = patches.shape[0], patches.shape[1], patches.shape[2], patches.shape[3]
+    exporter take. Every shape is the batch (-1) and constants (``int()``), so an exported graph's Reshapes take
+    initializer shapes (TensorRT's parsers want them)."""
+    classes, height, width = int(patches.shape[1]), int(patches.shape[2]), int(patches.shape[3])
     spans = _spans(height), _spans(width)
     rows = []
     for r, (top, bottom) in enumerate(spans[0]):
         row = []
         for c, (left, right) in enumerate(spans[1]):
-            window = patches[:, :, top:bottom, left:right].reshape(batch, classes, -1, 10)
+            window = patches[:, :, top:bottom, left:right].reshape(-1, classes, (bottom - top) * (right - left), 10)
             phases = torch.matmul(window, kernel[3 * r + c])
-            row.append(phases.view(batch, classes, bottom - top, right - left, factor * factor))
+            row.append(phases.view(-1, classes, bottom - top, right - left, factor * factor))
         rows.append(torch.cat(row, dim=3))
-    phases = torch.cat(rows, dim=2).view(batch, classes, height, width, factor, factor)
-    return phases.permute(0, 1, 2, 4, 3, 5).reshape(batch, classes, height * factor, width * factor)
+    phases = torch.cat(rows, dim=2).view(-1, classes, height, width, factor, factor)
+    return phases.permute(0, 1, 2, 4, 3, 5).reshape(-1, classes, height * factor, width * factor)
 
 
 WRITE_CHUNK = 1 << 18  # elements: a region's phases above this are written one phase row at a time

@@ -89,8 +89,8 @@ def axis_aligned_grid(affine, shape):
     corners = world_corners(affine, shape, margin=0.5)  # the oblique grid's extent
     voxels = np.linalg.solve(rotation, (corners - affine[:3, 3]).T).T  # in the new axes, origin at the old origin
     low, high = voxels.min(axis=0), voxels.max(axis=0)
-    first = np.ceil(low + 0.5 - 1e-6)  # the first and last voxel centres inside the extent
-    last = np.floor(high - 0.5 + 1e-6)
+    first = np.floor(low + 0.5 + 1e-6)  # voxels whose extent reaches into the oblique grid's: the whole of it covered
+    last = np.ceil(high - 0.5 - 1e-6)
     new_shape = tuple(int(n) for n in np.maximum(last - first + 1, 1))
     new_affine = np.eye(4)
     new_affine[:3, :3] = rotation

@@ -33,6 +33,18 @@ def _existing(stem):
     return None
 
 
+def _others(name, suffixes):
+    """``[(suffix, the existing file or None)]`` of the other sequences of the reference file named ``name``."""
+    stem = name[: len(name) - len(suffixes[0])]
+    return [(suffix, _existing(stem + suffix)) for suffix in suffixes[1:]]
+
+
+def _siblings(path, suffixes):
+    """The other sequence files that exist beside the reference file ``path``."""
+    name, _ = _split_extension(path)
+    return [found for _, found in _others(name, suffixes) if found]
+
+
 def sequence_files(path, suffixes):
     """
     The files of the case ``path`` stands for: ``[path, <stem><suffix>.nii[.gz] for the other suffixes]`` when its
@@ -40,15 +52,17 @@ def sequence_files(path, suffixes):
     (the file is a case of its own, as before). Raises :class:`RunnerError` naming the missing files when only some
     of them exist.
     """
+    if isinstance(suffixes, str):
+        raise RunnerError("sequence_suffixes must be a list of file-name suffixes, one per sequence (e.g. ['_t2', '_adc']), got '{}'.".format(suffixes))
     if not suffixes or len(suffixes) < 2 or not isinstance(path, str):
         return None
     name, extension = _split_extension(path)
     if not extension or not name.endswith(suffixes[0]):
         return None
-    stem = name[: len(name) - len(suffixes[0])]
-    others = [(suffix, _existing(stem + suffix)) for suffix in suffixes[1:]]
+    others = _others(name, suffixes)
     if not any(found for _, found in others):
         return None
+    stem = name[: len(name) - len(suffixes[0])]
     missing = [stem + suffix + extension for suffix, found in others if not found]
     if missing:
         raise RunnerError(
@@ -66,13 +80,16 @@ def group_sequences(cases, suffixes):
     one of another listed case's sequences is left out (it is in that case). Lists stay as they are. Returns the
     cases and the problems, ``[(file, message)]``, of the files whose case is incomplete (left out).
     """
+    if isinstance(suffixes, str):
+        raise RunnerError("sequence_suffixes must be a list of file-name suffixes, one per sequence (e.g. ['_t2', '_adc']), got '{}'.".format(suffixes))
     if not suffixes or len(suffixes) < 2:
         return list(cases), []
-    grouped, problems = [], []
+    grouped, problems, taken = [], [], set()
     for case in cases:
         try:
             grouped.append(case if not isinstance(case, str) else (sequence_files(case, suffixes) or case))
         except RunnerError as error:
             problems.append((case, str(error)))
-    taken = set(os.path.normpath(f) for case in grouped if not isinstance(case, str) for f in case[1:])
+            taken.update(os.path.normpath(f) for f in _siblings(case, suffixes))  # in the incomplete case, not cases of their own
+    taken.update(os.path.normpath(f) for case in grouped if not isinstance(case, str) for f in case[1:])
     return [case for case in grouped if not (isinstance(case, str) and os.path.normpath(case) in taken)], problems

@@ -67,7 +67,10 @@ def _read_fortran_into_c(proxy, path):
     with gzip.open(path, "rb") as stream:
         stream.seek(proxy.offset)
         for index in range(planes):
-            _fill(stream, buffer, planes * len(buffer))
+            try:
+                _fill(stream, buffer, len(buffer))
+            except EOFError:
+                raise EOFError("the file ends in image {} of {} of its voxel data".format(index + 1, planes))
             rest = np.unravel_index(index, shape[2:], order="F") if len(shape) > 2 else ()
             data[(slice(None), slice(None)) + tuple(rest)] = plane.T
         stream.read()  # to the end: gzip's CRC check

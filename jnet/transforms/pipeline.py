@@ -7,7 +7,8 @@ step on a prediction.
 
 Pre-processing of an image ``(C, H, W, D)``: :class:`Reorientd` -> :class:`ZNormalized` -> :class:`SquarePadd` ->
 :class:`OutputGridd` (256x256) -> :class:`LowResInputd` (the network input). Post-processing of the prediction:
-:class:`Activationd` -> ``Invertd`` (undoes the invertible steps in reverse) -> :class:`AsLabelsd`.
+:class:`Activationd` -> ``Invertd`` (undoes the invertible steps in reverse) -> :class:`AsLabelsd`, in bundle
+inference as one step a slab of slices at a time (:class:`InvertToLabelsd`).
 """
 
 from __future__ import annotations
@@ -412,7 +413,7 @@ class InvertToLabelsd(MapTransform):
         self.labels = labels
 
     def _steps(self) -> dict[int, InvertibleTransform]:
-        found = getattr(self.transform, "transforms", [self.transform])
+        found = self.transform.flatten().transforms if hasattr(self.transform, "flatten") else [self.transform]
         return {id(t): t for t in found}
 
     def _inverse_steps(self, source: MetaTensor) -> tuple[list, tuple]:

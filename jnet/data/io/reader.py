@@ -101,6 +101,8 @@ class CheckedNibabelReader(NibabelReader):
 
     def __init__(self, *args, sequence_suffixes: list[str] | None = None, oblique: str = "as_is", **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if isinstance(sequence_suffixes, str):
+            raise ValueError(f"sequence_suffixes must be a list of file-name suffixes (e.g. ['_t2', '_adc']), got {sequence_suffixes!r}.")
         self.sequence_suffixes = list(sequence_suffixes) if sequence_suffixes else None
         if oblique not in ("as_is", "axis_aligned"):
             raise ValueError(f"oblique must be 'as_is' or 'axis_aligned', got {oblique!r}.")

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 import monai
 from jnet.bundles.parse import count_parameters
+from jnet.networks import DEFAULT_SIZES
 from jnet.tools.bench.bundles import bench_networks
 from jnet.tools.synthetic.defaults import synthetic_dataset
 
@@ -23,7 +24,7 @@ from .train import SETTINGS, VARIANTS, Variant, bundle_for, bundle_run_command, 
 
 __all__ = ["run_sweep", "DEFAULT_VARIANTS"]
 
-DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name != "reference")
+DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name not in ("reference", "any"))  # any: asked for by name
 REFERENCE_KEY = "reference@256#0"
 PROGRESS_EVERY_S = 10.0  # each run prints its epoch and loss this often
 def _save(results: dict, path: str) -> None:
@@ -95,6 +96,9 @@ def run_sweep(
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; known: {tuple(VARIANTS)}.")
+    switchable = [name for name in variants if VARIANTS[name].any_size]
+    if switchable and not set(resolutions) <= set(DEFAULT_SIZES):
+        raise ValueError(f"variant {switchable[0]} serves the input sizes {list(DEFAULT_SIZES)}; resolutions {list(resolutions)} go beyond them.")
     started = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
     os.makedirs(work_dir, exist_ok=True)
