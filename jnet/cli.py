@@ -76,11 +76,12 @@ def eval_metrics(epochs: int = 20, num_train: int = 16, seed: int = 0, out_file:
     measure_eval_metrics(out_file=out_file, epochs=epochs, num_train=num_train, seed=seed, small=small)
 
 
-def bench(out_dir: str = "bench_output", budget_s: float = 0.5, volume_depth: int = 400) -> None:
+def bench(out_dir: str = "bench_output", budget_s: float = 0.5, volume_depth: int = 400, end_to_end_volumes: int = 24) -> None:
     """Inference benchmark of every bundle (parameters, MACs, CPU eager/ONNX Runtime speed, memory, Jetson
     estimates): writes OUT_DIR/bench.json and OUT_DIR/bench.md and prints the table; then the peak RSS of one
     512 x 512 x VOLUME_DEPTH x 2 volume in the bundle and the runner (:func:`bench_memory`; 0: left out), written to
-    OUT_DIR/volume_memory.json and .md."""
+    OUT_DIR/volume_memory.json and .md; and END_TO_END_VOLUMES synthetic volumes through the bundle and the runner
+    (:func:`bench_end_to_end`; 0: left out), OUT_DIR/end_to_end.json and .md."""
     import json
     import os
 
@@ -97,6 +98,20 @@ def bench(out_dir: str = "bench_output", budget_s: float = 0.5, volume_depth: in
     print(table)
     if volume_depth:
         bench_memory(out_dir, volume_depth)
+    if end_to_end_volumes:
+        bench_end_to_end(out_dir, end_to_end_volumes)
+
+
+def bench_end_to_end(out_dir: str = "bench_end_to_end", num_volumes: int = 24) -> None:
+    """NUM_VOLUMES synthetic prostate volumes segmented by ``monai.bundle run inference.json`` of
+    prostate_mri_lowres_32 and by its standalone runner, each one process from start-up: wall time, volumes/s, peak
+    RSS; writes OUT_DIR/end_to_end.json and .md and prints the table."""
+    import os
+
+    from jnet.tools.bench.end_to_end import bench_end_to_end as run, write_end_to_end_report
+
+    os.makedirs(out_dir, exist_ok=True)
+    print(write_end_to_end_report(run(out_dir, num_volumes), out_dir), end="")
 
 
 def bench_memory(out_dir: str = "bench_memory", depth: int = 400) -> None:
@@ -304,7 +319,7 @@ def verify(bundle_dir: str, trusted_key: str | None = None) -> None:
 def main() -> None:
     install_excepthook()
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
-    verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "bench_memory": bench_memory, "bench_processes": bench_processes, "sweep": sweep, "publish": publish}
+    verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "bench_memory": bench_memory, "bench_end_to_end": bench_end_to_end, "bench_processes": bench_processes, "sweep": sweep, "publish": publish}
     verbs["learning_curve"] = learning_curve  # epochs for a usable model (jnet/tools/learning_curve.py)
     verbs.update({"export": export, "trtexec": trtexec, "pack": pack, "unpack": unpack, "verify": verify})  # deployment (jnet/deploy/)
     fire.Fire(verbs)

@@ -197,3 +197,21 @@ def test_a_trtexec_record_becomes_a_measured_row_beside_the_estimates(tmp_path):
     assert len(estimate_row) == 1 and f"| {nano['pessimistic']['b1_images_per_s']:.0f}-{nano['optimistic']['b1_images_per_s']:.0f} |" in estimate_row[0]
     assert any(r.startswith("| Jetson Nano: launch floor per kernel | 10 us | 50 us |") for r in rows)
     assert _jetson_rows(bench, [])[-1] == "(none yet: no figure here has been measured on a Jetson)"
+
+
+def test_end_to_end_runs_both_programs_on_the_same_volumes_and_writes_the_table(tmp_path):
+    """python -m jnet bench_end_to_end on 2 small volumes: both programs measured (peak RSS of their own process,
+    wall time from start-up), every mask written by both, the table and JSON written."""
+    import json
+    import os
+
+    from jnet.tools.bench.end_to_end import bench_end_to_end, write_end_to_end_report
+
+    result = bench_end_to_end(str(tmp_path), num_volumes=2, num_slices=(4, 5))
+    assert result.volumes == 2 and 8 <= result.slices <= 10
+    assert result.bundle_wall_s > 0.5 and result.runner_wall_s > 0.1  # both really ran (start-up alone takes longer)
+    assert result.bundle_peak_mb > 100 and result.runner_peak_mb > 50
+    assert sorted(os.listdir(tmp_path / "bundle_masks")) == sorted(os.listdir(tmp_path / "runner_masks")) != []
+    assert result.masks_equal >= 0.999
+    table = write_end_to_end_report(result, str(tmp_path))
+    assert "| standalone runner (ONNX Runtime) | 2 (" in table and json.load(open(tmp_path / "end_to_end.json"))["volumes"] == 2

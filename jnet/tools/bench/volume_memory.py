@@ -17,13 +17,14 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 
 import nibabel as nib
 import numpy as np
 import torch
 
-__all__ = ["VolumeMemory", "peak_rss_mb", "write_large_volume", "bench_volume_memory", "format_volume_memory_table", "write_volume_memory_report"]
+__all__ = ["VolumeMemory", "peak_rss_mb", "measured_run", "machine_description", "write_large_volume", "bench_volume_memory", "format_volume_memory_table", "write_volume_memory_report"]
 
 BUNDLE = "prostate_mri_lowres_32"
 SMALL_DEPTH = 64  # the smaller of the two depths: above one slab of 32 slices
@@ -60,13 +61,20 @@ class VolumeMemory:
 def peak_rss_mb(command: list[str], cwd: str, log_path: str) -> float:
     """Run ``command`` in ``cwd`` (output to ``log_path``) under a lean ``python -S`` fork-exec wrapper; its peak
     RSS in MB. Exits with the log named when the command fails."""
+    return measured_run(command, cwd, log_path)[0]
+
+
+def measured_run(command: list[str], cwd: str, log_path: str) -> tuple[float, float]:
+    """:func:`peak_rss_mb`, and the command's wall time in seconds (start-up included)."""
+    start = time.perf_counter()
     with open(log_path, "w") as log:
         returncode = subprocess.run([sys.executable, "-S", "-c", _WRAPPER] + list(command), cwd=cwd, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall_s = time.perf_counter() - start
     text = open(log_path, errors="replace").read()
     peaks = _PEAK_LINE.findall(text)
     if returncode != 0 or not peaks:
         sys.exit(f"ERROR: '{' '.join(command)}' failed (exit {returncode}); see {log_path}")
-    return int(peaks[-1]) / 1024
+    return int(peaks[-1]) / 1024, wall_s
 
 
 def write_large_volume(path: str, depth: int, side: int = 512, channels: int = 2) -> float:
@@ -114,11 +122,11 @@ def bench_volume_memory(out_dir: str, depth: int = 400, bundle: str = BUNDLE, pr
         slope = (peaks[program, depth] - peaks[program, SMALL_DEPTH]) / (sizes[depth] - sizes[SMALL_DEPTH])
         constant = peaks[program, SMALL_DEPTH] - slope * sizes[SMALL_DEPTH]
         results.append(VolumeMemory(program, depth, round(sizes[depth], 1), round(peaks[program, depth], 1), round(sizes[SMALL_DEPTH], 1),
-                                    round(peaks[program, SMALL_DEPTH], 1), round(slope, 2), round(constant, 1), _machine()))
+                                    round(peaks[program, SMALL_DEPTH], 1), round(slope, 2), round(constant, 1), machine_description()))
     return results
 
 
-def _machine() -> str:
+def machine_description() -> str:
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {memory_gb:.0f} GiB, Python {platform.python_version()}"
 

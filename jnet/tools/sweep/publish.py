@@ -178,7 +178,9 @@ def _factor_sentences(sweep: dict) -> list[str]:
     return sentences
 
 
-def format_results_page(sweep: dict, bench: dict | None, others: list[dict] = (), volume_memory: list[dict] | None = None) -> str:
+def format_results_page(
+    sweep: dict, bench: dict | None, others: list[dict] = (), volume_memory: list[dict] | None = None, end_to_end: dict | None = None
+) -> str:
     """docs/results.md from the sweeps' and the bench's JSON alone (``tests/test_published_tables.py`` re-renders
     the committed page from ``docs/results/*.json``)."""
     config = sweep["config"]
@@ -262,6 +264,21 @@ def format_results_page(sweep: dict, bench: dict | None, others: list[dict] = ()
             "bound: peak under 2x the decompressed input plus a constant.",
             "",
             format_volume_memory_table([VolumeMemory(**row) for row in volume_memory]).rstrip(),
+            "",
+        ]
+    if end_to_end:
+        from jnet.tools.bench.end_to_end import EndToEnd, format_end_to_end_table
+
+        lines += [
+            "## End to end: the bundle against the standalone runner (`python -m jnet bench`, or alone `python -m jnet bench_end_to_end`)",
+            "",
+            "The synthetic prostate test volumes (seed 0) segmented by `prostate_mri_lowres_32` (seeded random weights) "
+            "with `python -m monai.bundle run --config_file configs/inference.json --dataset_dir ...` (its defaults: 2 data "
+            "workers, slices in batches of 32, PyTorch eager) and with the exported kit's runner on the `imagesTs` folder "
+            "(ONNX Runtime), each one process from start-up to the last mask. Issue 19's target: the bundle within 1.5x of "
+            "the runner's wall time.",
+            "",
+            format_end_to_end_table(EndToEnd(**end_to_end)).rstrip(),
             "",
         ]
     return "\n".join(lines).rstrip() + "\n"
@@ -431,6 +448,7 @@ RESULTS_JSON = "sweep.json"
 OTHER_SWEEP_JSON = "sweep_{name}.json"
 BENCH_JSON = "bench.json"
 VOLUME_MEMORY_JSON = "volume_memory.json"
+END_TO_END_JSON = "end_to_end.json"
 
 
 def render_results_page(results_dir: str) -> str:
@@ -443,7 +461,9 @@ def render_results_page(results_dir: str) -> str:
     bench = json.load(open(bench_path)) if os.path.isfile(bench_path) else None
     memory_path = os.path.join(results_dir, VOLUME_MEMORY_JSON)
     volume_memory = json.load(open(memory_path)) if os.path.isfile(memory_path) else None
-    return format_results_page(sweep, bench, others, volume_memory)
+    end_to_end_path = os.path.join(results_dir, END_TO_END_JSON)
+    end_to_end = json.load(open(end_to_end_path)) if os.path.isfile(end_to_end_path) else None
+    return format_results_page(sweep, bench, others, volume_memory, end_to_end)
 
 
 def publish_results(
@@ -471,8 +491,9 @@ def publish_results(
     if bench_dir and os.path.isfile(os.path.join(bench_dir, BENCH_JSON)):
         shutil.copyfile(os.path.join(bench_dir, BENCH_JSON), os.path.join(figures, BENCH_JSON))
         bench = json.load(open(os.path.join(bench_dir, BENCH_JSON)))
-    if bench_dir and os.path.isfile(os.path.join(bench_dir, VOLUME_MEMORY_JSON)):
-        shutil.copyfile(os.path.join(bench_dir, VOLUME_MEMORY_JSON), os.path.join(figures, VOLUME_MEMORY_JSON))
+    for name in (VOLUME_MEMORY_JSON, END_TO_END_JSON):
+        if bench_dir and os.path.isfile(os.path.join(bench_dir, name)):
+            shutil.copyfile(os.path.join(bench_dir, name), os.path.join(figures, name))
     updated = _update_eval_metrics(sweep, configs_dir)
     for other_dir in other_sweep_dirs:
         other = json.load(open(os.path.join(other_dir, RESULTS_JSON)))

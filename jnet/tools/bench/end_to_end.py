@@ -1,0 +1,104 @@
+"""
+End to end, as a user runs it (issue 19): the same synthetic test volumes segmented by the bundle's
+``python -m monai.bundle run --config_file configs/inference.json`` (PyTorch eager, its own defaults) and by the
+exported kit's standalone runner (ONNX Runtime), each one process from start-up to the last mask: wall time,
+volumes/s and peak RSS (the kernel's ``ru_maxrss`` of the process, :func:`~jnet.tools.bench.volume_memory.measured_run`),
+and whether both wrote the same masks.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from .volume_memory import machine_description, measured_run
+
+__all__ = ["EndToEnd", "bench_end_to_end", "format_end_to_end_table", "write_end_to_end_report"]
+
+BUNDLE = "prostate_mri_lowres_32"
+
+
+@dataclass
+class EndToEnd:
+    bundle: str
+    volumes: int
+    slices: int
+    bundle_wall_s: float
+    runner_wall_s: float
+    bundle_peak_mb: float
+    runner_peak_mb: float
+    masks_equal: float  # the share of voxels on which the two programs' masks agree, over all volumes
+    machine: str = ""
+
+    @property
+    def wall_ratio(self) -> float:
+        """The bundle's wall time over the runner's (issue 19's target: at most 1.5)."""
+        return self.bundle_wall_s / self.runner_wall_s
+
+
+def bench_end_to_end(out_dir: str, num_volumes: int = 24, bundle: str = BUNDLE, num_slices: tuple[int, int] = (15, 20)) -> EndToEnd:
+    """Segment ``num_volumes`` synthetic prostate test volumes (the synthetic generator's defaults, seed 0) with the
+    bundle and with its standalone runner (seeded random weights: speed does not depend on them; the masks'
+    agreement is then a check that both ran the same steps, not a quality figure)."""
+    from jnet.bundles.parse import bundle_parser
+    from jnet.deploy.kit import export_kit
+    from jnet.tools.bundle_commands import bundle_command, repo_bundle
+    from jnet.tools.synthetic.prostate import write_prostate_task
+
+    bundle_dir = repo_bundle(bundle)
+    data = os.path.join(out_dir, "Task05_synthetic")
+    write_prostate_task(data, num_train=0, num_test=num_volumes, seed=0, num_slices=num_slices)
+    volumes = sorted(glob.glob(os.path.join(data, "imagesTs", "*.nii.gz")))
+    slices = sum(int(nib.load(v).shape[2]) for v in volumes)
+    os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
+    torch.manual_seed(0)
+    network = bundle_parser(bundle_dir, base="configs/inference.json").get_parsed_content("network_def")
+    model_file = os.path.join(out_dir, "models", "model.pt")
+    torch.save(network.state_dict(), model_file)
+    kit = os.path.join(out_dir, "kit")
+    export_kit(bundle_dir, kit, model_file)
+    bundle_out, runner_out = os.path.join(out_dir, "bundle_masks"), os.path.join(out_dir, "runner_masks")
+    bundle_run = bundle_command(["configs/inference.json"], {"bundle_root": out_dir, "dataset_dir": data, "output_dir": bundle_out})
+    runner_run = [sys.executable, os.path.join(kit, "jnet_runner"), os.path.join(kit, "model.onnx"), os.path.join(data, "imagesTs"),
+                  "--output_dir", runner_out]
+    bundle_peak, bundle_wall = measured_run(bundle_run, bundle_dir, os.path.join(out_dir, "bundle.log"))
+    runner_peak, runner_wall = measured_run(runner_run, out_dir, os.path.join(out_dir, "runner.log"))
+    agree = total = 0
+    for volume in volumes:
+        name = os.path.basename(volume).replace(".nii.gz", "_seg.nii.gz")
+        a = np.asarray(nib.load(os.path.join(bundle_out, name)).dataobj)
+        b = np.asarray(nib.load(os.path.join(runner_out, name)).dataobj)
+        agree, total = agree + int((a == b).sum()), total + a.size
+    return EndToEnd(bundle, len(volumes), slices, round(bundle_wall, 2), round(runner_wall, 2), round(bundle_peak, 1), round(runner_peak, 1),
+                    round(agree / total, 6), machine_description())
+
+
+def format_end_to_end_table(result: EndToEnd) -> str:
+    """The markdown table of :func:`bench_end_to_end`."""
+    r = result
+    lines = [
+        "| program | volumes (slices) | wall time | volumes/s | peak RSS |",
+        "|---|---|---|---|---|",
+        f"| `monai.bundle run inference.json` ({r.bundle}) | {r.volumes} ({r.slices}) | {r.bundle_wall_s:.1f} s | {r.volumes / r.bundle_wall_s:.2f} | {r.bundle_peak_mb:.0f} MB |",
+        f"| standalone runner (ONNX Runtime) | {r.volumes} ({r.slices}) | {r.runner_wall_s:.1f} s | {r.volumes / r.runner_wall_s:.2f} | {r.runner_peak_mb:.0f} MB |",
+    ]
+    return "\n".join(lines) + (f"\n\nBundle / runner wall time: {r.wall_ratio:.2f}x (start-up included); the masks agree on "
+                               f"{100 * r.masks_equal:.2f} % of the voxels. Machine: {r.machine}.\n")
+
+
+def write_end_to_end_report(result: EndToEnd, out_dir: str) -> str:
+    """``end_to_end.json`` and ``end_to_end.md`` in ``out_dir``; returns the table."""
+    with open(os.path.join(out_dir, "end_to_end.json"), "w") as f:
+        json.dump(asdict(result), f, indent=4)
+        f.write("\n")
+    table = format_end_to_end_table(result)
+    with open(os.path.join(out_dir, "end_to_end.md"), "w") as f:
+        f.write(table)
+    return table
