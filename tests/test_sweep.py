@@ -300,3 +300,21 @@ def test_the_kept_highres_slice_is_the_augmented_slice_the_input_was_made_from(t
         torch.testing.assert_close(torch.as_tensor(image).float(), expected, atol=1e-5, rtol=1e-5)
     plain = Compose(run_parser(BUNDLE_16, (), {"seed": 0}).get_parsed_content("train#random_transforms"))
     assert all("image_highres" not in sample for sample in plain(dict(data.train_volumes[0])))
+
+
+def test_the_any_size_targets_compare_it_with_each_sizes_head_seed_by_seed():
+    from jnet.tools.sweep.publish import _any_size_checks
+
+    def run(jaccard, seconds):
+        return {"jaccard": [jaccard, jaccard], "train_s": seconds}
+
+    runs = {"head@16#0": run(0.40, 20), "head@16#1": run(0.30, 20), "head@32#0": run(0.50, 40), "head@32#1": run(0.52, 40),
+            "any@16#0": run(0.396, 45), "any@16#1": run(0.298, 47), "any@32#0": run(0.47, 45), "any@32#1": run(0.49, 47)}
+    speed = {f"{v}@{r}": {"eager": {"images_per_s": ips}} for v, r, ips in
+             (("head", 16, 1000), ("any", 16, 990), ("head", 32, 500), ("any", 32, 400))}
+    rows = _any_size_checks({"runs": runs, "speed": speed})
+    assert [(what.split(":")[0], met, numbers.split(" ")[0]) for what, met, numbers in rows if "Jaccard" in what] == [
+        ("16x16", True, "-0.003"), ("32x32", False, "-0.030")]  # within a point; 3 points below
+    (training,) = [(met, numbers) for what, met, numbers in rows if "training" in what]
+    assert training == (False, "46 s per any training vs 30 s per head run (mean over its 4 runs at 16, 32): 1.53x")
+    assert [met for what, met, _ in rows if "throughput" in what] == [True, False]  # 99 % and 80 % of the head's

@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 
+import numpy as np
+
 from jnet.tools.bench.bundles import SHARE_KEYS, SHARE_TARGET, under_nano_target
 from jnet.bundles.matrix import bundle_specs
 from jnet.bundles.render import generate_bundles
@@ -46,6 +48,45 @@ def _quality_checks(sweep: dict) -> list[tuple[str, bool, str]]:
                 f"+{margin:.3f} (std {spread:.3f}), head higher in {head_higher}/{effect['seeds']} seeds" if margin >= 0 else
                 f"{margin:.3f} (std {spread:.3f}), head higher in {head_higher}/{effect['seeds']} seeds",
             ))
+    return checks
+
+
+ANY_SIZE_MARGIN = 0.01  # issue 16: the one network within 1 point of mean foreground Jaccard of each per-size head
+
+
+def _any_size_checks(sweep: dict) -> list[tuple[str, bool, str]]:
+    """Issue 16's targets for the ``any`` variant against the per-size ``head`` networks: at every size, its mean
+    foreground Jaccard (mean over the paired seeds) at most 1 point below the head's; its one training at most 1.5x
+    the training time of one per-size head run (the mean over the sizes' runs); its throughput at each size at least
+    95 % of the head's (eager, batch 32)."""
+    runs, speed, checks = sweep.get("runs", {}), sweep.get("speed", {}), []
+    sizes = sorted({int(k.split("@")[1].split("#")[0]) for k in runs if k.startswith("any@")})
+    for r in sizes:
+        effect = paired_effect(runs, f"any@{r}", f"head@{r}")
+        if effect is None:
+            continue
+        delta = effect["delta_jaccard_mean"]
+        checks.append((
+            f"{r}x{r}: the one any-size network within {100 * ANY_SIZE_MARGIN:.0f} point of mean foreground Jaccard of the {r}x{r} head network",
+            delta >= -ANY_SIZE_MARGIN,
+            f"{delta:+.3f} (std {effect['delta_jaccard_std'] or 0.0:.3f}), any higher in {effect['higher_in']}/{effect['seeds']} seeds",
+        ))
+    trainings = {k.split("#")[1]: run["train_s"] for k, run in runs.items() if k.startswith("any@")}
+    head_runs = [run["train_s"] for k, run in runs.items() if k.startswith("head@")]
+    if trainings and head_runs:
+        ratio = float(np.mean(list(trainings.values()))) / float(np.mean(head_runs))
+        checks.append((
+            "the one training costs at most 1.5x the wall time of one per-size head run",
+            ratio <= 1.5,
+            f"{np.mean(list(trainings.values())):.0f} s per any training vs {np.mean(head_runs):.0f} s per head run "
+            f"(mean over its {len(head_runs)} runs at {', '.join(str(s) for s in sizes)}): {ratio:.2f}x",
+        ))
+    for r in sizes:
+        ours, theirs = speed.get(f"any@{r}"), speed.get(f"head@{r}")
+        if ours and theirs:
+            share = ours["eager"]["images_per_s"] / theirs["eager"]["images_per_s"]
+            checks.append((f"{r}x{r}: throughput at least 95 % of the {r}x{r} head network's (eager, batch 32)", share >= 0.95,
+                           f"{ours['eager']['images_per_s']:.0f} vs {theirs['eager']['images_per_s']:.0f} images/s: {100 * share:.0f} %"))
     return checks
 
 
@@ -425,7 +466,7 @@ def _other_sweep_section(sweep: dict, table: str, ablation: str) -> str:
         "merged before each variant's file). "
         if config.get("setting") == "paper" else ""
     )
-    checks = _quality_checks(sweep) + _cross_size_checks(sweep)
+    checks = _quality_checks(sweep) + _cross_size_checks(sweep) + _any_size_checks(sweep)
     return "\n".join([
         f"## {title}: `{_sweep_command(config)}`",
         "",
@@ -441,7 +482,10 @@ def _other_sweep_section(sweep: dict, table: str, ablation: str) -> str:
 
 
 def _eval_metrics_entries_possible(config: dict) -> bool:
-    return config.get("setting", "bundle") == "bundle" and "head" in config["variants"] and config["dataset"] in ("prostate", "brats")
+    """Whether a sweep's ``head`` runs describe the bundles (their ``eval_metrics``): the bundles' own setting, and
+    not the any-size comparison (its head runs are a reference for the ``any`` rows, the main sweep stays the source)."""
+    return (config.get("setting", "bundle") == "bundle" and "head" in config["variants"] and "any" not in config["variants"]
+            and config["dataset"] in ("prostate", "brats"))
 
 
 RESULTS_JSON = "sweep.json"
