@@ -198,3 +198,11 @@ def test_each_size_exports_to_onnx_with_the_eager_logits(tmp_path, opset):
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         (got,) = session.run(None, {"image": x.numpy()})
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_each_size_is_counted_with_the_head_levels_it_runs():
+    from jnet.tools.bench.macs import count_macs
+
+    network = _network().eval()
+    for size in SIZES:
+        assert count_macs(network, (1, 2, size, size)) == count_macs(network.at_size(size).eval(), (1, 2, size, size))

@@ -86,7 +86,7 @@ def _any_size_checks(sweep: dict) -> list[tuple[str, bool, str]]:
         if ours and theirs:
             share = ours["eager"]["images_per_s"] / theirs["eager"]["images_per_s"]
             checks.append((f"{r}x{r}: throughput at least 95 % of the {r}x{r} head network's (eager, batch 32)", share >= 0.95,
-                           f"{ours['eager']['images_per_s']:.0f} vs {theirs['eager']['images_per_s']:.0f} images/s: {100 * share:.0f} %"))
+                           f"{ours['eager']['images_per_s']:.0f} vs {theirs['eager']['images_per_s']:.0f} images/s: {100 * share:.1f} %"))
     return checks
 
 
