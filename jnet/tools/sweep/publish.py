@@ -316,8 +316,9 @@ def format_results_page(
             "The synthetic prostate test volumes (seed 0) segmented by `prostate_mri_lowres_32` (seeded random weights) "
             "with `python -m monai.bundle run --config_file configs/inference.json --dataset_dir ...` (its defaults: 2 data "
             "workers, slices in batches of 32, PyTorch eager) and with the exported kit's runner on the `imagesTs` folder "
-            "(ONNX Runtime), each one process from start-up to the last mask. Issue 19's target: the bundle within 1.5x of "
-            "the runner's wall time.",
+            "(ONNX Runtime), each one command from start-up to the last mask; peak RSS is the kernel's `ru_maxrss` of the "
+            "command and the children it waited for: the largest single process, not the sum (the bundle's 2 data workers "
+            "are processes of their own). Issue 19's target: the bundle within 1.5x of the runner's wall time.",
             "",
             format_end_to_end_table(EndToEnd(**end_to_end)).rstrip(),
             "",
