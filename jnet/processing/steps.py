@@ -47,13 +47,14 @@ def read_voxels(image, path, order=None):
     return data
 
 
-def _fill(stream, buffer, total):
-    """Read ``total`` bytes of ``stream`` into ``buffer``, 16 MB at a time (gzip reads into a temporary)."""
+def _fill(stream, buffer, total, start=0):
+    """Fill ``buffer`` from ``stream``, 16 MB at a time (gzip reads into a temporary); ``start`` and ``total``: where
+    the buffer's bytes lie in the ``total`` bytes of voxel data (for the message of a file that ends early)."""
     filled = 0
     while filled < len(buffer):
         count = stream.readinto(buffer[filled : filled + (1 << 24)])
         if not count:
-            raise EOFError("the file ends after {} of {} bytes of voxel data".format(filled, total))
+            raise EOFError("the file ends after {} of {} bytes of voxel data".format(start + filled, total))
         filled += count
 
 
@@ -67,10 +68,7 @@ def _read_fortran_into_c(proxy, path):
     with gzip.open(path, "rb") as stream:
         stream.seek(proxy.offset)
         for index in range(planes):
-            try:
-                _fill(stream, buffer, len(buffer))
-            except EOFError:
-                raise EOFError("the file ends in image {} of {} of its voxel data".format(index + 1, planes))
+            _fill(stream, buffer, planes * len(buffer), index * len(buffer))
             rest = np.unravel_index(index, shape[2:], order="F") if len(shape) > 2 else ()
             data[(slice(None), slice(None)) + tuple(rest)] = plane.T
         stream.read()  # to the end: gzip's CRC check
