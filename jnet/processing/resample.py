@@ -68,6 +68,18 @@ def _area_axis(array, axis, size):
     return np.concatenate(parts, axis=axis)
 
 
+def by_slabs(step, volume, size, dtype=None):
+    """``step`` (in-plane only, to ``size x size``) of a ``(C, H, W[, D])`` array, one slab of
+    :data:`SLAB_SLICES` slices at a time into one output (of ``dtype``, default ``volume``'s): the temporaries are
+    a slab's. Slices are independent, so this equals ``step`` on the whole array."""
+    if volume.ndim < 4 or volume.shape[3] <= SLAB_SLICES:
+        return step(volume)
+    out = np.empty(volume.shape[:1] + (size, size) + volume.shape[3:], dtype=dtype or volume.dtype)
+    for start in range(0, volume.shape[3], SLAB_SLICES):
+        out[..., start : start + SLAB_SLICES] = step(volume[..., start : start + SLAB_SLICES])
+    return out
+
+
 def resize_slices(volume, size, mode="linear", anti_aliasing=False):
     """
     Resize the in-plane axes (1, 2) of a ``(C, H, W, D)`` array to ``size x size``, slices (axis 3) unchanged -
@@ -75,12 +87,8 @@ def resize_slices(volume, size, mode="linear", anti_aliasing=False):
     ``nearest-exact``; ``anti_aliasing`` smooths each downsampled axis with sigma ``(factor - 1) / 2`` first.
     """
     if volume.ndim == 4 and volume.shape[3] > SLAB_SLICES and volume.shape[1:3] != (size, size):
-        # slices are independent: resize a slab of them at a time into the output, so the temporaries (the
-        # smoothing's padded copies, the interpolation's gathers) are a slab's, not the volume's
-        out = np.empty(volume.shape[:1] + (size, size) + volume.shape[3:], dtype=np.float32)
-        for start in range(0, volume.shape[3], SLAB_SLICES):
-            out[..., start : start + SLAB_SLICES] = resize_slices(volume[..., start : start + SLAB_SLICES], size, mode, anti_aliasing)
-        return out
+        # a slab at a time: the smoothing's padded copies and the interpolation's gathers are a slab's
+        return by_slabs(lambda slab: resize_slices(slab, size, mode, anti_aliasing), volume, size, np.float32)
     out = volume.astype(np.float32)
     if out.shape[1:3] == (size, size):
         return out

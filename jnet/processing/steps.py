@@ -15,7 +15,7 @@ import numpy as np
 from .dicom import read_dicom_series
 from .grids import join_sequences
 from .params import RunnerError
-from .resample import SLAB_SLICES, pad_or_crop, resize_slices, undo_pad_or_crop
+from .resample import SLAB_SLICES, by_slabs, pad_or_crop, resize_slices, undo_pad_or_crop
 
 
 def unscaled_gzip(image, path):
@@ -224,17 +224,6 @@ def to_grid(volume, size, grid, mode="linear"):
     if grid["type"] == "resize":
         return resize_slices(volume, size, mode, grid.get("anti_aliasing", False) and mode == "linear")
     return by_slabs(lambda slab: pad_or_crop(pad_or_crop(slab, 1, size), 2, size), volume, size)
-
-
-def by_slabs(step, volume, size):
-    """``step`` (in-plane only, to ``size x size``) of a ``(C, H, W[, D])`` array, one slab of
-    :data:`SLAB_SLICES` slices at a time into one output (of ``volume``'s dtype): the temporaries are a slab's."""
-    if volume.ndim < 4 or volume.shape[3] <= SLAB_SLICES:
-        return step(volume)
-    out = np.empty(volume.shape[:1] + (size, size) + volume.shape[3:], dtype=volume.dtype)
-    for start in range(0, volume.shape[3], SLAB_SLICES):
-        out[..., start : start + SLAB_SLICES] = step(volume[..., start : start + SLAB_SLICES])
-    return out
 
 
 def from_grid(volume, side, grid, mode="linear"):

@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass
 
 import nibabel as nib
 import numpy as np
-import torch
 
-from .volume_memory import machine_description, measured_run
+from .volume_memory import machine_description, measured_run, seeded_bundle_and_kit
 
 __all__ = ["EndToEnd", "bench_end_to_end", "format_end_to_end_table", "write_end_to_end_report"]
 
@@ -47,23 +46,14 @@ def bench_end_to_end(out_dir: str, num_volumes: int = 24, bundle: str = BUNDLE, 
     """Segment ``num_volumes`` synthetic prostate test volumes (the synthetic generator's defaults, seed 0) with the
     bundle and with its standalone runner (seeded random weights: speed does not depend on them; the masks'
     agreement is then a check that both ran the same steps, not a quality figure)."""
-    from jnet.bundles.parse import bundle_parser
-    from jnet.deploy.kit import export_kit
-    from jnet.tools.bundle_commands import bundle_command, repo_bundle
+    from jnet.tools.bundle_commands import bundle_command
     from jnet.tools.synthetic.prostate import write_prostate_task
 
-    bundle_dir = repo_bundle(bundle)
     data = os.path.join(out_dir, "Task05_synthetic")
     write_prostate_task(data, num_train=0, num_test=num_volumes, seed=0, num_slices=num_slices)
     volumes = sorted(glob.glob(os.path.join(data, "imagesTs", "*.nii.gz")))
     slices = sum(int(nib.load(v).shape[2]) for v in volumes)
-    os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
-    torch.manual_seed(0)
-    network = bundle_parser(bundle_dir, base="configs/inference.json").get_parsed_content("network_def")
-    model_file = os.path.join(out_dir, "models", "model.pt")
-    torch.save(network.state_dict(), model_file)
-    kit = os.path.join(out_dir, "kit")
-    export_kit(bundle_dir, kit, model_file)
+    bundle_dir, kit = seeded_bundle_and_kit(bundle, out_dir)
     bundle_out, runner_out = os.path.join(out_dir, "bundle_masks"), os.path.join(out_dir, "runner_masks")
     bundle_run = bundle_command(["configs/inference.json"], {"bundle_root": out_dir, "dataset_dir": data, "output_dir": bundle_out})
     runner_run = [sys.executable, os.path.join(kit, "jnet_runner"), os.path.join(kit, "model.onnx"), os.path.join(data, "imagesTs"),

@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-__all__ = ["VolumeMemory", "peak_rss_mb", "measured_run", "machine_description", "write_large_volume", "bench_volume_memory", "format_volume_memory_table", "write_volume_memory_report"]
+__all__ = ["VolumeMemory", "peak_rss_mb", "measured_run", "machine_description", "seeded_bundle_and_kit", "write_large_volume", "bench_volume_memory", "format_volume_memory_table", "write_volume_memory_report"]
 
 BUNDLE = "prostate_mri_lowres_32"
 SMALL_DEPTH = 64  # the smaller of the two depths: above one slab of 32 slices
@@ -77,6 +77,25 @@ def measured_run(command: list[str], cwd: str, log_path: str) -> tuple[float, fl
     return int(peaks[-1]) / 1024, wall_s
 
 
+def seeded_bundle_and_kit(bundle: str, out_dir: str) -> tuple[str, str]:
+    """``out_dir/models/model.pt`` with the seeded random weights of ``bundle``'s network (speed and memory do not
+    depend on them) and its exported kit in ``out_dir/kit``: a bundle root and a runner for the benchmarks. Returns
+    the repository bundle folder and the kit folder."""
+    from jnet.bundles.parse import bundle_parser
+    from jnet.deploy.kit import export_kit
+    from jnet.tools.bundle_commands import repo_bundle
+
+    os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
+    bundle_dir = repo_bundle(bundle)
+    torch.manual_seed(0)
+    network = bundle_parser(bundle_dir, base="configs/inference.json").get_parsed_content("network_def")
+    model_file = os.path.join(out_dir, "models", "model.pt")
+    torch.save(network.state_dict(), model_file)
+    kit = os.path.join(out_dir, "kit")
+    export_kit(bundle_dir, kit, model_file)
+    return bundle_dir, kit
+
+
 def write_large_volume(path: str, depth: int, side: int = 512, channels: int = 2) -> float:
     """A ``side x side x depth x channels`` float32 ``.nii.gz`` (smooth in-plane pattern plus noise, 0.5 x 0.5 x 3
     mm); returns its decompressed size in MB."""
@@ -93,18 +112,9 @@ def write_large_volume(path: str, depth: int, side: int = 512, channels: int = 2
 def bench_volume_memory(out_dir: str, depth: int = 400, bundle: str = BUNDLE, programs: tuple[str, ...] = ("bundle", "runner")) -> list[VolumeMemory]:
     """Peak RSS of the bundle's inference and of the standalone runner on a 512 x 512 x ``depth`` x 2 volume and
     on a SMALL_DEPTH-slice one (random weights: memory does not depend on them)."""
-    from jnet.bundles.parse import bundle_parser
-    from jnet.deploy.kit import export_kit
-    from jnet.tools.bundle_commands import bundle_command, repo_bundle
+    from jnet.tools.bundle_commands import bundle_command
 
-    os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
-    bundle_dir = repo_bundle(bundle)
-    torch.manual_seed(0)
-    network = bundle_parser(bundle_dir, base="configs/inference.json").get_parsed_content("network_def")
-    model_file = os.path.join(out_dir, "models", "model.pt")
-    torch.save(network.state_dict(), model_file)
-    kit = os.path.join(out_dir, "kit")
-    export_kit(bundle_dir, kit, model_file)
+    bundle_dir, kit = seeded_bundle_and_kit(bundle, out_dir)
     peaks: dict[tuple[str, int], float] = {}
     sizes = {}
     for slices in (SMALL_DEPTH, depth):
