@@ -121,24 +121,26 @@ def test_the_trainer_cycles_the_sizes_one_per_iteration():
         PrepareBatchAnySize([16], mode="cubic")
 
 
-def test_one_training_on_every_size_then_evaluation_at_two_sizes_from_the_same_weights(tiny_dataset, tmp_path):
-    """Typed as a user would, from the 16 bundle: train once with configs/ablation/any_size.json, then evaluate the
-    one models/model_any_size.pt at 16x16 and at 64x64 (--input_size picks the operating point)."""
+def test_one_training_on_every_size_then_evaluation_at_two_sizes_then_inference_at_auto(tiny_dataset, tmp_path):
+    """Typed as a user would, in the prostate_mri_lowres_any bundle: train once (configs/train.json), evaluate the one
+    models/model.pt at 16x16 and at 64x64 (--input_size picks the operating point), segment with --input_size auto
+    (it prints the size it chose and writes every mask), and an unsupported size is refused naming the supported."""
+    import glob
     import json
     import os
 
-    from conftest import BUNDLE_16, TINY_OVERRIDES, run_bundle
+    from conftest import BUNDLES, TINY_OVERRIDES, run_bundle
 
-    any_size = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "ablation", "any_size.json")
+    bundle = os.path.join(BUNDLES, "prostate_mri_lowres_any")
     root = str(tmp_path)
-    result = run_bundle(BUNDLE_16, ["configs/train.json", any_size], bundle_root=root, dataset_dir=tiny_dataset, epochs=1, **TINY_OVERRIDES)
+    result = run_bundle(bundle, ["configs/train.json"], bundle_root=root, dataset_dir=tiny_dataset, epochs=1, **TINY_OVERRIDES)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    weights = torch.load(os.path.join(root, "models", "model_any_size.pt"), weights_only=True)
+    weights = torch.load(os.path.join(root, "models", "model.pt"), weights_only=True)
     assert weights["supported_sizes"].tolist() == [16, 32, 64, 128]
     scores = {}
     for size in (16, 64):
         out = os.path.join(root, f"eval_{size}")
-        result = run_bundle(BUNDLE_16, ["configs/train.json", "configs/evaluate.json", any_size], bundle_root=root, dataset_dir=tiny_dataset,
+        result = run_bundle(bundle, ["configs/train.json", "configs/evaluate.json"], bundle_root=root, dataset_dir=tiny_dataset,
                             output_dir=out, input_size=size, **TINY_OVERRIDES)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         scores[size] = open(os.path.join(out, "val_mean_dice_raw.csv")).read().splitlines()
@@ -148,7 +150,7 @@ def test_one_training_on_every_size_then_evaluation_at_two_sizes_from_the_same_w
 
     outputs = {}
     for size in (16, 64):
-        parser = bundle_parser(BUNDLE_16, [any_size])
+        parser = bundle_parser(bundle)
         parser.update({"bundle_root": root, "dataset_dir": tiny_dataset, "input_size": size, **TINY_OVERRIDES})
         network = parser.get_parsed_content("network_def")
         network.load_state_dict(weights)
@@ -157,9 +159,22 @@ def test_one_training_on_every_size_then_evaluation_at_two_sizes_from_the_same_w
         with torch.no_grad():
             outputs[size] = network.eval()(item["image"].permute(3, 0, 1, 2).as_tensor()[:2])
     assert outputs[16].shape == outputs[64].shape == (2, 3, 256, 256) and not torch.allclose(outputs[16], outputs[64])
-    result = run_bundle(BUNDLE_16, ["configs/train.json", "configs/evaluate.json", any_size], bundle_root=root, dataset_dir=tiny_dataset,
+    # inference at auto: a threshold no CPU reaches picks the smallest size, and says so; every test image segmented
+    out = os.path.join(root, "masks")
+    result = run_bundle(bundle, ["configs/inference.json"], bundle_root=root, dataset_dir=tiny_dataset, output_dir=out,
+                        input_size="auto", min_images_per_s=1e9, num_workers=0, features=4)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    printed = result.stdout + result.stderr
+    assert "input_size auto: 16x16, none reaches 1e+09 images/s: the smallest" in printed
+    assert "128x128" in printed.split("input_size auto:")[1].splitlines()[0]  # the rates it measured, every size
+    images = glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz"))
+    assert len(glob.glob(os.path.join(out, "**", "*.nii.gz"), recursive=True)) == len(images) > 0
+    result = run_bundle(bundle, ["configs/train.json", "configs/evaluate.json"], bundle_root=root, dataset_dir=tiny_dataset,
                         output_dir=os.path.join(root, "eval_48"), input_size=48, **TINY_OVERRIDES)
-    assert result.returncode != 0 and "this network serves 16x16, 32x32, 64x64, 128x128 inputs" in result.stdout + result.stderr
+    assert result.returncode != 0 and "input_size 48: this network serves 16, 32, 64, 128 (or auto)" in result.stdout + result.stderr
+    metadata = json.load(open(os.path.join(bundle, "configs", "metadata.json")))
+    assert metadata["supported_input_sizes"] == [16, 32, 64, 128] and metadata["default_input_size"] == 32
+    assert metadata["network_data_format"]["inputs"]["image"]["spatial_shape"] == [32, 32]
 
 
 def test_auto_picks_the_largest_size_fast_enough_and_says_which(capsys):

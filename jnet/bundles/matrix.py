@@ -1,4 +1,5 @@
-"""The bundle matrix: every dataset profile of ``configs/datasets/`` at every input size of ``configs/matrix.json``."""
+"""The bundle matrix: every dataset profile of ``configs/datasets/`` at every input size of ``configs/matrix.json``,
+and one resolution-switchable bundle per dataset serving every size of the matrix's ``any_size`` (``<prefix>_any``)."""
 
 from __future__ import annotations
 
@@ -27,20 +28,28 @@ def load_json(path: str) -> dict:
 
 @dataclass(frozen=True)
 class BundleSpec:
-    """One dataset x input-resolution pairing: ``profile`` is the dataset's ``configs/datasets/<dataset>.json``."""
+    """One dataset x input-resolution pairing: ``profile`` is the dataset's ``configs/datasets/<dataset>.json``.
+    With ``sizes`` (issue 16) the bundle's one network serves every size of ``sizes`` and ``input_size`` is its
+    default operating point."""
 
     dataset: str
     profile: dict
     input_size: int
     output_size: int
+    sizes: tuple[int, ...] = ()
+
+    @property
+    def switchable(self) -> bool:
+        return bool(self.sizes)
 
     @property
     def name(self) -> str:
-        return f"{self.profile['bundle_prefix']}_{self.input_size}"
+        return f"{self.profile['bundle_prefix']}_{'any' if self.switchable else self.input_size}"
 
     @property
     def head_levels(self) -> int:
-        return head_levels(self.input_size, self.output_size)
+        """The head's levels: from the input size, or for a switchable bundle from its smallest size (all levels)."""
+        return head_levels(min(self.sizes) if self.switchable else self.input_size, self.output_size)
 
     def config_values(self) -> dict:
         """The top-level config keys that differ between bundles: the profile's ``config`` and the matrix's sizes."""
@@ -49,6 +58,7 @@ class BundleSpec:
             "input_size": self.input_size,
             "output_size": self.output_size,
             "head_levels": self.head_levels,
+            **({"any_sizes": list(self.sizes)} if self.switchable else {}),
         }
 
 
@@ -59,3 +69,12 @@ def bundle_specs(configs_dir: str) -> Iterator[BundleSpec]:
         for size in matrix["resolutions"]:
             head_levels(int(size), int(matrix["output_size"]))  # refuses a size the head cannot reach
             yield BundleSpec(dataset, profile, int(size), int(matrix["output_size"]))
+        any_size = matrix.get("any_size")
+        if any_size:
+            sizes = tuple(sorted(int(size) for size in any_size["sizes"]))
+            default = int(any_size["default_size"])
+            for size in sizes:
+                head_levels(size, int(matrix["output_size"]))
+            if default not in sizes:
+                raise ValueError(f"configs/matrix.json: any_size default_size {default} is not one of its sizes {list(sizes)}.")
+            yield BundleSpec(dataset, profile, default, int(matrix["output_size"]), sizes)

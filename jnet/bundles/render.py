@@ -3,6 +3,7 @@ dataset profile's values and the matrix's sizes, the metadata, the README and th
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import shutil
 import jnet
 
 from .large_files import LARGE_FILES, large_files_yml
-from .matrix import BundleSpec, bundle_specs, load_json
+from .matrix import BundleSpec, bundle_specs, head_levels, load_json
 
 __all__ = [
     "SLOT", "filled_configs", "metadata", "render_bundle", "generate_bundles", "provenance", "measured_metrics",
@@ -22,6 +23,9 @@ OVERRIDE_CONFIGS = (
     "evaluate.json", "train_baseline.json", "train_bilinear.json", "inference_trt.json",
     "multi_gpu_train.json", "multi_gpu_evaluate.json",
 )  # merged on top, copied as they are
+ABLATION_CONFIGS = ("train_baseline.json", "train_bilinear.json")  # per-size bundles only: they replace the head
+ANY_SIZE_OVERLAYS = "any_size"  # configs/templates/any_size/: what makes a bundle resolution-switchable (issue 16)
+ANY_SIZE_BASE = "base.json"  # the overlay of both BASE_CONFIGS; every other overlay is that of its namesake
 PACKAGE_NAME = "jnet-lowres"
 SLOT = "<filled by python -m jnet generate>"
 LEARNING_CURVE = os.path.join("docs", "results", "learning_curve.json")  # beside configs/: python -m jnet learning_curve
@@ -48,13 +52,58 @@ def _fill(template: dict, values: dict, source: str, profile: str) -> dict:
     return {key: values[key] if value == SLOT else value for key, value in template.items()}
 
 
+def merge_overlay(config: dict, overlay: dict, source: str, after: str = "operating_size") -> dict:
+    """``config`` with ``overlay``'s keys set: a key ``a#b`` sets ``b`` inside ``config["a"]`` (MONAI's id path;
+    ``a`` must exist), a plain key replaces the value in place or, when new, is inserted after the key ``after``
+    (else appended)."""
+    merged, new = dict(config), {}
+    for key, value in overlay.items():
+        *parents, last = key.split("#")
+        if not parents:
+            if key in merged:
+                merged[key] = value
+            else:
+                new[key] = value
+            continue
+        node = merged[parents[0]] = copy.deepcopy(merged.get(parents[0]))
+        for part in parents[1:]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise ValueError(f"{source}: {key} names no section of the config it overlays.")
+        node[last] = value
+    if not new:
+        return merged
+    keys = list(merged)
+    position = keys.index(after) + 1 if after in keys else len(keys)
+    return {**{k: merged[k] for k in keys[:position]}, **new, **{k: merged[k] for k in keys[position:]}}
+
+
+def _config_names(spec: BundleSpec) -> tuple[str, ...]:
+    overrides = tuple(name for name in OVERRIDE_CONFIGS if not (spec.switchable and name in ABLATION_CONFIGS))
+    return BASE_CONFIGS + overrides
+
+
+def _overlays(spec: BundleSpec, templates: str, name: str) -> list[tuple[str, dict]]:
+    """The any-size overlays of config ``name``, in merge order, with their paths: ``base.json`` for a base config,
+    then the one named ``name``; none for a per-size bundle."""
+    if not spec.switchable:
+        return []
+    files = ([ANY_SIZE_BASE] if name in BASE_CONFIGS else []) + [name]
+    paths = [(f"configs/templates/{ANY_SIZE_OVERLAYS}/{file}", os.path.join(templates, ANY_SIZE_OVERLAYS, file)) for file in files]
+    return [(source, load_json(path)) for source, path in paths if os.path.isfile(path)]
+
+
 def filled_configs(spec: BundleSpec, templates: str) -> dict[str, dict]:
     """Every config file of ``spec``'s bundle: the base configs with their slots filled, the overrides as they
-    are. A profile ``config`` key that fills no slot of any template is refused (a misspelt key would vanish)."""
+    are; a switchable bundle's (issue 16) with the overlays of ``configs/templates/any_size/`` merged and without
+    the head-replacing ablations. A profile ``config`` key that fills no slot of any template is refused (a
+    misspelt key would vanish)."""
     values, profile = spec.config_values(), f"configs/datasets/{spec.dataset}.json"
     configs, used = {}, set()
-    for name in BASE_CONFIGS + OVERRIDE_CONFIGS:
+    for name in _config_names(spec):
         content = load_json(os.path.join(templates, name))
+        for source, overlay in _overlays(spec, templates, name):
+            content = merge_overlay(content, overlay, source)
         if name in BASE_CONFIGS:
             used |= {key for key, value in content.items() if value == SLOT}
             content = _fill(content, values, f"configs/templates/{name}", profile)
@@ -139,11 +188,84 @@ def training_time_section(name: str, curves: dict) -> str:
     return "\n".join(lines)
 
 
+def sizes_text(sizes: tuple[int, ...]) -> str:
+    return ", ".join(f"{s}x{s}" for s in sizes)
+
+
+def _description(spec: BundleSpec) -> str:
+    r, out = spec.input_size, spec.output_size
+    if spec.switchable:
+        return (
+            f"J-Net, resolution-switchable: one ELU-Net backbone and one {spec.head_levels}-level upscaling head serve "
+            f"{sizes_text(spec.sizes)} inputs from the same weights (a size r runs the head's last log2({out}/r) levels), "
+            f"trained on every size in one run with a multi-stage loss against the {out}x{out} ground truth, predicting "
+            f"at {out}x{out}; {r}x{r} by default, another with --input_size (or auto --min_images_per_s N). "
+        )
+    return (
+        f"J-Net: an ELU-Net backbone on a {r}x{r} input with a {spec.head_levels}-level upscaling head, "
+        f"trained with a multi-stage loss against the {out}x{out} ground truth, predicting at {out}x{out}. "
+    )
+
+
+ANY_SIZE_SWEEPS = os.path.join("docs", "results")  # beside configs/: the sweeps with `any` runs (python -m jnet sweep)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def any_size_table(spec: BundleSpec, configs_dir: str) -> str:
+    """The quality/speed table of a switchable bundle's one network at every size, from each sweep JSON of
+    ``docs/results/`` whose ``any`` runs were trained by THIS bundle (their command names it), beside that sweep's
+    per-size ``head`` networks: mean foreground Jaccard over the seeds (paired difference on the seeds both have) and
+    eager images/s at batch 32. "Not measured" where no sweep has such runs. Never a number not in the files."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(configs_dir)), ANY_SIZE_SWEEPS)
+    tables = []
+    for file in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if not (file.startswith("sweep") and file.endswith(".json")):
+            continue
+        sweep = load_json(os.path.join(folder, file))
+        runs, speed = sweep.get("runs", {}), sweep.get("speed", {})
+        ours = {k: v for k, v in runs.items() if k.startswith("any@") and f"bundles/{spec.name} " in v.get("command", "")}
+        if not ours:
+            continue
+        config = sweep["config"]
+        rows = ["| input | this network: mean fg Jaccard | per-size head network | paired difference (seeds) | this network images/s | head images/s |",
+                "|---|---|---|---|---|---|"]
+        for r in sorted({int(k.split("@")[1].split("#")[0]) for k in ours}):
+            seeds = sorted(k.split("#")[1] for k in ours if k.startswith(f"any@{r}#"))
+            head = {seed: runs[f"head@{r}#{seed}"]["jaccard"] for seed in seeds if f"head@{r}#{seed}" in runs}
+            any_j = [ours[f"any@{r}#{seed}"]["jaccard"] for seed in seeds]
+            paired = [ours[f"any@{r}#{seed}"]["jaccard"] - head[seed] for seed in head]
+            rate = lambda key: f"{speed[key]['eager']['images_per_s']:.0f}" if key in speed else "-"  # noqa: E731
+            rows.append(
+                f"| {r}x{r} | {_mean(any_j):.3f} ({len(any_j)} seeds) | "
+                + (f"{_mean(list(head.values())):.3f} | {_mean(paired):+.3f} ({len(paired)}) |" if head else "- | - |")
+                + f" {rate(f'any@{r}')} | {rate(f'head@{r}')} |"
+            )
+        trainings = sorted({round(v["train_s"]) for v in ours.values()})
+        data = "synthetic volumes" if config.get("synthetic") else f"`{config.get('dataset')}` volumes"
+        tables.append("\n".join(rows) + (
+            f"\n\nSource: `{ANY_SIZE_SWEEPS}/{file}` of the jnet-lowres repository (`python -m jnet sweep`, variants "
+            f"{', '.join(config['variants'])}): {config['train_volumes']} training and {config['held_out_volumes']} held-out "
+            f"{data} ({config['dataset']}), {config['epochs']} epochs, one training of this network per seed "
+            f"({', '.join(str(t) for t in trainings)} s); {config['machine']}. Images/s: PyTorch eager, batch 32, "
+            "network only, that machine."
+        ))
+    if not tables:
+        return (f"Not measured: no sweep of `{ANY_SIZE_SWEEPS}/` in the jnet-lowres repository has `any` runs of this bundle "
+                f"(`python -m jnet sweep --variants \"[head,any]\"` measures them).")
+    return "\n\n".join(tables)
+
+
 def metadata(spec: BundleSpec, matrix: dict, measured: dict | None = None) -> dict:
+    """``configs/metadata.json``: a switchable bundle's ``network_data_format`` is its default size's, and
+    ``supported_input_sizes`` / ``default_input_size`` name its operating points."""
     profile, versions = spec.profile, matrix["versions"]
     measured = measured or {}
     source = f" eval_metrics: {provenance(spec.name, measured)}" if spec.name in measured else ""
     r, out = spec.input_size, spec.output_size
+    sizes = {"supported_input_sizes": list(spec.sizes), "default_input_size": r} if spec.switchable else {}
     return {
         "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json",
         "version": matrix["version"],
@@ -153,13 +275,10 @@ def metadata(spec: BundleSpec, matrix: dict, measured: dict | None = None) -> di
         "numpy_version": versions["numpy_version"],
         "required_packages_version": {PACKAGE_NAME: jnet.__version__, **versions["required_packages_version"]},
         "supported_apps": {},
-        "name": f"{profile['title']} low-resolution ({r}x{r}) segmentation",
+        "name": f"{profile['title']} low-resolution ({'any of ' + sizes_text(spec.sizes) if spec.switchable else f'{r}x{r}'}) segmentation",
         "task": profile["task"],
-        "description": (
-            f"J-Net: an ELU-Net backbone on a {r}x{r} input with a {spec.head_levels}-level upscaling head, "
-            f"trained with a multi-stage loss against the {out}x{out} ground truth, predicting at {out}x{out}. "
-            "Predictions are written at each input volume's original shape, spacing and affine." + source
-        ),
+        "description": _description(spec) + "Predictions are written at each input volume's original shape, spacing and affine." + source,
+        **sizes,
         "authors": matrix["authors"],
         "copyright": matrix["copyright"],
         "data_source": profile["data_source"],
@@ -200,6 +319,31 @@ def metadata(spec: BundleSpec, matrix: dict, measured: dict | None = None) -> di
     }
 
 
+def _readme_fields(spec: BundleSpec, templates: str, configs_dir: str) -> dict:
+    """The README fields that differ between per-size and switchable bundles: what the input is, the operating
+    points section and table, the ablations, the TensorRT plan and the kit's ONNX files."""
+    r, out = spec.input_size, spec.output_size
+    common = {"r": r, "out": out, "levels": head_levels(r, out), "dataset_dir": spec.profile["config"]["dataset_dir"]}
+    if not spec.switchable:
+        with open(os.path.join(templates, "README_ablations.md")) as f:
+            ablations = f.read().format(**common)
+        return {**common, "input_desc": f"{r}x{r}", "operating_points": "", "ablations": ablations, "trt_plan": "models/model.pt.plan",
+                "kit_sizes": ""}
+    with open(os.path.join(templates, ANY_SIZE_OVERLAYS, "operating_points.md")) as f:
+        section = f.read().format(**common, all_levels=spec.head_levels, sizes=sizes_text(spec.sizes), size_list=", ".join(map(str, spec.sizes)),
+                                  table=any_size_table(spec, configs_dir))
+    others = [s for s in spec.sizes if s != r]
+    kit = (
+        f"\nThe kit holds one ONNX file per size from the one `models/model.pt`: `model.onnx` at {r}x{r} and "
+        + ", ".join(f"`model_{s}.onnx`" for s in others)
+        + " (each checked against PyTorch); the runner's `--input_size R` runs the kit's file for R "
+        "(`python deploy/jnet_runner deploy/model.onnx ... --input_size 16`), and `build_engine.sh` builds `model.engine` and "
+        + ", ".join(f"`model_{s}.engine`" for s in others) + ".\n"
+    )
+    return {**common, "input_desc": f"{sizes_text(spec.sizes)} (one network; {r}x{r} by default)", "operating_points": section,
+            "ablations": "", "trt_plan": f"models/model_{r}.pt.plan (one engine per --input_size)", "kit_sizes": kit}
+
+
 def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: str) -> None:
     """Write one bundle (configs, docs, licence files) into ``bundle_dir``."""
     templates = os.path.join(configs_dir, "templates")
@@ -215,14 +359,11 @@ def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: 
         f.write(spec.profile["data_license"] + "\n")
     with open(os.path.join(templates, "README.md")) as f:
         readme = f.read()
-    fields = {
+    fields = _readme_fields(spec, templates, configs_dir)
+    fields.update({
         "name": spec.name,
         "title": spec.profile["title"],
-        "r": spec.input_size,
-        "out": spec.output_size,
-        "levels": spec.head_levels,
         "layout": spec.profile["layout_help"],
-        "dataset_dir": spec.profile["config"]["dataset_dir"],
         "in_channels": spec.profile["config"]["in_channels"],
         "channels": ", ".join(spec.profile["input_channels"].values()),
         "classes": ", ".join(f"{k} {v}" for k, v in spec.profile["output_channels"].items()),
@@ -232,7 +373,7 @@ def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: 
         "layout_option": spec.profile.get("layout_option", ""),
         "num_classes": len(spec.profile["output_channels"]),
         "activation": spec.profile["output_activation"],
-    }
+    })
     with open(os.path.join(bundle_dir, "docs", "README.md"), "w") as f:
         f.write(readme.format(**fields))
     with open(os.path.join(bundle_dir, LARGE_FILES), "w") as f:

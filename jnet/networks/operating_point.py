@@ -20,7 +20,7 @@ def time_sizes(
     """Eval-mode images/s of ``network`` at each input size (largest first) on ``batch_size`` random slices, within
     about ``budget_s`` seconds in all; a size stops being timed once the time is up (every size gets one call)."""
     was_training = network.training
-    network.eval()
+    network.eval().to(device)
     rates: dict[int, float] = {}
     share = budget_s / max(len(sizes), 1)
     try:
@@ -57,6 +57,7 @@ def operating_size(
     inferer's ``batch_size``, about ``budget_s`` seconds at start-up) reaches ``min_images_per_s``, else the
     smallest; the choice and the figures are printed (and logged).
     """
+    network = getattr(network, "module", network)  # DistributedDataParallel: the network it wraps
     sizes = tuple(getattr(network, "sizes", ()))
     if input_size != "auto":
         size = int(input_size)

@@ -191,7 +191,7 @@ def _plot_examples(results: dict, data: SweepData, work_dir: str, path: str) -> 
         if variant.factor or key not in results["runs"]:
             continue
         files = SETTINGS[config["setting"]] + variant.config_files
-        parser = run_parser(bundle_for(config["dataset"], size), files, run_overrides(config, 0))
+        parser = run_parser(bundle_for(config["dataset"], size, variant.any_size), files, {**run_overrides(config, 0), "input_size": size})
         network = parser.get_parsed_content("network_def")
         network.load_state_dict(torch.load(os.path.join(work_dir, results["runs"][key]["model_file"]), weights_only=True))
         logits = predict_volume(network.eval(), parser, one_slice)[0]

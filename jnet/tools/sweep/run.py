@@ -40,7 +40,7 @@ def _plan(config: dict) -> list[tuple[Variant, int, int]]:
             variant = VARIANTS[name]
             if variant.factor and r not in config["factor_resolutions"]:
                 continue
-            if variant.any_size:  # one training per seed, at the smallest size's bundle; scored at every size
+            if variant.any_size:  # one training per seed (the _any bundle, listed at the smallest size); scored at every size
                 if r == min(config["resolutions"]):
                     plan += [(variant, r, seed) for seed in range(config["seeds"])]
                 continue
@@ -141,7 +141,7 @@ def run_sweep(
     plan = _plan(config)
     for variant, r, seed in tqdm(plan, desc="sweep runs"):
         key = f"{variant.name}@{r}#{seed}"
-        files, bundle_dir = setting_files + variant.config_files, bundle_for(dataset, r)
+        files, bundle_dir = setting_files + variant.config_files, bundle_for(dataset, r, variant.any_size)
         teacher_file = _teacher_file(variant, results, work_dir)
         command = f"cd bundles/{os.path.basename(bundle_dir)} && " + bundle_run_command(bundle_dir, files, run_overrides(config, seed, teacher_file=teacher_file))
         scored = [f"{variant.name}@{size}#{seed}" for size in config["resolutions"]] if variant.any_size else [key]
@@ -171,7 +171,7 @@ def run_sweep(
                 groups.setdefault(size, {})[f"{variant.name}@{size}"] = variant
     for r, group in tqdm(groups.items(), desc="inference cost"):
         networks = {
-            key: run_parser(bundle_for(dataset, r), setting_files + v.config_files, run_overrides(config, 0)).get_parsed_content("network_def")
+            key: run_parser(bundle_for(dataset, r, v.any_size), setting_files + v.config_files, run_overrides(config, 0)).get_parsed_content("network_def")
             for key, v in group.items()
         }
         for key, speed in bench_networks(networks, (data.in_channels, r, r), speed_budget_s).items():

@@ -55,7 +55,7 @@ class Variant:
         factor: a one-change ablation of ``head``.
         input_size: a fixed input size (the 256x256 reference), else the sweep's resolution.
         teacher: distils from the sweep's ``reference`` run (trained first; its weights are the ``--teacher_file``).
-        any_size: one resolution-switchable network per seed, trained once (from the smallest size's bundle) and
+        any_size: one resolution-switchable network per seed, trained once (by the dataset's ``_any`` bundle) and
             scored at every input size of the sweep (issue 16).
     """
 
@@ -104,9 +104,11 @@ VARIANTS = {
                 factor=True),
         Variant("head_paper", (_ablation("head_paper"),), "the paper's recipe at once: random initialisation, output-"
                 "end skips, BCE per level with equal weights, soft intermediate targets, nearest-neighbour input"),
-        Variant("any", (_ablation("any_size"),), "one resolution-switchable network for every input size, trained once "
-                "on all of them (each iteration the next of 16, 32, 64, 128), each size running the head's last levels",
-                any_size=True),
+        Variant("any", (), "the `_any` bundles' `train.json`: one resolution-switchable network for every input size, "
+                "trained once on all of them (each iteration the next of 16, 32, 64, 128), each size running the head's "
+                "last levels", any_size=True),
+        Variant("any_norm", (_ablation("per_size_norm"),), "`any` with one BatchNorm per input size in the backbone "
+                "(Resolution Switchable Networks)", any_size=True),
         Variant("reference", (_ablation("reference"),), "the backbone on the 256x256 input (no downsampling, no head)",
                 input_size=256),
     )
@@ -122,9 +124,10 @@ SETTINGS = {
 BUNDLE_PREFIX = {"prostate": "prostate_mri_lowres", "brats": "brats_mri_lowres", "anatomy": "prostate_mri_lowres"}
 
 
-def bundle_for(dataset: str, input_size: int) -> str:
-    """The repository's bundle of ``dataset`` at ``input_size`` (the reference, 256, uses the 128 one)."""
-    return repo_bundle(f"{BUNDLE_PREFIX[dataset]}_{min(input_size, 128)}")
+def bundle_for(dataset: str, input_size: int, any_size: bool = False) -> str:
+    """The repository's bundle of ``dataset`` at ``input_size`` (the reference, 256, uses the 128 one); with
+    ``any_size`` its resolution-switchable ``_any`` bundle (every size)."""
+    return repo_bundle(f"{BUNDLE_PREFIX[dataset]}_{'any' if any_size else min(input_size, 128)}")
 
 
 def run_overrides(config: dict, seed: int, run_dir: str | None = None, teacher_file: str | None = None) -> dict:
