@@ -263,17 +263,18 @@ def export(
 
 def trtexec(
     kit_dir: str = "deploy", max_batch: int = 32, fp16: bool = True, run: bool = False, record: str | None = None, device: str | None = None,
-    logs: tuple | None = None, tensorrt: str = "8.2",
+    logs: tuple | None = None, tensorrt: str = "8.2", input_size: int | None = None,
 ) -> None:
     """Print (with --run: run) the trtexec commands that build KIT_DIR/model.engine from KIT_DIR/model.onnx on this
     device and measure it at batch 1 and MAX_BATCH (images/s = trtexec's qps x batch). --record FILE.json --device
     "...": write what the run measured, for docs/jetson.md's measured rows (docs/results/jetson_measured/); --logs
     "['b1.log','b32.log']": from the saved output of the two measurements on a device without this package.
     --tensorrt VERSION: the TensorRT the commands are for - its workspace option (8.2, JetPack 4.6: --workspace;
-    8.4 and later, e.g. 10: --memPoolSize)."""
+    8.4 and later, e.g. 10: --memPoolSize). --input_size R: in the kit of an _any bundle, the size whose
+    model_R.onnx the commands are for (default: every size's commands printed; --run/--logs: the default size)."""
     from jnet.deploy.kit import kit_trtexec
 
-    kit_trtexec(kit_dir, max_batch, fp16, run, record, device, list(_listed(logs)) if logs else None, str(tensorrt))
+    kit_trtexec(kit_dir, max_batch, fp16, run, record, device, list(_listed(logs)) if logs else None, str(tensorrt), input_size)
 
 
 def pack(

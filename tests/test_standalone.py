@@ -260,13 +260,14 @@ def test_kit_holds_the_model_its_parameters_and_this_runner(prostate_kit):
     assert params["onnx_max_abs_diff"] <= 1e-4
 
 
-def _compare_with_bundle(bundle_dir, kit, bundle_root, inputs, out_bundle, out_runner, **overrides):
+def _compare_with_bundle(bundle_dir, kit, bundle_root, inputs, out_bundle, out_runner, runner_args=(), **overrides):
     result = run_bundle(
         bundle_dir, ["configs/inference.json"], bundle_root=bundle_root, input_files=str(inputs),
         output_dir=out_bundle, num_workers=0, **overrides,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), os.path.dirname(inputs[0]), "--output_dir", out_runner, "--threads", "1")
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), os.path.dirname(inputs[0]), "--output_dir", out_runner,
+                        "--threads", "1", *runner_args)
     assert result.returncode == 0, result.stderr[-3000:]
     for path in inputs:
         name = os.path.basename(path).replace(".nii.gz", "_seg.nii.gz")
@@ -327,6 +328,50 @@ def test_runner_masks_match_monai_bundle_run(name, tmp_path):
     kit = str(tmp_path / "kit")
     export_kit(bundle, kit, str(root / "models" / "model.pt"))
     _compare_with_bundle(bundle, kit, str(root), [path], str(tmp_path / "bundle"), str(tmp_path / "runner"))
+
+
+def test_the_any_size_kit_holds_every_size_and_the_runner_runs_the_one_asked_for(tmp_path):
+    """The kit of prostate_mri_lowres_any: one ONNX file per size from the one weights file (each checked against
+    PyTorch), deploy.json lists them; the runner's --input_size 16 runs model_16.onnx and writes the masks that
+    `monai.bundle run inference.json --input_size 16` writes; a size the kit lacks is one ERROR line naming its sizes."""
+    import json
+
+    bundle = os.path.join(BUNDLES, "prostate_mri_lowres_any")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    path = write_volume(str(inputs / "case.nii.gz"), "prostate", (272, 262), 4, seed=5)
+    parser = bundle_parser(bundle, base="configs/inference.json")
+    parser["input_size"] = 16
+    params = deploy_params(parser, "prostate_mri_lowres_any")
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def").eval()
+    volume, affine = standalone.load_volume(path, params["in_channels"])
+    slices, _ = standalone.preprocess(standalone.reorient(volume, affine)[0], params)
+    root = tmp_path / "root"
+    (root / "models").mkdir(parents=True)
+    torch.save(balance_final_bias(network, torch.as_tensor(slices)).state_dict(), root / "models" / "model.pt")
+    kit = str(tmp_path / "kit")
+    files = export_kit(bundle, kit, str(root / "models" / "model.pt"))
+    deployed = json.load(open(os.path.join(kit, "deploy.json")))
+    assert deployed["input_size"] == 32
+    assert deployed["input_sizes"] == {"16": "model_16.onnx", "32": "model.onnx", "64": "model_64.onnx", "128": "model_128.onnx"}
+    assert set(deployed["onnx_max_abs_diff_per_size"]) == {"16", "32", "64", "128"} and deployed["onnx_max_abs_diff"] <= 1e-4
+    assert {os.path.basename(f) for f in files.values()} >= {"model.onnx", "model_16.onnx", "model_64.onnx", "model_128.onnx"}
+    script = open(os.path.join(kit, "build_engine.sh")).read()
+    assert all(f"--onnx={name}" in script and f"--saveEngine={name[:-5]}.engine" in script for name in deployed["input_sizes"].values())
+    assert "image:32x2x16x16" in script and "image:32x2x128x128" in script
+    _compare_with_bundle(bundle, kit, str(root), [path], str(tmp_path / "bundle"), str(tmp_path / "runner"),
+                         runner_args=("--input_size", "16"), input_size=16)
+    result = run_runner(os.path.join(kit, RUNNER_NAME), os.path.join(kit, "model.onnx"), path, "--input_size", "48")
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"ERROR: {os.path.join(kit, 'deploy.json')}: this kit serves input size(s) 16, 32, 64, 128, not 48 (the sizes of its bundle)."]
+
+
+def test_a_per_size_kit_refuses_another_input_size(prostate_kit, tiny_dataset):
+    image = glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz"))[0]
+    result = run_runner(os.path.join(prostate_kit, RUNNER_NAME), os.path.join(prostate_kit, "model.onnx"), image, "--input_size", "32")
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"ERROR: {os.path.join(prostate_kit, 'deploy.json')}: this kit serves input size(s) 16, not 32 (exported from a per-size bundle)."]
 
 
 def test_runner_on_python36_gives_the_same_masks(prostate_kit, tiny_dataset, tmp_path):

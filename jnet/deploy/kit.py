@@ -9,6 +9,7 @@ and measure a TensorRT engine on the device).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shlex
@@ -23,7 +24,7 @@ import jnet.processing
 from jnet.bundles.parse import bundle_parser
 from jnet.checkpoints import apply_overrides, load_weights, parse_overrides
 from jnet.errors import InputError
-from jnet.processing import PARAMS_FILE, RunnerError, load_params
+from jnet.processing import PARAMS_FILE, RunnerError, at_input_size, load_params
 
 from .export import INPUT_NAME, export_onnx
 from .params import deploy_params
@@ -38,6 +39,11 @@ OLD_RUNNER_NAME = "jnet_runner.py"  # the one-file runner of kits exported befor
 MAX_ABS_DIFF = 1e-4  # ONNX Runtime vs PyTorch logits, checked on every export
 TRTEXEC_JETPACK = "/usr/src/tensorrt/bin/trtexec"  # where JetPack installs trtexec (not on PATH)
 KIT_FILES = ("model.onnx", PARAMS_FILE, RUNNER_NAME, "build_engine.sh")
+
+
+def onnx_name(size: int, default_size: int) -> str:
+    """The kit's ONNX file of input size ``size``: ``model.onnx`` at the bundle's default size, else ``model_<size>.onnx``."""
+    return "model.onnx" if size == default_size else f"model_{size}.onnx"
 
 
 def _python_files(package) -> list[str]:
@@ -65,8 +71,15 @@ def write_runner(runner_dir: str) -> list[str]:
     return written + ["__main__.py"]
 
 
+def kit_models(params: dict) -> list[tuple[int, str]]:
+    """The kit's (input size, ONNX file) pairs: every size of a switchable bundle's kit, else its one ``model.onnx``."""
+    files = params.get("input_sizes") or {str(params["input_size"]): "model.onnx"}
+    return sorted((int(size), file) for size, file in files.items())
+
+
 def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) -> str:
-    """``build_engine.sh``: build ``model.engine`` from ``model.onnx`` with trtexec, then measure it."""
+    """``build_engine.sh``: build ``model.engine`` from ``model.onnx`` with trtexec, then measure it (a switchable bundle's
+    kit: every size's ``model_<r>.onnx`` -> ``model_<r>.engine`` as well, its logs ``trtexec_<r>_b<batch>.log``)."""
     lines = [
         "#!/bin/sh",
         "# Build the TensorRT engine ON the device that runs it (engines are specific to the GPU and TensorRT version),",
@@ -81,19 +94,25 @@ def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) ->
     ]
     lines.append('if "$TRTEXEC" --help 2>&1 | grep -q memPoolSize; then WORKSPACE="%s"; else WORKSPACE="%s"; fi'
                  % (workspace_flag("10"), workspace_flag("8.2")))
-    build, *measure = trtexec_commands("model.onnx", params, "model.engine", max_batch, fp16, tensorrt=None)
-    lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in build[1:]) + ' "$WORKSPACE"')
-    lines.append("# each measurement's output is kept in trtexec_b<batch>.log: `python -m jnet trtexec <kit> --record <file>.json "
-                 "--device ... --logs \"['trtexec_b1.log','trtexec_b%d.log']\"` on the PC turns them into a measured row" % max_batch)
-    for batch, command in zip((1, max_batch), measure):
-        log = f"trtexec_b{batch}.log"
-        lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in command[1:]) + f' > {log} 2>&1 || {{ cat {log}; exit 1; }}; cat {log}')
+    for size, onnx_file in kit_models(params):
+        at_size, stem = at_input_size(params, size), os.path.splitext(onnx_file)[0]
+        tag = "" if onnx_file == "model.onnx" else f"{size}_"
+        if len(kit_models(params)) > 1:
+            lines.append(f"# input size {size}x{size}: {onnx_file} -> {stem}.engine (the runner: --input_size {size})")
+        build, *measure = trtexec_commands(onnx_file, at_size, f"{stem}.engine", max_batch, fp16, tensorrt=None)
+        lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in build[1:]) + ' "$WORKSPACE"')
+        lines.append("# each measurement's output is kept in trtexec_%sb<batch>.log: `python -m jnet trtexec <kit> --record <file>.json "
+                     "--device ... --logs \"['trtexec_%sb1.log','trtexec_%sb%d.log']\"` on the PC turns them into a measured row"
+                     % (tag, tag, tag, max_batch))
+        for batch, command in zip((1, max_batch), measure):
+            log = f"trtexec_{tag}b{batch}.log"
+            lines.append('"$TRTEXEC" ' + " ".join(shlex.quote(part) for part in command[1:]) + f' > {log} 2>&1 || {{ cat {log}; exit 1; }}; cat {log}')
     return "\n".join(lines) + "\n"
 
 
 def kit_trtexec(
     kit_dir: str, max_batch: int = 32, fp16: bool = True, run: bool = False, record: str | None = None, device: str | None = None,
-    logs: list[str] | None = None, tensorrt: str = "8.2",
+    logs: list[str] | None = None, tensorrt: str = "8.2", input_size: int | None = None,
 ) -> list[list[str]]:
     """Print the trtexec commands for the kit in ``kit_dir`` (build ``model.engine``, measure at batch 1 and
     ``max_batch``); with ``run``, run them with the trtexec on PATH or JetPack's. ``record`` (with ``run``): write
@@ -103,7 +122,9 @@ def kit_trtexec(
     (with ``record``, instead of ``run``): the saved output of the two measurement commands, batch 1 then
     ``max_batch``, run on a device without this package (a Jetson Nano: ``sh build_engine.sh``, its output kept).
     ``tensorrt``: the version the commands are for (its workspace option: ``--workspace`` for 8.2, JetPack 4.6;
-    ``--memPoolSize`` for 8.4 and later, e.g. ``10``)."""
+    ``--memPoolSize`` for 8.4 and later, e.g. ``10``). ``input_size``: in the kit of a switchable (``_any``) bundle,
+    the size whose ONNX file the commands build and measure (default: every size's commands are printed, and
+    ``run`` / ``logs`` take the default size's); returns the commands of that size."""
     params_file = os.path.join(kit_dir, PARAMS_FILE)
     if not os.path.isfile(params_file):
         raise InputError(f"{params_file}: no such file; KIT_DIR must be a folder written by `python -m jnet export`.")
@@ -112,10 +133,24 @@ def kit_trtexec(
     except RunnerError as error:
         raise InputError(str(error)) from error
     binary = shutil.which("trtexec") or TRTEXEC_JETPACK
-    onnx, engine = os.path.join(kit_dir, "model.onnx"), os.path.join(kit_dir, "model.engine")
-    commands = trtexec_commands(onnx, params, engine, max_batch, fp16, trtexec=binary if run else "trtexec", tensorrt=str(tensorrt))
-    for command in commands:
-        print(" ".join(shlex.quote(part) for part in command))
+    try:
+        chosen = at_input_size(params, input_size, params_file)
+    except RunnerError as error:
+        raise InputError(str(error)) from error
+    commands = None
+    for size, onnx_file in kit_models(params):
+        if input_size is not None and size != chosen["input_size"]:
+            continue
+        onnx = os.path.join(kit_dir, onnx_file)
+        engine = os.path.join(kit_dir, os.path.splitext(onnx_file)[0] + ".engine")
+        at_size = at_input_size(params, size)
+        size_commands = trtexec_commands(onnx, at_size, engine, max_batch, fp16, trtexec=binary if run else "trtexec", tensorrt=str(tensorrt))
+        if len(kit_models(params)) > 1:
+            print(f"# input size {size}x{size}")
+        for command in size_commands:
+            print(" ".join(shlex.quote(part) for part in command))
+        if size == chosen["input_size"]:
+            commands, params = size_commands, at_size
     if record and not ((run or logs) and device):
         raise InputError("--record needs --device \"<device, JetPack, TensorRT, power mode>\" and --run True (or --logs of "
                          "the batch-1 and batch-N measurements): it writes what they measured.")
@@ -212,16 +247,33 @@ def export_kit(
         raise InputError(f"{source}: no such file; BUNDLE_DIR must be a bundle folder (configs/inference.json).")
     parser = bundle_parser(bundle_dir, base="configs/inference.json")
     apply_overrides(parser, parse_overrides(overrides), source)
-    params = deploy_params(parser, os.path.basename(bundle_dir), source)
-    network = load_weights(parser.get_parsed_content("network_def"), model_file or os.path.join(bundle_dir, "models", "model.pt"))
+    if parser["input_size"] == "auto":
+        raise InputError(f"{source}: input_size auto is chosen on the device at start-up; the export writes every size "
+                         "of a switchable bundle (leave input_size at its default or give one size).")
+    name = os.path.basename(bundle_dir)
+    params = deploy_params(parser, name, source)
+    weights = model_file or os.path.join(bundle_dir, "models", "model.pt")
+    network = load_weights(parser.get_parsed_content("network_def"), weights)
+    sizes = list(getattr(network, "sizes", ()))  # a resolution-switchable network: one ONNX file per size
+    files = {size: onnx_name(size, params["input_size"]) for size in sizes} if sizes else {params["input_size"]: "model.onnx"}
     # the kit is built in a hidden folder inside OUT_DIR and moved in only once it is complete and checked: a failed
     # export leaves an earlier kit as it was, and no half-written folder
     with staging_folder(out_dir, ".export-") as staging:
-        staged = {name: os.path.join(staging, name) for name in KIT_FILES}
-        shape = (1, params["in_channels"], params["input_size"], params["input_size"])
-        export_onnx(network, shape, staged["model.onnx"], opset)
+        staged = {name: os.path.join(staging, name) for name in KIT_FILES + tuple(files.values())}
+        differences = {}
+        for size, file in files.items():
+            if sizes:
+                parser["input_size"] = size  # the bundle's own pipeline at that size must be what the runner implements
+                deploy_params(parser, name, source)
+            fixed = network.at_size(size) if sizes else network
+            shape = (1, params["in_channels"], size, size)
+            export_onnx(fixed, shape, staged[file], opset)
+            differences[str(size)] = _check_parity(fixed, staged[file], shape)
         params["onnx_opset"] = int(opset)
-        params["onnx_max_abs_diff"] = _check_parity(network, staged["model.onnx"], shape)
+        params["onnx_max_abs_diff"] = max(differences.values())
+        if sizes:
+            params["input_sizes"] = {str(size): file for size, file in files.items()}
+            params["onnx_max_abs_diff_per_size"] = differences
         with open(staged[PARAMS_FILE], "w") as f:
             json.dump(params, f, indent=4)
             f.write("\n")
@@ -229,16 +281,20 @@ def export_kit(
         with open(staged["build_engine.sh"], "w") as f:
             f.write(build_engine_script(params, max_batch, fp16))
         os.chmod(staged["build_engine.sh"], 0o755)
-        for name in (RUNNER_NAME, OLD_RUNNER_NAME):  # the previous kit's runner goes (a folder is not replaced)
-            old = os.path.join(out_dir, name)
+        for old_name in (RUNNER_NAME, OLD_RUNNER_NAME):  # the previous kit's runner goes (a folder is not replaced)
+            old = os.path.join(out_dir, old_name)
             if os.path.isdir(old):
                 shutil.rmtree(old)
             elif os.path.isfile(old):
                 os.remove(old)
-        for name, path in staged.items():
-            os.replace(path, os.path.join(out_dir, name))
-        for suffix in ENGINE_SUFFIXES:  # an engine built from the previous model.onnx no longer matches it
-            stale = os.path.join(out_dir, "model" + suffix)
-            if os.path.isfile(stale):
-                os.remove(stale)
-    return {name: os.path.join(out_dir, name) for name in KIT_FILES}
+        for stale in glob.glob(os.path.join(out_dir, "model_*.onnx")):  # another size set's files
+            os.remove(stale)
+        for file, path in staged.items():
+            os.replace(path, os.path.join(out_dir, file))
+        for stem in ["model"] + [os.path.splitext(file)[0] for file in files.values()]:
+            for suffix in ENGINE_SUFFIXES:  # an engine built from the previous ONNX file no longer matches it
+                stale = os.path.join(out_dir, stem + suffix)
+                if os.path.isfile(stale):
+                    os.remove(stale)
+    return {file: os.path.join(out_dir, file) for file in KIT_FILES + tuple(f for f in files.values() if f not in KIT_FILES)}
+

@@ -75,7 +75,8 @@ def deploy_params(parser: ConfigParser, bundle_name: str, source: str = "configs
     load, channels, orientation, normalize, _, grid, lowres = pre
     if not (load._loader.ensure_channel_first and load._loader.image_only):
         raise _unsupported(source, "LoadImaged without ensure_channel_first/image_only")
-    output_size, input_size = int(parser["output_size"]), int(parser["input_size"])
+    output_size = int(parser["output_size"])
+    input_size = int(parser.get_parsed_content("operating_size") if "operating_size" in parser else parser["input_size"])
     if grid.size != output_size or grid.mode[0] != "linear":
         raise _unsupported(source, f"OutputGridd(size={grid.size}, mode={grid.mode[0]}) with output_size {output_size}")
     if lowres.size != input_size:

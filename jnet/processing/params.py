@@ -57,3 +57,28 @@ def load_params(path):
         raise RunnerError("{}: not a JSON file ({}).".format(path, error))
     return check_params(params, path)
 
+
+
+def at_input_size(params, size, source="deploy.json"):
+    """``params`` at input size ``size`` (a kit of a resolution-switchable bundle lists its sizes and their ONNX files in
+    ``input_sizes``); :class:`RunnerError` naming the sizes the kit serves for any other. ``None``: unchanged."""
+    if size is None:
+        return params
+    size = int(size)
+    files = params.get("input_sizes") or {str(params["input_size"]): "model.onnx"}
+    if str(size) not in files:
+        raise RunnerError("{}: this kit serves input size(s) {}, not {} ({}).".format(
+            source, ", ".join(sorted(files, key=int)), size,
+            "exported from a per-size bundle" if "input_sizes" not in params else "the sizes of its bundle"))
+    chosen = dict(params)
+    chosen["input_size"] = size
+    return chosen
+
+
+def model_for_size(model_path, params):
+    """The kit's ONNX file for ``params["input_size"]`` when ``model_path`` is one of the kit's ONNX files (``model.onnx``
+    -> ``model_16.onnx`` for 16); any other path (an engine built for that size, a renamed file) as given."""
+    files = params.get("input_sizes") or {}
+    if os.path.basename(model_path) not in files.values() or str(params["input_size"]) not in files:
+        return model_path
+    return os.path.join(os.path.dirname(model_path), files[str(params["input_size"])])

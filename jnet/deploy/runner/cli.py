@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from jnet.processing import PARAMS_FILE, RunnerError, group_sequences, load_params
+from jnet.processing import PARAMS_FILE, RunnerError, at_input_size, group_sequences, load_params, model_for_size
 
 from .benchmark import benchmark
 from .models import load_model, model_kind
@@ -24,6 +24,9 @@ def main(argv=None):
     parser.add_argument("--params", help="deploy.json (default: next to the model)")
     parser.add_argument("--oblique", choices=("as_is", "axis_aligned"), default="as_is", help="an oblique volume: run "
                         "as is (default), or resample it onto the nearest axis-aligned grid first (the mask is written there)")
+    parser.add_argument("--input_size", type=int, help="the input size to run at, for a kit exported from a resolution-"
+                        "switchable (_any) bundle: one of deploy.json's input_sizes; with MODEL = model.onnx the kit's "
+                        "ONNX file of that size runs (default: deploy.json's input_size)")
     parser.add_argument("--batch_size", type=int, default=32, help="slices per network call (default 32)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (default: all cores)")
     parser.add_argument("--benchmark", action="store_true", help="print network images/s at batch 1 and batch_size")
@@ -31,10 +34,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         model_kind(args.model)  # the model argument first: a wrong file is named before its deploy.json is sought
-        params = load_params(args.params or os.path.join(os.path.dirname(os.path.abspath(args.model)), PARAMS_FILE))
+        params_file = args.params or os.path.join(os.path.dirname(os.path.abspath(args.model)), PARAMS_FILE)
+        params = at_input_size(load_params(params_file), args.input_size, params_file)
         if not args.input and not args.benchmark:
             raise RunnerError("give an input volume or folder, or --benchmark.")
-        model = load_model(args.model, params, args.threads)
+        model_path = model_for_size(args.model, params)
+        if model_path != args.model:
+            print("input size {0}x{0}: {1}".format(params["input_size"], model_path))
+        model = load_model(model_path, params, args.threads)
         if args.input:
             paths, incomplete = group_sequences(input_cases(args.input), params.get("sequence_suffixes"))
             for _, message in incomplete:
@@ -48,7 +55,7 @@ def main(argv=None):
                     len(failures), len(paths), ", ".join(os.path.basename(path) for path, _ in failures)))
         if args.benchmark:
             for batch, rate in sorted(benchmark(model, params, args.batch_size, args.seconds).items()):
-                print("{}: batch {}: {:.1f} images/s (network only)".format(os.path.basename(args.model), batch, rate))
+                print("{}: batch {}: {:.1f} images/s (network only)".format(os.path.basename(model_path), batch, rate))
     except RunnerError as error:
         print("ERROR: {}".format(error), file=sys.stderr)
         return 1
