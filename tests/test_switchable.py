@@ -221,3 +221,16 @@ def test_each_size_is_counted_with_the_head_levels_it_runs():
     network = _network().eval()
     for size in SIZES:
         assert count_macs(network, (1, 2, size, size)) == count_macs(network.at_size(size).eval(), (1, 2, size, size))
+
+
+def test_torchscript_serves_every_size_as_the_eager_network():
+    """``monai.bundle ckpt_export`` scripts ``network_def``: the scripted switchable network (shared norms, the bundles'
+    default) computes the eager logits at every size and refuses another size with the same message."""
+    network = _network().eval()
+    scripted = torch.jit.script(network)
+    for size in SIZES:
+        x = torch.randn(2, 2, size, size)
+        with torch.no_grad():
+            assert torch.allclose(scripted(x), network(x), atol=1e-5)  # the eager no-grad path writes the folded head in place
+    with pytest.raises(Exception, match="input of 48x48: this network serves 16x16, 32x32, 64x64, 128x128 inputs"):
+        scripted(torch.randn(1, 2, 48, 48))

@@ -1,6 +1,5 @@
 """One J-Net for every input size: the backbone and the head shared, the head's last levels per size."""
 
-from __future__ import annotations
 
 import copy
 import math
@@ -44,7 +43,11 @@ class SizeSwitchedBatchNorm2d(nn.Module):
         self.active = index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norms[self.active](x)
+        out = x
+        for index, norm in enumerate(self.norms):  # not self.norms[self.active]: TorchScript indexes a ModuleList by constants only
+            if index == self.active:
+                out = norm(x)
+        return out
 
 
 def _switch_norms(module: nn.Module, num_sizes: int) -> None:
@@ -110,6 +113,7 @@ class SwitchableJNet(JNet):
         super().__init__(backbone, num_classes, levels, output_size=output_size, head_init=head_init)
         self.sizes = sizes
         self.levels_for = {size: int(round(math.log2(output_size / size))) for size in sizes}
+        self.supported_text = ", ".join(f"{s}x{s}" for s in sizes)
         self.per_size_norm = per_size_norm
         if per_size_norm:
             _switch_norms(self.backbone, len(sizes))
@@ -122,6 +126,8 @@ class SwitchableJNet(JNet):
             error_msgs.append(f"the weights were trained for the input sizes {saved}, this network serves {', '.join(map(str, self.sizes))} (sizes)")
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
+    __jit_unused_properties__ = ["norm_parameters_per_size"]
+
     @property
     def norm_parameters_per_size(self) -> int:
         """Parameters the per-size norms add for each size beyond the first (0 without ``per_size_norm``)."""
@@ -131,10 +137,10 @@ class SwitchableJNet(JNet):
     def check_size(self, height: int, width: int) -> int:
         """The input side, or a ``ValueError`` naming the supported ones."""
         if height != width or height not in self.levels_for:
-            supported = ", ".join(f"{s}x{s}" for s in self.sizes)
-            raise ValueError(f"input of {height}x{width}: this network serves {supported} inputs.")
+            raise ValueError("input of " + str(height) + "x" + str(width) + ": this network serves " + self.supported_text + " inputs.")
         return height
 
+    @torch.jit.unused
     def select(self, size: int) -> None:
         """Make the per-size norms (if any) those of ``size``."""
         index = self.sizes.index(size)
@@ -144,7 +150,8 @@ class SwitchableJNet(JNet):
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         size = self.check_size(int(x.shape[-2]), int(x.shape[-1]))
-        self.select(size)
+        if self.per_size_norm:  # TorchScript: a scripted per_size_norm network raises here (select is Python only)
+            self.select(size)
         logits = self.backbone(x)
         levels = self.levels_for[size]
         if self.training:
