@@ -68,14 +68,14 @@ def distributed_env() -> dict:
 # down and exited while rank 0 was still saving. Every torchrun run here must now succeed on its first attempt.
 
 
-def run_torchrun(config_files: list[str], log_dir: str, **overrides) -> tuple[subprocess.CompletedProcess, dict[int, str]]:
+def run_torchrun(config_files: list[str], log_dir: str, bundle_dir: str = BUNDLE_16, **overrides) -> tuple[subprocess.CompletedProcess, dict[int, str]]:
     """``torchrun --standalone --nproc_per_node=2 -m monai.bundle run ...`` from the bundle folder, as the README
     has it; each rank's output goes to its own file under ``log_dir`` (``--redirects 3``). Returns the result and
     every rank's stdout; any failure fails the test."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     command = [torchrun, "--standalone", f"--nproc_per_node={NPROC}", "--log-dir", log_dir, "--redirects", "3"]
     command += bundle_command(config_files, overrides)[1:]  # drop the interpreter: "-m monai.bundle run ..."
-    result = subprocess.run(command, cwd=BUNDLE_16, capture_output=True, text=True, timeout=600, env=distributed_env())
+    result = subprocess.run(command, cwd=bundle_dir, capture_output=True, text=True, timeout=600, env=distributed_env())
     logs = {}
     for rank in range(NPROC):
         files = glob.glob(os.path.join(log_dir, "*", "attempt_0", str(rank), "stdout.log"))
@@ -181,6 +181,24 @@ def test_distributed_evaluation_writes_one_set_of_metrics_equal_to_single_proces
             assert dict(distributed)[name] == pytest.approx(values, abs=1e-6), name
         assert len({tuple(v) for _, v in single}) == 3 and max(max(v) for _, v in single) > 0.01
     assert METRIC_LINE.search(logs[0]) and not METRIC_LINE.search(logs[1])  # only rank 0 logs by default
+
+
+def test_the_any_size_bundle_trains_and_evaluates_under_torchrun(tiny_dataset, tmp_path):
+    """prostate_mri_lowres_any with 2 processes: each iteration another input size, so some head levels get no
+    gradient in an iteration (DistributedDataParallel with find_unused_parameters, which multi_gpu_train.json sets
+    for this bundle); then a 2-process evaluation at --input_size 64 scores every validation volume once."""
+    bundle = os.path.join(BUNDLES, "prostate_mri_lowres_any")
+    root = str(tmp_path / "root")
+    _, logs = run_torchrun(TRAIN, str(tmp_path / "train_logs"), bundle_dir=bundle, bundle_root=root, dataset_dir=tiny_dataset,
+                           epochs=2, **{**OVERRIDES, "batch_size": 1})
+    iterations = re.findall(r"Epoch: \d/2, Iter: \d+/\d+ -- train_loss", logs[0])
+    assert len(iterations) >= 3  # sizes 16, 32, 64 at least: iterations whose unused head levels DDP had to skip
+    assert torch.load(os.path.join(root, "models", "model.pt"), weights_only=True)["supported_sizes"].tolist() == [16, 32, 64, 128]
+    out = str(tmp_path / "eval")
+    run_torchrun(EVALUATE + ["configs/multi_gpu_evaluate.json"], str(tmp_path / "eval_logs"), bundle_dir=bundle, bundle_root=root,
+                 dataset_dir=tiny_dataset, output_dir=out, input_size=64, **OVERRIDES)
+    rows = read_rows(os.path.join(out, "val_mean_dice_raw.csv"))
+    assert len(rows) == len({name for name, _ in rows}) == 3  # 2 folds of 6: 3 validation volumes, each once
 
 
 def test_process_benchmark_writes_its_table_and_scores_the_same_model_alike(tiny_dataset, start_weights, tmp_path):
