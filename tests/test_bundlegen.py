@@ -106,3 +106,29 @@ def test_bundle_is_self_contained(spec):
     train = json.load(open(os.path.join(bundle, "configs", "train.json")))
     assert train["input_size"] == spec.input_size and train["head_levels"] == spec.head_levels
     assert min(spec.sizes or (spec.input_size,)) * 2 ** spec.head_levels == 256  # a switchable head: all levels, for its smallest size
+
+
+def test_the_any_bundle_readme_table_reads_only_its_own_sweep_runs(tmp_path):
+    """The `_any` bundle README's quality/speed table: from a sweep JSON whose any runs this bundle trained (the
+    command names it), each size's mean over seeds beside the head networks, the paired difference, images/s."""
+    from jnet.bundles.render import any_size_table
+
+    spec = next(s for s in bundle_specs(os.path.join(REPO, "configs")) if s.name == "prostate_mri_lowres_any")
+    (tmp_path / "configs").mkdir()
+    assert any_size_table(spec, str(tmp_path / "configs")).startswith("Not measured")
+    results = tmp_path / "docs" / "results"
+    results.mkdir(parents=True)
+    command = "cd bundles/prostate_mri_lowres_any && python -m monai.bundle run --config_file configs/train.json --seed 0"
+    runs = {"any@16#0": {"jaccard": [0.2, 0.4], "train_s": 70.2, "command": command},
+            "any@16#1": {"jaccard": [0.4, 0.6], "train_s": 71.0, "command": command},
+            "head@16#0": {"jaccard": [0.3, 0.5]}, "head@16#1": {"jaccard": [0.1, 0.3]}}
+    speed = {"any@16": {"eager": {"images_per_s": 990.4}}, "head@16": {"eager": {"images_per_s": 1001.0}}}
+    config = {"variants": ["head", "any"], "train_volumes": 12, "held_out_volumes": 4, "synthetic": True, "dataset": "prostate",
+              "epochs": 40, "machine": "x86_64, 2 cores"}
+    json.dump({"runs": runs, "speed": speed, "config": config}, open(results / "sweep_any.json", "w"))
+    other = {**runs, "any@16#0": {**runs["any@16#0"], "command": command.replace("prostate_mri_lowres_any", "brats_mri_lowres_any")}}
+    json.dump({"runs": {k: v for k, v in other.items() if k != "any@16#1"}, "speed": speed, "config": config}, open(results / "sweep_brats_any.json", "w"))
+    table = any_size_table(spec, str(tmp_path / "configs"))
+    # jaccard lists are per foreground class: the run's mean foreground Jaccard is their mean
+    assert "| 16x16 | 0.400 (2 seeds) | 0.300 | +0.100 (2) | 990 | 1001 |" in table
+    assert "`docs/results/sweep_any.json`" in table and "sweep_brats_any" not in table and "70, 71 s" in table

@@ -234,9 +234,10 @@ def any_size_table(spec: BundleSpec, configs_dir: str) -> str:
                 "|---|---|---|---|---|---|"]
         for r in sorted({int(k.split("@")[1].split("#")[0]) for k in ours}):
             seeds = sorted(k.split("#")[1] for k in ours if k.startswith(f"any@{r}#"))
-            head = {seed: runs[f"head@{r}#{seed}"]["jaccard"] for seed in seeds if f"head@{r}#{seed}" in runs}
-            any_j = [ours[f"any@{r}#{seed}"]["jaccard"] for seed in seeds]
-            paired = [ours[f"any@{r}#{seed}"]["jaccard"] - head[seed] for seed in head]
+            jaccard = lambda run: _mean(run["jaccard"])  # noqa: E731 (a run's per-class list: its mean foreground Jaccard)
+            head = {seed: jaccard(runs[f"head@{r}#{seed}"]) for seed in seeds if f"head@{r}#{seed}" in runs}
+            any_j = [jaccard(ours[f"any@{r}#{seed}"]) for seed in seeds]
+            paired = [jaccard(ours[f"any@{r}#{seed}"]) - head[seed] for seed in head]
             rate = lambda key: f"{speed[key]['eager']['images_per_s']:.0f}" if key in speed else "-"  # noqa: E731
             rows.append(
                 f"| {r}x{r} | {_mean(any_j):.3f} ({len(any_j)} seeds) | "

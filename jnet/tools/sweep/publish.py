@@ -328,14 +328,17 @@ def format_results_page(
 
 def _eval_metrics_entries(sweep: dict, configs_dir: str) -> dict[str, dict]:
     """The sweep's ``head`` figures (the bundles' own ``train.json``) as ``eval_metrics`` of the bundles of its
-    dataset and input sizes; a sweep in another setting (the paper's binary task) describes no bundle."""
+    dataset and input sizes, and its ``any`` figures at the default size as those of the ``_any`` bundle; a sweep in
+    another setting (the paper's binary task) describes no bundle, and a sweep with ``any`` runs describes only the
+    ``_any`` bundle (its ``head`` runs are the reference of the comparison; the main sweep stays their source)."""
     entries = {}
     summary = sweep["summary"]
     if sweep["config"].get("setting", "bundle") != "bundle":
         return entries
+    has_any = "any" in sweep["config"]["variants"]
     for spec in bundle_specs(configs_dir):
-        key = f"head@{spec.input_size}"
-        if spec.dataset != sweep["config"]["dataset"] or key not in summary:
+        key = _metrics_key(spec)
+        if spec.dataset != sweep["config"]["dataset"] or key not in summary or spec.switchable != has_any:
             continue
         s = summary[key]
         entry = {"mean_dice": round(s["dice_mean"], 4), "mean_jaccard": round(s["jaccard_mean"], 4)}
@@ -347,12 +350,17 @@ def _eval_metrics_entries(sweep: dict, configs_dir: str) -> dict[str, dict]:
     return entries
 
 
-def _eval_metrics_source(sweep: dict, name: str) -> str:
-    """How a bundle's ``eval_metrics`` were made: the bundle command of its ``head`` runs, the seeds, the data."""
+def _metrics_key(spec) -> str:
+    """The sweep variant and size whose figures are ``spec``'s bundle's: ``head@r``, or ``any@<default>``."""
+    return f"{'any' if spec.switchable else 'head'}@{spec.input_size}"
+
+
+def _eval_metrics_source(sweep: dict, name: str, configs_dir: str = "configs") -> str:
+    """How a bundle's ``eval_metrics`` were made: the bundle command of its runs, the seeds, the data."""
     config = sweep["config"]
-    size = name.rsplit("_", 1)[1]
-    seeds = sweep["summary"][f"head@{size}"]["seeds"]
-    command = sweep["runs"][f"head@{size}#0"]["command"].replace("--seed 0", "--seed <seed>" if seeds > 1 else "--seed 0")
+    key = next(_metrics_key(spec) for spec in bundle_specs(configs_dir) if spec.name == name)
+    seeds = sweep["summary"][key]["seeds"]
+    command = sweep["runs"][f"{key}#0"]["command"].replace("--seed 0", "--seed <seed>" if seeds > 1 else "--seed 0")
     command = command.replace(f"--dataset_dir {config['dataset_dir']}", "--dataset_dir <DATA>")  # no machine's path
     if config["synthetic"]:
         generator = config["synthetic_generator"]
@@ -374,7 +382,7 @@ def _update_eval_metrics(sweep: dict, configs_dir: str) -> list[str]:
     entries = _eval_metrics_entries(sweep, configs_dir)
     if not entries:
         return []
-    measured.setdefault("_sources", {}).update({name: _eval_metrics_source(sweep, name) for name in entries})
+    measured.setdefault("_sources", {}).update({name: _eval_metrics_source(sweep, name, configs_dir) for name in entries})
     measured.update(entries)
     if all(spec.name in measured["_sources"] for spec in bundle_specs(configs_dir)):
         measured.pop("_provenance", None)  # the eval_metrics verb's source line: no bundle's figures come from it now
@@ -486,7 +494,7 @@ def _eval_metrics_entries_possible(config: dict) -> bool:
     """Whether a sweep's ``head`` runs describe the bundles (their ``eval_metrics``): the bundles' own setting, and
     not the any-size comparison (its head runs are a reference for the ``any`` rows, the main sweep stays the source)."""
     return (config.get("setting", "bundle") == "bundle" and "head" in config["variants"] and "any" not in config["variants"]
-            and config["dataset"] in ("prostate", "brats"))
+            and config["dataset"] in ("prostate", "brats"))  # a sweep with any runs: the _any bundle's figures only
 
 
 RESULTS_JSON = "sweep.json"
