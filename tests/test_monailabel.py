@@ -1,7 +1,7 @@
 """Every bundle in MONAI Label: a real ``monailabel start_server`` with the stock ``monaibundle`` app, over HTTP.
 
 The server runs in the MONAI Label environment (``make test-envs``, tests/envs.py: monailabel 0.8.5,
-MONAI 1.5.1), bound to 127.0.0.1 on a free port, offline: all eight bundles are copied into the app's ``model/``
+MONAI 1.5.1), bound to 127.0.0.1 on a free port, offline: every bundle (the per-size ones and the `_any` ones) is copied into the app's ``model/``
 folder (nothing is downloaded) with seeded weights in ``models/model.pt``; the studies folder holds synthetic cases,
 one 4D NIfTI per case, as MONAI Label sends one image per request. Through the HTTP API:
 
@@ -55,7 +55,9 @@ from jnet.tools.synthetic import write_brats_task, write_prostate_task
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SPECS = {spec.name: spec for spec in bundle_specs(os.path.join(REPO, "configs"))}
-TRAINED = {"prostate": "prostate_mri_lowres_32", "brats": "brats_mri_lowres_16"}  # also compared with monai.bundle run
+TRAINED = {"prostate": "prostate_mri_lowres_32", "brats": "brats_mri_lowres_16"}
+# compared with monai.bundle run: the trained ones, and the one-network-for-every-size bundle at its default size
+COMPARED = {**{name: dataset for dataset, name in TRAINED.items()}, "prostate_mri_lowres_any": "prostate"}
 LABEL_VALUES = {"prostate": {0, 1, 2}, "brats": set(LAYOUTS["decathlon"].label_values)}
 NUM_LABELLED = 4  # per dataset: 3 train + 1 validation with val_split 0.25
 SEPARATE = "patient04"  # the prostate test study again, as two files: patient04_t2.nii.gz and patient04_adc.nii.gz
@@ -179,7 +181,7 @@ def work(tmp_path_factory, venv) -> Iterator[dict]:
         nib.save(nib.Nifti1Image(voxels, separate.affine), str(studies / f"{SEPARATE}_{suffix}.nii.gz"))
 
     references = {}
-    for dataset, name in TRAINED.items():
+    for name, dataset in COMPARED.items():
         bundle_root = root / "reference" / name
         os.makedirs(bundle_root / "models")
         shutil.copy(app / "model" / name / "models" / "model.pt", bundle_root / "models")
@@ -291,7 +293,7 @@ def test_infer_returns_a_label_volume_with_the_input_geometry(server, work, name
     np.testing.assert_allclose(mask.affine, image.affine, atol=1e-4)
     values = set(np.unique(np.asarray(mask.dataobj)).astype(int).tolist())
     assert values <= LABEL_VALUES[dataset], values
-    if name not in TRAINED.values():
+    if name not in COMPARED:
         return
     process = work["references"][name]
     assert process.wait(timeout=300) == 0, (work["root"] / "reference" / name / "run.log").read_text()[-3000:]

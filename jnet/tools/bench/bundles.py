@@ -84,6 +84,8 @@ def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", bu
         "bundles": {},
     }
     for spec in bundle_specs(configs_dir):
+        if spec.switchable:  # no bilinear ablation to compare with: the sweep's any rows time it at every size
+            continue
         bundle = os.path.join(bundles_dir, spec.name)
         shape = (spec.profile["config"]["in_channels"], spec.input_size, spec.input_size)
         measured = bench_networks({"head": bundle_network(bundle), "bilinear": bundle_network(bundle, ["configs/train_bilinear.json"])}, shape, budget_s)

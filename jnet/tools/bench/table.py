@@ -7,7 +7,7 @@ import filecmp
 import os
 import tempfile
 
-from jnet.bundles.matrix import bundle_specs
+from jnet.bundles.matrix import bundle_specs, head_levels
 from jnet.bundles.parse import bundle_network, count_parameters
 from jnet.bundles.render import measured_metrics, provenance
 
@@ -46,9 +46,13 @@ def bundles_table(configs_dir: str, bundles_dir: str) -> str:
             sources += [] if source in sources else [source]
             metrics = measured[spec.name]
             quality = f"| {metrics['mean_dice']:.3f} | {metrics['mean_jaccard']:.3f} | [{sources.index(source) + 1}] |"
+        size, levels = f"{spec.input_size}x{spec.input_size}x{in_channels}", f"{spec.head_levels}"
+        if spec.switchable:  # one network for every size: the figures are of its default size
+            size = f"{', '.join(map(str, spec.sizes))} (figures at its default, {size})"
+            levels += f" ({head_levels(spec.input_size, spec.output_size)} used at {spec.input_size})"
         lines.append(
-            f"| {spec.name} | {spec.profile['title']} | {spec.input_size}x{spec.input_size}x{in_channels} "
-            f"| {spec.output_size}x{spec.output_size}x{len(spec.profile['output_channels'])} | {spec.head_levels} "
+            f"| {spec.name} | {spec.profile['title']} | {size} "
+            f"| {spec.output_size}x{spec.output_size}x{len(spec.profile['output_channels'])} | {levels} "
             f"| {count_parameters(network):,} | {added} | {total / 1e6:.1f} | {(total - backbone) / 1e6:.2f} {quality}"
         )
     lines += [""] + [f"[{i}] {source}" for i, source in enumerate(sources, 1)]
