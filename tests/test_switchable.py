@@ -166,7 +166,7 @@ def test_one_training_on_every_size_then_evaluation_at_two_sizes_then_inference_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     printed = result.stdout + result.stderr
     assert "input_size auto: 16x16, none reaches 1e+09 images/s: the smallest" in printed
-    assert "128x128" in printed.split("input_size auto:")[1].splitlines()[0]  # the rates it measured, every size
+    assert "(images/s at batch 32: 16x16 " in printed and "128x128 not timed (a smaller size was too slow)" in printed
     images = glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz"))
     assert len(glob.glob(os.path.join(out, "**", "*.nii.gz"), recursive=True)) == len(images) > 0
     result = run_bundle(bundle, ["configs/train.json", "configs/evaluate.json"], bundle_root=root, dataset_dir=tiny_dataset,
@@ -182,14 +182,18 @@ def test_auto_picks_the_largest_size_fast_enough_and_says_which(capsys):
 
     network = _network()
     rates = time_sizes(network, SIZES, 2, 4, "cpu", budget_s=0.4)
-    assert set(rates) == set(SIZES) and rates[16] > rates[128] > 0  # a 16x16 input runs faster than a 128x128 one
+    assert list(rates) == list(SIZES) and rates[16] > rates[128] > 0  # smallest first; 16x16 runs faster than 128x128
     threshold = (rates[32] + rates[64]) / 2  # between the two: 32 is fast enough, 64 not (measured again inside)
     chosen = operating_size("auto", network, 2, min_images_per_s=threshold, batch_size=4, budget_s=0.4)
     assert chosen in (16, 32, 64)  # timings vary between calls; the message names what was measured
     printed = capsys.readouterr().out
-    assert printed.startswith(f"input_size auto: {chosen}x{chosen}, ") and "128x128" in printed
+    assert printed.startswith(f"input_size auto: {chosen}x{chosen}, ") and "(images/s at batch 4: 16x16 " in printed
+    if chosen < 64:  # the first size below the threshold ends the timing: the larger ones are slower still
+        assert "128x128 not timed (a smaller size was too slow)" in printed
     assert operating_size("auto", network, 2, min_images_per_s=1e12, batch_size=4, budget_s=0.2) == 16
-    assert "none reaches" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "none reaches 1e+12 images/s: the smallest" in printed and "32x32, 64x64, 128x128 not timed" in printed
+    assert list(time_sizes(network, SIZES, 2, 4, "cpu", budget_s=0.0, stop_below=1e12)) == [16]  # too slow: the rest untimed
     assert operating_size(64, network, 2) == 64
     with pytest.raises(ValueError, match="input_size 48: this network serves 16, 32, 64, 128"):
         operating_size(48, network, 2)

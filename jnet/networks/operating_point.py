@@ -15,28 +15,32 @@ logger = logging.getLogger(__name__)
 
 
 def time_sizes(
-    network: nn.Module, sizes: Sequence[int], in_channels: int, batch_size: int, device: str | torch.device, budget_s: float = 1.0
+    network: nn.Module, sizes: Sequence[int], in_channels: int, batch_size: int, device: str | torch.device, budget_s: float = 1.0,
+    stop_below: float | None = None,
 ) -> dict[int, float]:
-    """Eval-mode images/s of ``network`` at each input size (largest first) on ``batch_size`` random slices, within
-    about ``budget_s`` seconds in all; a size stops being timed once the time is up (every size gets one call)."""
+    """Eval-mode images/s of ``network`` at each input size, smallest first, on ``batch_size`` random slices: each
+    size one untimed call (allocation, the head's kernels) and timed calls for its share of ``budget_s`` (at least
+    one): about ``budget_s`` in all, plus the untimed calls. With ``stop_below``, a size slower than that ends the
+    timing (a larger input is slower still); the sizes not reached are not in the result."""
     was_training = network.training
     network.eval().to(device)
     rates: dict[int, float] = {}
     share = budget_s / max(len(sizes), 1)
+    synchronize = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     try:
         with torch.inference_mode():
-            for size in sorted(sizes, reverse=True):
+            for size in sorted(sizes):
                 x = torch.randn(batch_size, in_channels, size, size, device=device)
-                network(x)  # the first call allocates and folds the head's kernels: not timed
-                if torch.device(device).type == "cuda":
-                    torch.cuda.synchronize()  # the warm-up's queued work stays out of the timed window
+                network(x)
+                synchronize()  # the warm-up's queued work stays out of the timed window
                 calls, start = 0, time.perf_counter()
                 while calls == 0 or time.perf_counter() - start < share:
                     network(x)
                     calls += 1
-                if torch.device(device).type == "cuda":
-                    torch.cuda.synchronize()
+                synchronize()
                 rates[size] = calls * batch_size / (time.perf_counter() - start)
+                if stop_below is not None and rates[size] < stop_below:
+                    break
     finally:
         network.train(was_training)
     return rates
@@ -54,8 +58,9 @@ def operating_size(
     """
     The input size a :class:`~jnet.networks.SwitchableJNet` runs at: ``input_size`` itself (checked against the
     network's sizes), or for ``"auto"`` the largest size whose measured throughput (:func:`time_sizes`, at the
-    inferer's ``batch_size``, about ``budget_s`` seconds at start-up) reaches ``min_images_per_s``, else the
-    smallest; the choice and the figures are printed (and logged).
+    inferer's ``batch_size``, smallest first, stopping at the first size too slow; about ``budget_s`` seconds plus one
+    untimed call per size, longer where one batch of the largest size takes longer) reaches
+    ``min_images_per_s``, else the smallest; the choice and the figures are printed (and logged).
     """
     network = getattr(network, "module", network)  # DistributedDataParallel: the network it wraps
     sizes = tuple(getattr(network, "sizes", ()))
@@ -68,10 +73,13 @@ def operating_size(
         raise ValueError("input_size auto needs a resolution-switchable network (SwitchableJNet).")
     if not min_images_per_s or min_images_per_s <= 0:
         raise ValueError("input_size auto needs --min_images_per_s N (images per second the device must reach).")
-    rates = time_sizes(network, sizes, in_channels, batch_size, device, budget_s)
-    fast_enough = [size for size in sizes if rates[size] >= min_images_per_s]
+    rates = time_sizes(network, sizes, in_channels, batch_size, device, budget_s, stop_below=min_images_per_s)
+    fast_enough = [size for size in rates if rates[size] >= min_images_per_s]
     chosen = max(fast_enough) if fast_enough else min(sizes)
-    figures = ", ".join(f"{s}x{s} {rates[s]:.0f}" for s in sorted(rates, reverse=True))
+    untimed = [s for s in sizes if s not in rates]
+    figures = ", ".join(f"{s}x{s} {rates[s]:.0f}" for s in sorted(rates))
+    if untimed:
+        figures += f"; {', '.join(f'{s}x{s}' for s in untimed)} not timed (a smaller size was too slow)"
     verdict = f"the largest reaching {min_images_per_s:g} images/s" if fast_enough else f"none reaches {min_images_per_s:g} images/s: the smallest"
     message = f"input_size auto: {chosen}x{chosen}, {verdict} on {torch.device(device).type} (images/s at batch {batch_size}: {figures})"
     print(message, flush=True)
