@@ -192,6 +192,7 @@ def test_the_any_size_variant_trains_once_per_seed_and_is_scored_at_every_size(t
     at_16, at_64 = results["runs"]["any@16#0"], results["runs"]["any@64#0"]
     assert at_16["model_file"] == at_64["model_file"] and at_16["train_s"] == at_64["train_s"]  # one training
     assert at_16["trained_once_for"] == [16, 64] and at_64["command"].endswith("(scored with --input_size 64)")
+    assert (at_16["scored_input_size"], at_64["scored_input_size"], results["runs"]["head@16#0"]["scored_input_size"]) == (16, 64, 16)
     assert at_16["command"].startswith("cd bundles/prostate_mri_lowres_any && ") and "--config_file \"['configs/train.json']\" " in at_16["command"]
     assert at_16["per_volume"] != at_64["per_volume"] or at_16["jaccard"] == at_64["jaccard"] == [0.0, 0.0]
     assert results["speed"]["any@64"]["added_parameters"] == 180 == results["speed"]["head@16"]["added_parameters"]

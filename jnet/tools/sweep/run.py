@@ -154,9 +154,11 @@ def run_sweep(
         network, seconds = train_run(parser, data, key, PROGRESS_EVERY_S)
         for scored_key in scored:  # the any-size network: the same weights at every input size
             size = int(scored_key.split("@")[1].split("#")[0])
-            at_size = parser if size == r else run_parser(bundle_dir, files, {**run_overrides(config, seed, run_dir, teacher_file), "input_size": size})
+            # the any variant: always parsed at the size scored (its bundle's own input_size is its default, not r)
+            at_size = run_parser(bundle_dir, files, {**run_overrides(config, seed, run_dir, teacher_file), "input_size": size}) if variant.any_size else parser
             results["runs"][scored_key] = {
                 **score_volumes(network, at_size, data),
+                "scored_input_size": int(at_size.get_parsed_content("operating_size")),  # what the network was fed
                 "train_s": seconds,
                 "model_file": os.path.relpath(parser.get_parsed_content("model_file"), work_dir),
                 "command": command + (f" (scored with --input_size {size})" if variant.any_size else ""),
