@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 INSTALL_KEY := $(shell cat setup.cfg Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(INSTALL_KEY)
 
-.PHONY: install test-envs anatomy-templates sweep-anatomy demo test generate clean
+.PHONY: install test-envs anatomy-templates sweep-anatomy demo test generate clean device-wheels device-check
 
 $(STAMP):
 	rm -rf $(VENV)
@@ -49,6 +49,18 @@ test: install test-envs
 
 generate: install
 	$(PY) -m jnet generate
+
+# The GPU device check (issue 19), for a CUDA machine with PyTorch and no internet. Here: the wheels of the packages
+# such a machine lacks (monai, nibabel, pytorch-ignite, fire, termcolor; pure Python, ~3 MiB) into .device/wheels.
+# There, from the repository root with .device carried along: install them beside the machine's own PyTorch and run
+# the check (out: $$OUT, else device_check_output/).
+DEVICE_DIR := .device
+device-wheels: install
+	$(PY) -m jnet device_check --wheels $(DEVICE_DIR)/wheels
+
+device-check:
+	python3 -m pip install --quiet --no-index --no-deps --target $(DEVICE_DIR)/site $(DEVICE_DIR)/wheels/*.whl
+	PYTHONPATH=$(DEVICE_DIR)/site:$(CURDIR) PYTHONUNBUFFERED=1 python3 -m jnet device_check --out_dir $${OUT:-device_check_output}
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

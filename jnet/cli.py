@@ -317,11 +317,26 @@ def verify(bundle_dir: str, trusted_key: str | None = None) -> None:
         )
 
 
+def device_check(out_dir: str = "device_check_output", device: str = "cuda", wheels: str | None = None, overrides: dict | str | None = None) -> None:
+    """The GPU device check (make device-check, on a CUDA machine): for two bundles a 1-epoch training with --amp
+    True, evaluation, inference on the device and on the CPU (masks compared), eager fp32/AMP images/s at batch 1
+    and 32; OUT_DIR/device_check.json and .md. --wheels DIR (here, with the package index reachable): download the
+    wheels that machine lacks into DIR instead (make device-wheels). --device cpu: the same steps on the CPU."""
+    from jnet.checkpoints import parse_overrides
+    from jnet.tools.device_check import device_check as run_check, download_wheels
+
+    if wheels:
+        download_wheels(wheels)
+        return
+    run_check(out_dir, device, overrides=parse_overrides(overrides))
+
+
 def main() -> None:
     install_excepthook()
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
     verbs = {"synthetic": synthetic, "generate": generate, "demo": demo, "eval_metrics": eval_metrics, "bench": bench, "bench_memory": bench_memory, "bench_end_to_end": bench_end_to_end, "bench_processes": bench_processes, "sweep": sweep, "publish": publish}
     verbs["learning_curve"] = learning_curve  # epochs for a usable model (jnet/tools/learning_curve.py)
+    verbs["device_check"] = device_check  # the GPU check (jnet/tools/device_check.py)
     verbs.update({"export": export, "trtexec": trtexec, "pack": pack, "unpack": unpack, "verify": verify})  # deployment (jnet/deploy/)
     fire.Fire(verbs)
 

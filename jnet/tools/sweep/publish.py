@@ -516,7 +516,31 @@ def render_results_page(results_dir: str) -> str:
     volume_memory = json.load(open(memory_path)) if os.path.isfile(memory_path) else None
     end_to_end_path = os.path.join(results_dir, END_TO_END_JSON)
     end_to_end = json.load(open(end_to_end_path)) if os.path.isfile(end_to_end_path) else None
-    return format_results_page(sweep, bench, others, volume_memory, end_to_end)
+    return format_results_page(sweep, bench, others, volume_memory, end_to_end) + gpu_section(results_dir)
+
+
+DEVICE_CHECK_JSON = "device_check.json"  # make device-check's report, copied in from the GPU machine's $OUT
+
+
+def gpu_section(results_dir: str) -> str:
+    """The GPU path's section: the device check's table where ``results_dir`` holds its report, else that the CUDA
+    paths are untested."""
+    from jnet.tools.device_check import format_device_table
+
+    lines = ["", "## The GPU path", ""]
+    path = os.path.join(results_dir, DEVICE_CHECK_JSON)
+    if not os.path.isfile(path):
+        lines += [
+            "**Untested.** No session of this project has been lent a GPU machine yet, so the CUDA paths (AMP training, "
+            "`nccl`, the head's GPU path, the pre/post-processing around a GPU network) have never run. The check that "
+            "would run them is prepared: `make device-wheels` here, then `make device-check` on a CUDA machine with "
+            "PyTorch (no internet needed; `jnet/tools/device_check.py`: two bundles, a 1-epoch training with `--amp True`, "
+            "evaluation, inference compared with the CPU's masks, eager fp32/AMP images/s at batch 1 and 32); its "
+            f"`device_check.json` goes to `docs/results/{DEVICE_CHECK_JSON}` and this section shows it.",
+        ]
+    else:
+        lines.append(format_device_table(json.load(open(path))).rstrip())
+    return "\n".join(lines) + "\n"
 
 
 def publish_results(
