@@ -107,6 +107,8 @@ VARIANTS = {
         Variant("any", (), "the `_any` bundles' `train.json`: one resolution-switchable network for every input size, "
                 "trained once on all of them (each iteration the next of 16, 32, 64, 128), each size running the head's "
                 "last levels", any_size=True),
+        Variant("any_weighted", (_ablation("any_weighted"),), "`any` with more iterations at the smaller sizes: of "
+                "every 10, 4 at 16x16, 3 at 32, 2 at 64, 1 at 128 (one per head level the size uses)", any_size=True),
         Variant("any_norm", (_ablation("per_size_norm"),), "`any` with one BatchNorm per input size in the backbone "
                 "(Resolution Switchable Networks)", any_size=True),
         Variant("reference", (_ablation("reference"),), "the backbone on the 256x256 input (no downsampling, no head)",
