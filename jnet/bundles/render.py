@@ -245,7 +245,8 @@ def any_size_table(spec: BundleSpec, configs_dir: str) -> str:
                 + f" {rate(f'any@{r}')} | {rate(f'head@{r}')} |"
             )
         trainings = sorted({round(v["train_s"]) for v in ours.values()})
-        data = "synthetic volumes" if config.get("synthetic") else f"`{config.get('dataset')}` volumes"
+        data = {"anatomy": "real-anatomy volumes (Colin27 T1 with AAL labels, deformed per case; `python -m jnet synthetic --dataset anatomy`)"}.get(
+            config["dataset"], "synthetic volumes" if config.get("synthetic") else "volumes")
         tables.append("\n".join(rows) + (
             f"\n\nSource: `{ANY_SIZE_SWEEPS}/{file}` of the jnet-lowres repository (`python -m jnet sweep`, variants "
             f"{', '.join(config['variants'])}): {config['train_volumes']} training and {config['held_out_volumes']} held-out "

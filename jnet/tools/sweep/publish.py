@@ -469,6 +469,8 @@ TITLES = {"anatomy": "Real anatomy (Colin27 brain, prostate bundles)"}
 def _other_sweep_section(sweep: dict, table: str, ablation: str) -> str:
     config = sweep["config"]
     title = {"paper": "the paper's own setting"}.get(config.get("setting"), TITLES.get(config["dataset"], config["dataset"]))
+    if "any" in config["variants"]:
+        title += ", one network for every input size (`_any` bundle vs the per-size `head`)"
     setting = (
         "The public J-Net code's task: one sigmoid channel for the whole gland (PZ and TZ merged), BCE-with-logits "
         "at every level, nearest-neighbour input downsampling for every variant (`configs/ablation/paper_setting.json`, "

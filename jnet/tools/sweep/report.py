@@ -190,10 +190,14 @@ def _plot_examples(results: dict, data: SweepData, work_dir: str, path: str) -> 
         key = f"{name}@{size}#0"
         if variant.factor or key not in results["runs"]:
             continue
+        weights = os.path.join(work_dir, results["runs"][key]["model_file"])
+        if not os.path.isfile(weights):  # a run carried over from another work folder (its JSON, not its weights)
+            print(f"examples: {key} left out ({weights}: no such file)")
+            continue
         files = SETTINGS[config["setting"]] + variant.config_files
         parser = run_parser(bundle_for(config["dataset"], size, variant.any_size), files, {**run_overrides(config, 0), "input_size": size})
         network = parser.get_parsed_content("network_def")
-        network.load_state_dict(torch.load(os.path.join(work_dir, results["runs"][key]["model_file"]), weights_only=True))
+        network.load_state_dict(torch.load(weights, weights_only=True))
         logits = predict_volume(network.eval(), parser, one_slice)[0]
         prediction = (logits.sigmoid() > 0.5).float().sum(0) if data.multilabel else logits.argmax(0).float()
         panels.append((f"{name} @ {size}x{size}", prediction))
