@@ -51,7 +51,7 @@ generate: install
 	$(PY) -m jnet generate
 
 # The GPU device check (issue 19), for a CUDA machine with PyTorch and no internet. Here: the wheels of the packages
-# such a machine lacks (monai, nibabel, pytorch-ignite, fire, termcolor; pure Python, ~3 MiB) into .device/wheels.
+# such a machine lacks (monai, nibabel, pytorch-ignite, fire, termcolor; pure Python, 5.2 MiB) into .device/wheels.
 # There, from the repository root with .device carried along: install them beside the machine's own PyTorch and run
 # the check (out: $$OUT, else device_check_output/).
 DEVICE_DIR := .device

@@ -106,11 +106,14 @@ def _compare_masks(device_dir: str, cpu_dir: str) -> dict:
 
 
 def _mean_dice(eval_dir: str) -> float | None:
+    """The mean over volumes of MetricsSaver's per-volume ``mean`` column (``val_mean_dice_raw.csv``), NaN left out."""
+    import csv
+
     path = os.path.join(eval_dir, "val_mean_dice_raw.csv")
     if not os.path.isfile(path):
         return None
-    rows = [line.split("\t")[1:] for line in open(path).read().splitlines()[1:] if line.strip()]
-    values = [float(v) for row in rows for v in row if v not in ("nan", "")]
+    with open(path) as f:
+        values = [float(row["mean"]) for row in csv.DictReader(f) if row.get("mean") not in (None, "", "nan")]
     return float(np.mean(values)) if values else None
 
 
