@@ -82,20 +82,12 @@ def bench(out_dir: str = "bench_output", budget_s: float = 0.5, volume_depth: in
     512 x 512 x VOLUME_DEPTH x 2 volume in the bundle and the runner (:func:`bench_memory`; 0: left out), written to
     OUT_DIR/volume_memory.json and .md; and END_TO_END_VOLUMES synthetic volumes through the bundle and the runner
     (:func:`bench_end_to_end`; 0: left out), OUT_DIR/end_to_end.json and .md."""
-    import json
-    import os
-
     from jnet.tools.bench.bundles import bench_bundles
     from jnet.tools.bench.table import render_bench_table
+    from jnet.tools.reports import write_report
 
-    os.makedirs(out_dir, exist_ok=True)
     report = bench_bundles(budget_s=budget_s)
-    with open(os.path.join(out_dir, "bench.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    table = render_bench_table(report)
-    with open(os.path.join(out_dir, "bench.md"), "w") as f:
-        f.write(table)
-    print(table)
+    write_report(out_dir, "bench", report, render_bench_table(report))
     if volume_depth:
         bench_memory(out_dir, volume_depth)
     if end_to_end_volumes:

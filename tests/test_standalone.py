@@ -316,8 +316,17 @@ def test_runner_masks_match_monai_bundle_run(name, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
     path = write_volume(str(inputs / "case.nii.gz"), dataset, (272, 262), 4, seed=5)
+    root, kit, _ = _balanced_kit(bundle, path, tmp_path)
+    _compare_with_bundle(bundle, kit, str(root), [path], str(tmp_path / "bundle"), str(tmp_path / "runner"))
+
+
+def _balanced_kit(bundle, path, tmp_path, input_size=None):
+    """Seeded weights with the final bias balanced on ``path``'s slices (at ``input_size``, default the bundle's) in
+    ``tmp_path/root/models/model.pt``, and the kit exported from them: (root, kit folder, the kit's files)."""
     parser = bundle_parser(bundle, base="configs/inference.json")
-    params = deploy_params(parser, name)
+    if input_size is not None:
+        parser["input_size"] = input_size
+    params = deploy_params(parser, os.path.basename(bundle))
     torch.manual_seed(0)
     network = parser.get_parsed_content("network_def").eval()
     volume, affine = standalone.load_volume(path, params["in_channels"])
@@ -326,8 +335,7 @@ def test_runner_masks_match_monai_bundle_run(name, tmp_path):
     (root / "models").mkdir(parents=True)
     torch.save(balance_final_bias(network, torch.as_tensor(slices)).state_dict(), root / "models" / "model.pt")
     kit = str(tmp_path / "kit")
-    export_kit(bundle, kit, str(root / "models" / "model.pt"))
-    _compare_with_bundle(bundle, kit, str(root), [path], str(tmp_path / "bundle"), str(tmp_path / "runner"))
+    return root, kit, export_kit(bundle, kit, str(root / "models" / "model.pt"))
 
 
 def test_the_any_size_kit_holds_every_size_and_the_runner_runs_the_one_asked_for(tmp_path):
@@ -340,18 +348,7 @@ def test_the_any_size_kit_holds_every_size_and_the_runner_runs_the_one_asked_for
     inputs = tmp_path / "in"
     inputs.mkdir()
     path = write_volume(str(inputs / "case.nii.gz"), "prostate", (272, 262), 4, seed=5)
-    parser = bundle_parser(bundle, base="configs/inference.json")
-    parser["input_size"] = 16
-    params = deploy_params(parser, "prostate_mri_lowres_any")
-    torch.manual_seed(0)
-    network = parser.get_parsed_content("network_def").eval()
-    volume, affine = standalone.load_volume(path, params["in_channels"])
-    slices, _ = standalone.preprocess(standalone.reorient(volume, affine)[0], params)
-    root = tmp_path / "root"
-    (root / "models").mkdir(parents=True)
-    torch.save(balance_final_bias(network, torch.as_tensor(slices)).state_dict(), root / "models" / "model.pt")
-    kit = str(tmp_path / "kit")
-    files = export_kit(bundle, kit, str(root / "models" / "model.pt"))
+    root, kit, files = _balanced_kit(bundle, path, tmp_path, input_size=16)
     deployed = json.load(open(os.path.join(kit, "deploy.json")))
     assert deployed["input_size"] == 32
     assert deployed["input_sizes"] == {"16": "model_16.onnx", "32": "model.onnx", "64": "model_64.onnx", "128": "model_128.onnx"}

@@ -14,7 +14,6 @@ packages the bundles need as wheels into ``.device/wheels``; ``make device-check
 from __future__ import annotations
 
 import glob
-import json
 import os
 import platform
 import subprocess
@@ -26,6 +25,7 @@ import torch
 
 from jnet.bundles.parse import bundle_parser
 from jnet.tools.bundle_commands import repo_bundle, run_bundle_command
+from jnet.tools.reports import write_report
 from jnet.tools.synthetic import write_brats_task, write_prostate_task
 
 __all__ = ["DEVICE_BUNDLES", "DEVICE_PACKAGES", "device_check", "download_wheels", "eager_throughput", "format_device_table"]
@@ -202,10 +202,5 @@ def device_check(out_dir: str = "device_check_output", device: str = "cuda", bun
         report["bundles"][name] = _check_bundle(name, work, chosen, amp, epochs, overrides or {}, budget_s)
         print(f"{name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
     report["wall_s"] = time.perf_counter() - started
-    with open(os.path.join(out_dir, "device_check.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    table = format_device_table(report)
-    with open(os.path.join(out_dir, "device_check.md"), "w") as f:
-        f.write(table)
-    print(table)
+    write_report(out_dir, "device_check", report, format_device_table(report))
     return report
