@@ -45,3 +45,11 @@ def test_the_results_page_says_the_gpu_path_is_untested_until_a_report_is_there(
     section = gpu_section(str(tmp_path))
     assert "Untested" not in section and "Device check on NVIDIA H200 (CUDA 13.0, torch 2.11.0)" in section
     assert "| prostate_mri_lowres_32 | 12.3 | 8.0 | 7.1 | 0.250 | 0.99991 (2 masks) | True | 800 | 20000 | 700 | 31000 |" in section
+
+
+def test_a_report_is_written_as_json_and_its_table(tmp_path, capsys):
+    from jnet.tools.reports import write_report
+
+    assert write_report(str(tmp_path / "out"), "bench", {"a": 1}, "| a |\n") == "| a |\n"
+    assert json.load(open(tmp_path / "out" / "bench.json")) == {"a": 1} and open(tmp_path / "out" / "bench.md").read() == "| a |\n"
+    assert capsys.readouterr().out == "| a |\n\n"
