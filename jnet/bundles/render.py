@@ -343,7 +343,7 @@ def _readme_fields(spec: BundleSpec, templates: str, configs_dir: str) -> dict:
         + ", ".join(f"`model_{s}.engine`" for s in others) + ".\n"
     )
     return {**common, "input_desc": f"{sizes_text(spec.sizes)} (one network; {r}x{r} by default)", "operating_points": section,
-            "ablations": "", "trt_plan": f"models/model_{r}.pt.plan (one engine per --input_size)", "kit_sizes": kit}
+            "ablations": "", "trt_plan": f"models/model_{r}.pt.plan` (`models/model_<R>.pt.plan` for `--input_size R`", "kit_sizes": kit}
 
 
 def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: str) -> None:
