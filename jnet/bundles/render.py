@@ -329,7 +329,7 @@ def _readme_fields(spec: BundleSpec, templates: str, configs_dir: str) -> dict:
     if not spec.switchable:
         with open(os.path.join(templates, "README_ablations.md")) as f:
             ablations = f.read().format(**common)
-        return {**common, "input_desc": f"{r}x{r}", "operating_points": "", "ablations": ablations, "trt_plan": "models/model.pt.plan",
+        return {**common, "input_desc": f"{r}x{r}", "operating_points": "", "ablations": ablations, "trt_plan": "`models/model.pt.plan`",
                 "kit_sizes": ""}
     with open(os.path.join(templates, ANY_SIZE_OVERLAYS, "operating_points.md")) as f:
         section = f.read().format(**common, all_levels=spec.head_levels, sizes=sizes_text(spec.sizes), size_list=", ".join(map(str, spec.sizes)),
@@ -343,7 +343,7 @@ def _readme_fields(spec: BundleSpec, templates: str, configs_dir: str) -> dict:
         + ", ".join(f"`model_{s}.engine`" for s in others) + ".\n"
     )
     return {**common, "input_desc": f"{sizes_text(spec.sizes)} (one network; {r}x{r} by default)", "operating_points": section,
-            "ablations": "", "trt_plan": f"models/model_{r}.pt.plan` (`models/model_<R>.pt.plan` for `--input_size R`", "kit_sizes": kit}
+            "ablations": "", "trt_plan": f"`models/model_{r}.pt.plan` (`models/model_<R>.pt.plan` for `--input_size R`)", "kit_sizes": kit}
 
 
 def render_bundle(spec: BundleSpec, configs_dir: str, matrix: dict, bundle_dir: str) -> None:
