@@ -60,7 +60,7 @@ device-wheels: install
 
 device-check:
 	python3 -m pip install --quiet --no-index --no-deps --target $(DEVICE_DIR)/site $(DEVICE_DIR)/wheels/*.whl
-	PYTHONPATH=$(DEVICE_DIR)/site:$(CURDIR) PYTHONUNBUFFERED=1 python3 -m jnet device_check --out_dir $${OUT:-device_check_output}
+	PYTHONPATH=$(CURDIR)/$(DEVICE_DIR)/site:$(CURDIR) PYTHONUNBUFFERED=1 python3 -m jnet device_check --out_dir $${OUT:-device_check_output}
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

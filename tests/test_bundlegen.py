@@ -130,5 +130,5 @@ def test_the_any_bundle_readme_table_reads_only_its_own_sweep_runs(tmp_path):
     json.dump({"runs": {k: v for k, v in other.items() if k != "any@16#1"}, "speed": speed, "config": config}, open(results / "sweep_brats_any.json", "w"))
     table = any_size_table(spec, str(tmp_path / "configs"))
     # jaccard lists are per foreground class: the run's mean foreground Jaccard is their mean
-    assert "| 16x16 | 0.400 (2 seeds) | 0.300 | +0.100 (2) | 990 | 1001 |" in table
+    assert "| 16x16 | 0.400 (2 seeds) | 0.300 (2 seeds) | +0.100 (2) | 990 | 1001 |" in table
     assert "`docs/results/sweep_any.json`" in table and "sweep_brats_any" not in table and "70, 71 s" in table

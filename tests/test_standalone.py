@@ -620,3 +620,15 @@ def test_runner_without_nibabel_says_what_to_install(prostate_kit):
     result = subprocess.run([sys.executable, "-c", block, os.path.join(prostate_kit, RUNNER_NAME), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "ERROR: the runner needs numpy and nibabel (import of nibabel halted; None in sys.modules); pip3 install numpy nibabel onnxruntime."
+
+
+def test_the_runner_picks_the_kit_file_of_the_size_asked_for_or_named():
+    from jnet.processing import model_for_size, model_input_size
+
+    params = {"input_size": 32, "input_sizes": {"16": "model_16.onnx", "32": "model.onnx", "64": "model_64.onnx"}}
+    assert model_input_size("kit/model_16.onnx", params) == 16 and model_input_size("kit/model.engine", params) == 32
+    assert model_input_size("kit/mine.onnx", params) is None and model_input_size("kit/model.onnx", {"input_size": 16}) is None
+    assert model_for_size("kit/model.onnx", params, 16) == os.path.join("kit", "model_16.onnx")
+    assert model_for_size("kit/model_64.engine", params, 32) == os.path.join("kit", "model.engine")  # engines by the same names
+    assert model_for_size("kit/model_16.onnx", params, None) == "kit/model_16.onnx"  # no --input_size: the file named runs
+    assert model_for_size("kit/mine.onnx", params, 16) == "kit/mine.onnx"  # not one of the kit's names: as given

@@ -230,7 +230,7 @@ def any_size_table(spec: BundleSpec, configs_dir: str) -> str:
         if not ours:
             continue
         config = sweep["config"]
-        rows = ["| input | this network: mean fg Jaccard | per-size head network | paired difference (seeds) | this network images/s | head images/s |",
+        rows = ["| input | this network: mean fg Jaccard | per-size head network (its seeds) | paired difference, the seeds both have | this network images/s | head images/s |",
                 "|---|---|---|---|---|---|"]
         for r in sorted({int(k.split("@")[1].split("#")[0]) for k in ours}):
             seeds = sorted(k.split("#")[1] for k in ours if k.startswith(f"any@{r}#"))
@@ -241,7 +241,7 @@ def any_size_table(spec: BundleSpec, configs_dir: str) -> str:
             rate = lambda key: f"{speed[key]['eager']['images_per_s']:.0f}" if key in speed else "-"  # noqa: E731
             rows.append(
                 f"| {r}x{r} | {_mean(any_j):.3f} ({len(any_j)} seeds) | "
-                + (f"{_mean(list(head.values())):.3f} | {_mean(paired):+.3f} ({len(paired)}) |" if head else "- | - |")
+                + (f"{_mean(list(head.values())):.3f} ({len(head)} seeds) | {_mean(paired):+.3f} ({len(paired)}) |" if head else "- | - |")
                 + f" {rate(f'any@{r}')} | {rate(f'head@{r}')} |"
             )
         trainings = sorted({round(v["train_s"]) for v in ours.values()})

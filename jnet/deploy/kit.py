@@ -186,7 +186,7 @@ def write_trtexec_record(path: str, params: dict, device: str, fp16: bool, outpu
     except ValueError as error:
         raise InputError(f"{path}: not written - {error}.") from error
     record = {
-        "bundle": params["bundle"], "device": device, "precision": "fp16" if fp16 else "fp32",
+        "bundle": params["bundle"], "input_size": params["input_size"], "device": device, "precision": "fp16" if fp16 else "fp32",
         "measured": measured, "commands": [" ".join(shlex.quote(part) for part in command) for command in commands],
     }
     with open(path, "w") as f:
@@ -291,10 +291,8 @@ def export_kit(
             os.remove(stale)
         for file, path in staged.items():
             os.replace(path, os.path.join(out_dir, file))
-        for stem in ["model"] + [os.path.splitext(file)[0] for file in files.values()]:
-            for suffix in ENGINE_SUFFIXES:  # an engine built from the previous ONNX file no longer matches it
-                stale = os.path.join(out_dir, stem + suffix)
-                if os.path.isfile(stale):
-                    os.remove(stale)
+        for suffix in ENGINE_SUFFIXES:  # an engine built from a previous ONNX file (any size) no longer matches it
+            for stale in glob.glob(os.path.join(out_dir, "model" + suffix)) + glob.glob(os.path.join(out_dir, "model_*" + suffix)):
+                os.remove(stale)
     return {file: os.path.join(out_dir, file) for file in KIT_FILES + tuple(f for f in files.values() if f not in KIT_FILES)}
 

@@ -4,7 +4,7 @@
 import copy
 import math
 from collections.abc import Sequence
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ class SizeSwitchedBatchNorm2d(nn.Module):
         template: a ``BatchNorm2d`` whose settings (eps, momentum, affine) and state each norm starts from.
     """
 
-    def __init__(self, num_features: int, num_sizes: int, template: nn.BatchNorm2d | None = None) -> None:
+    def __init__(self, num_features: int, num_sizes: int, template: Optional[nn.BatchNorm2d] = None) -> None:
         super().__init__()
         template = template if template is not None else nn.BatchNorm2d(num_features)
         self.norms = nn.ModuleList(copy.deepcopy(template) for _ in range(num_sizes))

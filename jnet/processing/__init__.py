@@ -26,6 +26,7 @@ from .params import (
     check_params,
     load_params,
     model_for_size,
+    model_input_size,
 )
 from .dicom import dicom_series_datasets, dicom_series_header, is_dicom_folder, mask_name_clash, mask_stem, read_dicom_series
 from .grids import OBLIQUE_CHOICES, OBLIQUE_WARNING_DEGREES, SAME_GRID_TOLERANCE, axis_aligned_grid, grid_offset_mm, join_sequences, oblique_warning, obliquity_degrees, overlap_fraction, resample_to_grid, same_grid, spacing, to_axis_aligned

@@ -75,10 +75,24 @@ def at_input_size(params, size, source="deploy.json"):
     return chosen
 
 
-def model_for_size(model_path, params):
-    """The kit's ONNX file for ``params["input_size"]`` when ``model_path`` is one of the kit's ONNX files (``model.onnx``
-    -> ``model_16.onnx`` for 16); any other path (an engine built for that size, a renamed file) as given."""
-    files = params.get("input_sizes") or {}
-    if os.path.basename(model_path) not in files.values() or str(params["input_size"]) not in files:
+def _kit_stems(params):
+    """``{file stem: input size}`` of a switchable kit's models (``model``: the default size, ``model_16``, ...)."""
+    return {os.path.splitext(f)[0]: int(size) for size, f in (params.get("input_sizes") or {}).items()}
+
+
+def model_input_size(model_path, params):
+    """The input size of one of the kit's model files by its name (``model_16.onnx`` or ``model_16.engine``: 16), or
+    None for a name the kit does not list."""
+    return _kit_stems(params).get(os.path.splitext(os.path.basename(model_path))[0])
+
+
+def model_for_size(model_path, params, size=None):
+    """The model file to run at ``size`` (the runner's ``--input_size``): when ``model_path`` is one of the kit's models
+    for another size (``model.onnx``, ``model_16.engine``), the kit's file of ``size`` with the same suffix
+    (``model.onnx`` -> ``model_16.onnx``, ``model.engine`` -> ``model_16.engine``); else ``model_path`` as given."""
+    stems = _kit_stems(params)
+    stem, suffix = os.path.splitext(os.path.basename(model_path))
+    if size is None or stem not in stems:
         return model_path
-    return os.path.join(os.path.dirname(model_path), files[str(params["input_size"])])
+    target = [s for s, r in stems.items() if r == int(size)]
+    return os.path.join(os.path.dirname(model_path), target[0] + suffix) if target else model_path

@@ -14,6 +14,7 @@ packages the bundles need as wheels into ``.device/wheels``; ``make device-check
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import platform
 import subprocess
@@ -186,6 +187,10 @@ def device_check(out_dir: str = "device_check_output", device: str = "cuda", bun
     chosen = torch.device(device)
     if chosen.type == "cuda" and not torch.cuda.is_available():
         sys.exit("ERROR: no CUDA device visible to torch: the device check runs on a GPU machine (make device-check there).")
+    missing = [name for name in ("monai", "nibabel", "ignite", "fire", "scipy", "tensorboard") if importlib.util.find_spec(name) is None]
+    if missing:  # the wheels of make device-wheels, or the machine image's own packages
+        sys.exit(f"ERROR: {', '.join(missing)} not importable: make device-wheels (here) carries monai, nibabel, pytorch-ignite "
+                 "and fire; scipy and tensorboard must be on the machine.")
     amp = chosen.type == "cuda"  # MONAI's AMP (GradScaler, float16 autocast) is the CUDA path
     os.makedirs(out_dir, exist_ok=True)
     work = os.path.join(out_dir, "work")

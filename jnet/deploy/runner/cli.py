@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from jnet.processing import PARAMS_FILE, RunnerError, at_input_size, group_sequences, load_params, model_for_size
+from jnet.processing import PARAMS_FILE, RunnerError, at_input_size, group_sequences, load_params, model_for_size, model_input_size
 
 from .benchmark import benchmark
 from .models import load_model, model_kind
@@ -25,8 +25,9 @@ def main(argv=None):
     parser.add_argument("--oblique", choices=("as_is", "axis_aligned"), default="as_is", help="an oblique volume: run "
                         "as is (default), or resample it onto the nearest axis-aligned grid first (the mask is written there)")
     parser.add_argument("--input_size", type=int, help="the input size to run at, for a kit exported from a resolution-"
-                        "switchable (_any) bundle: one of deploy.json's input_sizes; with MODEL = model.onnx the kit's "
-                        "ONNX file of that size runs (default: deploy.json's input_size)")
+                        "switchable (_any) bundle: one of deploy.json's input_sizes; with MODEL one of the kit's models "
+                        "(model.onnx, model_16.engine, ...) the kit's file of that size and kind runs (default: the size of "
+                        "the MODEL named, model_16.onnx: 16; else deploy.json's input_size)")
     parser.add_argument("--batch_size", type=int, default=32, help="slices per network call (default 32)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (default: all cores)")
     parser.add_argument("--benchmark", action="store_true", help="print network images/s at batch 1 and batch_size")
@@ -35,10 +36,12 @@ def main(argv=None):
     try:
         model_kind(args.model)  # the model argument first: a wrong file is named before its deploy.json is sought
         params_file = args.params or os.path.join(os.path.dirname(os.path.abspath(args.model)), PARAMS_FILE)
-        params = at_input_size(load_params(params_file), args.input_size, params_file)
+        kit_params = load_params(params_file)
+        size = args.input_size if args.input_size is not None else model_input_size(args.model, kit_params)
+        params = at_input_size(kit_params, size, params_file)  # the size asked for, or that of the model file named
         if not args.input and not args.benchmark:
             raise RunnerError("give an input volume or folder, or --benchmark.")
-        model_path = model_for_size(args.model, params)
+        model_path = model_for_size(args.model, kit_params, args.input_size)
         if model_path != args.model:
             print("input size {0}x{0}: {1}".format(params["input_size"], model_path))
         model = load_model(model_path, params, args.threads)

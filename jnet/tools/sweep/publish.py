@@ -335,7 +335,7 @@ def _eval_metrics_entries(sweep: dict, configs_dir: str) -> dict[str, dict]:
     summary = sweep["summary"]
     if sweep["config"].get("setting", "bundle") != "bundle":
         return entries
-    has_any = "any" in sweep["config"]["variants"]
+    has_any = any(VARIANTS[name].any_size for name in sweep["config"]["variants"] if name in VARIANTS)
     for spec in bundle_specs(configs_dir):
         key = _metrics_key(spec)
         if spec.dataset != sweep["config"]["dataset"] or key not in summary or spec.switchable != has_any:
@@ -495,7 +495,8 @@ def _other_sweep_section(sweep: dict, table: str, ablation: str) -> str:
 def _eval_metrics_entries_possible(config: dict) -> bool:
     """Whether a sweep's ``head`` runs describe the bundles (their ``eval_metrics``): the bundles' own setting, and
     not the any-size comparison (its head runs are a reference for the ``any`` rows, the main sweep stays the source)."""
-    return (config.get("setting", "bundle") == "bundle" and "head" in config["variants"] and "any" not in config["variants"]
+    return (config.get("setting", "bundle") == "bundle" and "head" in config["variants"]
+            and not any(VARIANTS[name].any_size for name in config["variants"] if name in VARIANTS)
             and config["dataset"] in ("prostate", "brats"))  # a sweep with any runs: the _any bundle's figures only
 
 
