@@ -137,7 +137,7 @@ def test_unknown_bundle_is_one_line_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "jnet", "learning_curve", "--bundles", "nope", "--work_dir", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
-        "ERROR: unknown bundle(s) nope; known: " + ", ".join(f"{d}_mri_lowres_{r}" for d in ("prostate", "brats") for r in (16, 32, 64, 128)) + "."
+        "ERROR: unknown bundle(s) nope; known: " + ", ".join(f"{d}_mri_lowres_{r}" for d in ("prostate", "brats") for r in (16, 32, 64, 128, "any")) + "."
     ]
 
 
