@@ -186,7 +186,7 @@ def write_trtexec_record(path: str, params: dict, device: str, fp16: bool, outpu
     except ValueError as error:
         raise InputError(f"{path}: not written - {error}.") from error
     record = {
-        "bundle": params["bundle"], "input_size": params["input_size"], "device": device, "precision": "fp16" if fp16 else "fp32",
+        "bundle": params["bundle"], "input_size": params.get("input_size"), "device": device, "precision": "fp16" if fp16 else "fp32",
         "measured": measured, "commands": [" ".join(shlex.quote(part) for part in command) for command in commands],
     }
     with open(path, "w") as f:
