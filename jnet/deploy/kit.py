@@ -24,7 +24,7 @@ import jnet.processing
 from jnet.bundles.parse import bundle_parser
 from jnet.checkpoints import apply_overrides, load_weights, parse_overrides
 from jnet.errors import InputError
-from jnet.processing import PARAMS_FILE, RunnerError, at_input_size, load_params
+from jnet.processing import PARAMS_FILE, RunnerError, at_input_size, kit_files, load_params
 
 from .export import INPUT_NAME, export_onnx
 from .params import deploy_params
@@ -73,8 +73,7 @@ def write_runner(runner_dir: str) -> list[str]:
 
 def kit_models(params: dict) -> list[tuple[int, str]]:
     """The kit's (input size, ONNX file) pairs: every size of a switchable bundle's kit, else its one ``model.onnx``."""
-    files = params.get("input_sizes") or {str(params["input_size"]): "model.onnx"}
-    return sorted((int(size), file) for size, file in files.items())
+    return sorted((int(size), file) for size, file in kit_files(params).items())
 
 
 def build_engine_script(params: dict, max_batch: int = 32, fp16: bool = True) -> str:

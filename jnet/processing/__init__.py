@@ -24,6 +24,7 @@ from .params import (
     RunnerError,
     at_input_size,
     check_params,
+    kit_files,
     load_params,
     model_for_size,
     model_input_size,

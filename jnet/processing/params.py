@@ -59,13 +59,18 @@ def load_params(path):
 
 
 
+def kit_files(params):
+    """``{input size (str): ONNX file}`` of a kit: every size of a switchable bundle's kit, else its one ``model.onnx``."""
+    return params.get("input_sizes") or {str(params["input_size"]): "model.onnx"}
+
+
 def at_input_size(params, size, source="deploy.json"):
     """``params`` at input size ``size`` (a kit of a resolution-switchable bundle lists its sizes and their ONNX files in
     ``input_sizes``); :class:`RunnerError` naming the sizes the kit serves for any other. ``None``: unchanged."""
     if size is None:
         return params
     size = int(size)
-    files = params.get("input_sizes") or {str(params["input_size"]): "model.onnx"}
+    files = kit_files(params)
     if str(size) not in files:
         raise RunnerError("{}: this kit serves input size(s) {}, not {} ({}).".format(
             source, ", ".join(sorted(files, key=int)), size,
