@@ -149,6 +149,7 @@ def test_bench_bundles_shares_table_and_jetson_column(tmp_path):
     for key, (runtime, figure) in figures.items():
         assert head[runtime][figure] > 0 and plain[runtime][figure] > 0
         assert head["share_of_bilinear_throughput"][key] == pytest.approx(head[runtime][figure] / plain[runtime][figure])
+    assert head["inferer_batch"] == 32 and head["eager"]["images_per_s_inferer"] > 0  # slices_per_call(16)
     assert 1 < report["matmul_limit_gmacs"] < 10_000  # this CPU's measured fp32 MatMul G MAC/s
     for result in (head, plain):  # each figure as a share of that limit: images/s x MACs / limit
         for key, (runtime, figure) in figures.items():
@@ -175,6 +176,59 @@ def test_bench_bundles_shares_table_and_jetson_column(tmp_path):
     shares = [int(x) for x in re.findall(r"(\d+)%", share_row[0])]
     assert shares == [round(100 * head["share_of_bilinear_throughput"][k]) for k in SHARE_KEYS]
     assert under_nano_target(19.9) == "under 20" and under_nano_target(20.0) == ""
+
+
+@pytest.mark.parametrize("bundle", ["prostate_mri_lowres_32", "brats_mri_lowres_64"])
+def test_a_training_step_in_channels_last_equals_the_contiguous_one(bundle):
+    """The bundles train with ``channels_last`` (faster on CPU): the bundle's own network, loss and optimizer from the
+    same seed give the same first-step gradients and the same losses over three steps as the contiguous network, to
+    float rounding. (Not the weights after Adam: its first steps move each weight by about the learning rate times
+    the SIGN of its gradient, so a gradient within rounding of zero may step either way.)"""
+    from jnet.tools.bench.training import training_step
+    from jnet.tools.bundle_commands import repo_bundle
+
+    runs = {}
+    for channels_last in (False, True):
+        step, batch, network = training_step(repo_bundle(bundle), channels_last)
+        losses = [step()]
+        conv = next(m for m in network.modules() if isinstance(m, nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+        gradients = {name: p.grad.clone() for name, p in network.named_parameters()}
+        losses += [step(), step()]
+        runs[channels_last] = losses, batch, gradients
+    (plain, batch, plain_grads), (fast, _, fast_grads) = runs[False], runs[True]
+    assert batch == 16  # batch_size 4 x slices_per_volume 4
+    assert plain[0] > 0.1 and plain[2] < plain[0]  # a real loss that training lowers
+    assert fast == pytest.approx(plain, rel=1e-5)
+    assert plain_grads.keys() == fast_grads.keys()
+    for name, grad in plain_grads.items():
+        # the same direction (a wrong memory-format path gives an unrelated one); sums over thousands of pixels
+        # through BatchNorm's mean subtraction cancel, so single entries agree to a few % of the largest only
+        assert torch.nn.functional.cosine_similarity(fast_grads[name].flatten(), grad.flatten(), dim=0) > 0.999, name
+
+
+def test_bench_training_reports_every_per_size_bundle_in_both_memory_formats(tmp_path):
+    import json
+    import os
+    import shutil
+
+    from conftest import REPO
+    from jnet.bundles.render import generate_bundles
+    from jnet.tools.bench.training import MEMORY_FORMATS, bench_training, format_training_table
+
+    configs = str(tmp_path / "configs")
+    shutil.copytree(os.path.join(REPO, "configs"), configs)
+    matrix = json.load(open(os.path.join(configs, "matrix.json")))
+    json.dump({**matrix, "resolutions": [16], "datasets": ["prostate"]}, open(os.path.join(configs, "matrix.json"), "w"))
+    generate_bundles(configs, str(tmp_path / "bundles"))
+    report = bench_training(str(tmp_path / "bundles"), configs, budget_s=0.05)
+    assert list(report["bundles"]) == ["prostate_mri_lowres_16"]  # the _any bundle's steps are the per-size ones
+    entry = report["bundles"]["prostate_mri_lowres_16"]
+    assert entry["batch"] == 16 and entry["input_size"] == 16
+    assert all(entry[name] > 1 for name in MEMORY_FORMATS)
+    row = [line for line in format_training_table(report).splitlines() if line.startswith("| prostate_mri_lowres_16 |")]
+    assert row == [f"| prostate_mri_lowres_16 | 16 | {entry['contiguous']:.0f} | {entry['channels_last']:.0f} | "
+                   f"{entry['channels_last'] / entry['contiguous']:.2f}x |"]
 
 
 def test_a_trtexec_record_becomes_a_measured_row_beside_the_estimates(tmp_path):

@@ -52,3 +52,23 @@ def test_chunks_spanning_two_volumes_fill_the_one_output_as_a_concatenation_woul
     assert isinstance(out, MetaTensor) and out.is_batch and out.is_contiguous()
     assert torch.equal(out.as_tensor(), expected)
     assert [item["pred"].meta["filename_or_obj"] for item in decollate_batch({"pred": out})] == ["a.nii.gz", "b.nii.gz"]
+
+
+def test_slices_per_call_keeps_a_cpu_call_small_and_the_bundles_use_it():
+    """On a CPU the inferer's batch shrinks with the input size (per-slice throughput falls with larger calls
+    there); on a GPU it stays 32. A bundle's inferer reads it for its operating size."""
+    from jnet.bundles.parse import bundle_parser
+    from jnet.inferers import slices_per_call
+    from jnet.tools.bundle_commands import repo_bundle
+
+    assert [slices_per_call(r) for r in (16, 32, 64, 128, 256)] == [32, 32, 8, 4, 4]
+    assert slices_per_call(128, "cuda:0") == 32
+    for bundle, expected in (("prostate_mri_lowres_128", 4), ("brats_mri_lowres_16", 32)):
+        for config in ("configs/inference.json", "configs/train.json"):
+            parser = bundle_parser(repo_bundle(bundle), base=config)
+            parser["device"] = "$torch.device('cpu')"
+            inferer = parser.get_parsed_content("inferer" if "inference" in config else "validate#inferer")
+            assert inferer.batch_size == expected, (bundle, config)
+    any_size = bundle_parser(repo_bundle("prostate_mri_lowres_any"), base="configs/inference.json")
+    any_size["device"], any_size["input_size"] = "$torch.device('cpu')", 64  # --input_size 64: its operating size
+    assert any_size.get_parsed_content("inferer").batch_size == 8

@@ -44,6 +44,30 @@ def test_soft_intermediate_targets_are_class_shares():
     assert set(lowest.unique().tolist()) <= {0.0, 1.0}  # nearest at the lowest level
 
 
+@pytest.mark.parametrize("intermediate", ["nearest", "soft"])
+@pytest.mark.parametrize("full,sizes", [(256, (256, 128, 64, 32, 16)), (96, (96, 48, 32, 40))])  # 40: no integer factor
+def test_level_targets_from_the_index_map_equal_the_one_hot_map_resized(intermediate, full, sizes):
+    """The loss one-hot encodes each level from the picked index map (a strided view where the size divides):
+    exactly the values of one-hot encoding at full resolution and resizing every channel (the earlier path)."""
+    from jnet.losses.multistage_loss import one_hot_channels
+
+    torch.manual_seed(5)
+    indices = torch.randint(0, 3, (2, 1, full, full)).float()
+    one_hot = F.one_hot(indices[:, 0].long(), 3).permute(0, 3, 1, 2).float()
+    assert torch.equal(one_hot_channels(indices, 3), one_hot)
+    levels = [(s, s) for s in sizes]
+    expected = [one_hot] + [
+        F.adaptive_avg_pool2d(one_hot, size) if intermediate == "soft" and 0 < i < len(levels) - 1 else F.interpolate(one_hot, size=size, mode="nearest-exact")
+        for i, size in enumerate(levels) if i > 0
+    ]
+    targets = MultiStageLoss(num_classes=3, intermediate_targets=intermediate)._one_hot_targets(indices, levels)
+    assert len(targets) == len(expected)
+    for got, want in zip(targets, expected):
+        assert got.shape == want.shape and torch.equal(got, want)
+    channels = (torch.rand(2, 3, full, full) > 0.5).float()  # multi-channel (BraTS) targets: the strided pick too
+    assert all(torch.equal(a, F.interpolate(channels, size=size, mode="nearest-exact")) for a, size in zip(level_targets(channels, levels[1:]), levels[1:]))
+
+
 def test_wrong_number_of_weights_is_refused():
     with pytest.raises(ValueError, match="weights"):
         MultiStageLoss(num_classes=2, weights=[1.0])([torch.randn(1, 2, 4, 4)] * 2, torch.zeros(1, 1, 4, 4))

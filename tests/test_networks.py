@@ -109,6 +109,29 @@ def test_folded_head_gradients_equal_the_plain_layers():
         assert torch.allclose(fast, plain, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("batch,size", [(1, (3, 5)), (4, (16, 12))])
+def test_the_class_batched_training_matmuls_equal_the_exported_form_values_and_gradients(batch, size):
+    """Training runs :func:`_apply_folded_by_class` (C large matmuls), the exported graph :func:`_apply_folded`
+    (B x C small ones, faster in ONNX Runtime): the same function."""
+    from jnet.networks import upscaling_head
+
+    torch.manual_seed(4)
+    head = UpscalingHead(3, 3, init="default")
+    x = torch.randn(batch, 3, *size, requires_grad=True)
+    results = []
+    for apply in (upscaling_head._apply_folded, upscaling_head._apply_folded_by_class):
+        head.zero_grad()
+        x.grad = None
+        patches = upscaling_head._patches(x)
+        outputs = [apply(patches, kernel, 2 << k) for k, kernel in enumerate(head.folded())]
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outputs).backward()
+        results.append((outputs, [x.grad.clone()] + [p.grad.clone() for p in head.parameters()]))
+    (exported, exported_grads), (by_class, by_class_grads) = results
+    for a, b in zip(exported + exported_grads, by_class + by_class_grads):
+        assert a.shape == b.shape  # float rounding of sums over many pixels: relative to the largest entry
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max() + 1e-6, (a - b).abs().max()
+
+
 def test_cached_kernels_follow_parameter_changes():
     head = UpscalingHead(3, 2).eval()
     x = torch.randn(1, 3, 8, 8)

@@ -1,1 +1,1 @@
-from .slice_batch import SliceBatchInferer
+from .slice_batch import SliceBatchInferer, slices_per_call

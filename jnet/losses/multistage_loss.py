@@ -10,9 +10,28 @@ from monai.data import MetaTensor
 from monai.losses import DeepSupervisionLoss, DiceCELoss
 from torch.nn.modules.loss import _Loss
 
-__all__ = ["MultiStageLoss", "level_targets"]
+__all__ = ["MultiStageLoss", "level_targets", "one_hot_channels"]
 
 TARGET_MODES = ("nearest", "soft")
+
+
+def _nearest(target: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """``F.interpolate(target, size, mode="nearest-exact")``; for a size that divides the target's, the same pixels
+    picked by a strided view (output pixel ``i`` reads input pixel ``f * i + f // 2`` of the factor ``f``: the
+    ``nearest-exact`` rule ``floor((i + 0.5) * f)``), which costs nothing to build."""
+    height, width = target.shape[2], target.shape[3]
+    if height % size[0] or width % size[1]:
+        return F.interpolate(target, size=size, mode="nearest-exact")
+    fy, fx = height // size[0], width // size[1]
+    return target[:, :, fy // 2 :: fy, fx // 2 :: fx]
+
+
+def one_hot_channels(indices: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(B, 1, H, W)`` class indices (any dtype holding integers) to ``(B, num_classes, H, W)`` float one-hot: the
+    values of ``F.one_hot(...).permute(0, 3, 1, 2).float()``, written in one pass (a scatter into zeros) rather
+    than as an int64 map, a permuted copy and a float copy."""
+    shape = (indices.shape[0], num_classes, *indices.shape[2:])
+    return torch.zeros(shape, dtype=torch.float, device=indices.device).scatter_(1, indices.long(), 1.0)
 
 
 def level_targets(target: torch.Tensor, sizes: Sequence[Sequence[int]], intermediate: str = "nearest") -> list[torch.Tensor]:
@@ -35,7 +54,7 @@ def level_targets(target: torch.Tensor, sizes: Sequence[Sequence[int]], intermed
         elif intermediate == "soft" and 0 < index < len(sizes) - 1:
             resized.append(F.adaptive_avg_pool2d(target, tuple(size)))
         else:
-            resized.append(F.interpolate(target, size=tuple(size), mode="nearest-exact"))
+            resized.append(_nearest(target, tuple(size)))
     return resized
 
 
@@ -79,12 +98,23 @@ class MultiStageLoss(DeepSupervisionLoss):
             raise ValueError(f"{len(self.weights)} loss weights given for {len(logits)} output levels.")
         if isinstance(target, MetaTensor):
             target = target.as_tensor()
-        target = target.float()
+        sizes = [x.shape[2:] for x in logits]
         if self.num_classes is not None and target.shape[1] == 1:
-            target = F.one_hot(target[:, 0].long(), self.num_classes).permute(0, 3, 1, 2).float()
-        targets = level_targets(target, [x.shape[2:] for x in logits], self.intermediate_targets)
+            targets = self._one_hot_targets(target, sizes)
+        else:
+            targets = level_targets(target.float(), sizes, self.intermediate_targets)
         weights = self.get_weights(levels=len(logits))
         total = torch.zeros((), dtype=torch.float, device=target.device)
         for weight, level_logits, level_target in zip(weights, logits, targets):
             total = total + weight * self.loss(level_logits.float(), level_target)
         return total
+
+    def _one_hot_targets(self, indices: torch.Tensor, sizes: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """The one-hot targets of every level from a class-index map: each nearest level picked from the index map
+        and one-hot encoded at its own size (nearest resampling commutes with one-hot encoding, so these are the
+        values of :func:`level_targets` on the full-resolution one-hot map); soft levels pool that map."""
+        full = one_hot_channels(indices, self.num_classes)
+        if self.intermediate_targets == "soft" and len(sizes) > 2:
+            return level_targets(full, sizes, "soft")
+        return [full if tuple(size) == tuple(indices.shape[2:]) else one_hot_channels(_nearest(indices, tuple(size)), self.num_classes)
+                for size in sizes]

@@ -17,6 +17,7 @@ from jnet.tools.bench.memory import peak_forward_memory
 from jnet.tools.bench.speed import eager_speed, fastest_of_rounds, matmul_limit_gmacs, onnxruntime_speed
 from jnet.bundles.matrix import bundle_specs
 from jnet.bundles.parse import bundle_network, count_parameters
+from jnet.inferers import slices_per_call
 from jnet.deploy.export.onnx import export_onnx
 
 __all__ = ["bench_bundles", "bench_networks", "under_nano_target", "SHARE_TARGET", "NANO_TARGET", "SHARE_KEYS"]
@@ -30,10 +31,13 @@ SHARE_KEYS = ("eager_images_per_s_b1", "eager_images_per_s", "onnxruntime_images
 ROUNDS = 3
 
 
-def bench_networks(networks: dict[str, torch.nn.Module], input_shape: tuple[int, int, int], budget_s: float = 0.5) -> dict[str, dict]:
+def bench_networks(
+    networks: dict[str, torch.nn.Module], input_shape: tuple[int, int, int], budget_s: float = 0.5, inferer_batch: int | None = None
+) -> dict[str, dict]:
     """Every inference figure of each network for a ``(C, r, r)`` input. The speeds are the best of ``ROUNDS``
     rounds that alternate between the networks (``budget_s`` per figure and network in all), eager rounds first,
-    then ONNX Runtime rounds."""
+    then ONNX Runtime rounds. Eager runs as the bundles' inferer does (channels_last inputs, inference mode), also at
+    ``inferer_batch`` slices per call where given."""
     results = {}
     for name, network in networks.items():
         network.eval()
@@ -45,7 +49,7 @@ def bench_networks(networks: dict[str, torch.nn.Module], input_shape: tuple[int,
             "peak_memory_mb_b32": None if peak is None else peak / 2**20,
         }
     share = budget_s / ROUNDS
-    eager = fastest_of_rounds({n: lambda net=net: eager_speed(net, input_shape, BATCH, share) for n, net in networks.items()}, ROUNDS)
+    eager = fastest_of_rounds({n: lambda net=net: eager_speed(net, input_shape, BATCH, share, True, inferer_batch) for n, net in networks.items()}, ROUNDS)
     with tempfile.TemporaryDirectory() as tmp:
         paths = {n: export_onnx(net, (1, *input_shape), os.path.join(tmp, f"{i}.onnx")) for i, (n, net) in enumerate(networks.items())}
         for name, path in paths.items():  # the latency model reads the exported graph (jnet/tools/bench/jetson.py)
@@ -78,6 +82,7 @@ def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", bu
         f"({torch.get_num_threads()} threads), MONAI {monai.__version__}",
         "batch": BATCH,
         "timing": f"fastest call of {ROUNDS} rounds alternating head and bilinear networks, {budget_s} s per figure",
+        "eager": "PyTorch eager as the bundles' SliceBatchInferer runs it: channels_last inputs, torch.inference_mode",
         "jetson_model": "latency model of jnet/tools/bench/jetson.py on the exported ONNX graph (fp16, TensorRT-style "
         "fusion): max(compute, memory) + kernels x launch floor, optimistic / pessimistic assumptions (docs/jetson.md)",
         "jetson_assumptions": assumptions(),
@@ -88,10 +93,12 @@ def bench_bundles(configs_dir: str = "configs", bundles_dir: str = "bundles", bu
             continue
         bundle = os.path.join(bundles_dir, spec.name)
         shape = (spec.profile["config"]["in_channels"], spec.input_size, spec.input_size)
-        measured = bench_networks({"head": bundle_network(bundle), "bilinear": bundle_network(bundle, ["configs/train_bilinear.json"])}, shape, budget_s)
+        inferer_batch = slices_per_call(spec.input_size)
+        measured = bench_networks({"head": bundle_network(bundle), "bilinear": bundle_network(bundle, ["configs/train_bilinear.json"])}, shape, budget_s, inferer_batch)
         head, plain = measured["head"], measured["bilinear"]
         head["added_parameters"] = head["parameters"] - plain["parameters"]
         head["share_of_bilinear_throughput"] = {key: _figure(head, key) / _figure(plain, key) for key in SHARE_KEYS}
+        head["inferer_batch"] = inferer_batch
         for result in (head, plain):
             result["share_of_matmul_limit"] = {key: _figure(result, key) * result["macs"] / (limit * 1e9) for key in SHARE_KEYS}
         report["bundles"][spec.name] = {"head": head, "bilinear": plain}

@@ -27,15 +27,24 @@ def time_calls(call: Callable[[], object], budget_s: float = 1.0, min_runs: int 
     return min(durations)
 
 
-def eager_speed(model: nn.Module, input_shape: tuple[int, ...], batch: int = 32, budget_s: float = 1.0) -> dict[str, float]:
-    """``latency_ms`` at batch 1 and ``images_per_s`` at ``batch`` in PyTorch eager (no grad, eval mode)."""
+def eager_speed(
+    model: nn.Module, input_shape: tuple[int, ...], batch: int = 32, budget_s: float = 1.0, channels_last: bool = False, inferer_batch: int | None = None
+) -> dict[str, float]:
+    """``latency_ms`` at batch 1 and ``images_per_s`` at ``batch`` in PyTorch eager (``torch.inference_mode``, eval
+    mode); ``channels_last``: the inputs in ``torch.channels_last`` memory format, as the bundles' inferer hands them
+    to the network; ``inferer_batch``: also ``images_per_s_inferer`` at that batch (the bundle's slices per call)."""
     model.eval()
-    single = torch.randn(1, *input_shape)
-    many = torch.randn(batch, *input_shape)
-    with torch.no_grad():
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    single = torch.randn(1, *input_shape).contiguous(memory_format=memory_format)
+    many = torch.randn(batch, *input_shape).contiguous(memory_format=memory_format)
+    with torch.inference_mode():
         latency = time_calls(lambda: model(single), budget_s)
         per_batch = time_calls(lambda: model(many), budget_s)
-    return {"latency_ms": 1000 * latency, "images_per_s_b1": 1 / latency, "images_per_s": batch / per_batch}
+        figures = {"latency_ms": 1000 * latency, "images_per_s_b1": 1 / latency, "images_per_s": batch / per_batch}
+        if inferer_batch:
+            chunk = torch.randn(inferer_batch, *input_shape).contiguous(memory_format=memory_format)
+            figures["images_per_s_inferer"] = inferer_batch / time_calls(lambda: model(chunk), budget_s)
+    return figures
 
 
 def onnxruntime_speed(onnx_path: str, input_shape: tuple[int, ...], batch: int = 32, budget_s: float = 1.0) -> dict[str, float]:

@@ -104,6 +104,7 @@ def render_bench_table(report: dict) -> str:
     command and into ``docs/results.md`` by ``python -m jnet publish`` (from ``docs/results/bench.json``)."""
     lines = [
         f"Machine: {report['machine']}. Batch-1 latency and batch-{report['batch']} throughput on CPU."
+        + (f" Eager: {report['eager']}." if "eager" in report else "")
         + (f" Limit: {report['matmul_limit_gmacs']:.0f} G MAC/s ({report['limit']})." if "matmul_limit_gmacs" in report else ""),
         "",
         "| bundle | output | parameters | added | MACs (M) | eager b1 img/s | eager b32 img/s | ORT b1 img/s "
@@ -112,6 +113,18 @@ def render_bench_table(report: dict) -> str:
     ]
     for name, variants in report["bundles"].items():
         lines += [_bench_row(name, variant, result) for variant, result in variants.items()]
+    if any("inferer_batch" in variants["head"] for variants in report["bundles"].values()):
+        lines += ["", "Issue 19's eager targets (head networks): per-image throughput at the inferer's batch (the bundle's "
+                  "slices per call) at least that at batch 1, and eager batch 32 within 1.5x of ONNX Runtime batch 32:", "",
+                  "| bundle | inferer batch | eager b1 img/s | eager at inferer batch img/s | inferer batch / b1 | ORT b32 / eager b32 |",
+                  "|---|---|---|---|---|---|"]
+        for name, variants in report["bundles"].items():
+            head = variants["head"]
+            if "inferer_batch" not in head:
+                continue
+            eager, runtime = head["eager"], head["onnxruntime"]
+            lines.append(f"| {name} | {head['inferer_batch']} | {eager['images_per_s_b1']:.0f} | {eager['images_per_s_inferer']:.0f} | "
+                         f"{eager['images_per_s_inferer'] / eager['images_per_s_b1']:.2f}x | {runtime['images_per_s'] / eager['images_per_s']:.2f}x |")
     lines += ["", f"Head throughput as a share of the same network with a plain bilinear output (target >= {SHARE_TARGET:.0%}):", ""]
     lines += ["| bundle | eager b1 | eager b32 | ORT b1 | ORT b32 |", "|---|---|---|---|---|"]
     for name, variants in report["bundles"].items():

@@ -505,6 +505,7 @@ OTHER_SWEEP_JSON = "sweep_{name}.json"
 BENCH_JSON = "bench.json"
 VOLUME_MEMORY_JSON = "volume_memory.json"
 END_TO_END_JSON = "end_to_end.json"
+TRAINING_JSON = "training.json"
 
 
 def render_results_page(results_dir: str) -> str:
@@ -519,7 +520,23 @@ def render_results_page(results_dir: str) -> str:
     volume_memory = json.load(open(memory_path)) if os.path.isfile(memory_path) else None
     end_to_end_path = os.path.join(results_dir, END_TO_END_JSON)
     end_to_end = json.load(open(end_to_end_path)) if os.path.isfile(end_to_end_path) else None
-    return format_results_page(sweep, bench, others, volume_memory, end_to_end) + gpu_section(results_dir)
+    return format_results_page(sweep, bench, others, volume_memory, end_to_end) + training_section(results_dir) + gpu_section(results_dir)
+
+
+def training_section(results_dir: str) -> str:
+    """The training speed of every bundle (``python -m jnet bench``'s ``training.json``), where ``results_dir`` holds it."""
+    from jnet.tools.bench.training import format_training_table
+
+    path = os.path.join(results_dir, TRAINING_JSON)
+    if not os.path.isfile(path):
+        return ""
+    return "\n".join([
+        "", "## Training speed (`python -m jnet bench`, or alone `python -m jnet bench_training`)", "",
+        "Slices per second of each bundle's own training step on one batch (its `configs/train.json` network, loss "
+        "and optimizer; data loading not included), with the network in each memory format (the train config's "
+        "`channels_last`; the bundles ship `true`).", "",
+        format_training_table(json.load(open(path))).rstrip(), "",
+    ])
 
 
 DEVICE_CHECK_JSON = "device_check.json"  # make device-check's report, copied in from the GPU machine's $OUT
@@ -571,7 +588,7 @@ def publish_results(
     if bench_dir and os.path.isfile(os.path.join(bench_dir, BENCH_JSON)):
         shutil.copyfile(os.path.join(bench_dir, BENCH_JSON), os.path.join(figures, BENCH_JSON))
         bench = json.load(open(os.path.join(bench_dir, BENCH_JSON)))
-    for name in (VOLUME_MEMORY_JSON, END_TO_END_JSON):
+    for name in (VOLUME_MEMORY_JSON, END_TO_END_JSON, TRAINING_JSON):
         if bench_dir and os.path.isfile(os.path.join(bench_dir, name)):
             shutil.copyfile(os.path.join(bench_dir, name), os.path.join(figures, name))
     updated = _update_eval_metrics(sweep, configs_dir)
