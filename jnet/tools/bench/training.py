@@ -79,17 +79,24 @@ def bench_training(bundles_dir: str = "bundles", configs_dir: str = "configs", b
     return report
 
 
-def format_training_table(report: dict) -> str:
-    """The Markdown table of :func:`bench_training`'s report."""
-    lines = [
-        f"Machine: {report['machine']}. Step: {report['step']}.",
-        "",
-        "| bundle | slices per step | slices/s, contiguous | slices/s, channels_last | channels_last / contiguous |",
-        "|---|---|---|---|---|",
-    ]
+def format_training_table(report: dict, before: dict | None = None) -> str:
+    """The Markdown table of :func:`bench_training`'s report; with ``before`` (the same measurement at an earlier
+    commit, its ``commit`` named) also that commit's figure (the faster of its two columns: there the train config
+    had no ``channels_last``, so both ran the same contiguous step) and the shipped step's speed-up over it."""
+    lines = [f"Machine: {report['machine']}. Step: {report['step']}.", ""]
+    header = "| bundle | slices per step | slices/s, contiguous | slices/s, channels_last | channels_last / contiguous |"
+    if before:
+        header += f" slices/s at {before['commit']} | shipped (channels_last) / {before['commit']} |"
+    lines += [header, "|---|" + "---|" * (header.count("|") - 2)]
     for name, entry in report["bundles"].items():
-        lines.append(
-            f"| {name} | {entry['batch']} | {entry['contiguous']:.0f} | {entry['channels_last']:.0f} | "
-            f"{entry['channels_last'] / entry['contiguous']:.2f}x |"
-        )
+        row = (f"| {name} | {entry['batch']} | {entry['contiguous']:.0f} | {entry['channels_last']:.0f} | "
+               f"{entry['channels_last'] / entry['contiguous']:.2f}x |")
+        if before:
+            earlier = before["bundles"].get(name)
+            if earlier:
+                old = max(earlier[key] for key in MEMORY_FORMATS)
+                row += f" {old:.0f} | {entry['channels_last'] / old:.2f}x |"
+            else:
+                row += " - | - |"
+        lines.append(row)
     return "\n".join(lines) + "\n"

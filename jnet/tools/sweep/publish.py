@@ -506,6 +506,7 @@ BENCH_JSON = "bench.json"
 VOLUME_MEMORY_JSON = "volume_memory.json"
 END_TO_END_JSON = "end_to_end.json"
 TRAINING_JSON = "training.json"
+TRAINING_BEFORE_JSON = "training_before.json"  # the training bench at an earlier commit (kept by hand: no command re-makes it)
 
 
 def render_results_page(results_dir: str) -> str:
@@ -530,13 +531,18 @@ def training_section(results_dir: str) -> str:
     path = os.path.join(results_dir, TRAINING_JSON)
     if not os.path.isfile(path):
         return ""
-    return "\n".join([
+    before_path = os.path.join(results_dir, TRAINING_BEFORE_JSON)
+    before = json.load(open(before_path)) if os.path.isfile(before_path) else None
+    lines = [
         "", "## Training speed (`python -m jnet bench`, or alone `python -m jnet bench_training`)", "",
         "Slices per second of each bundle's own training step on one batch (its `configs/train.json` network, loss "
         "and optimizer; data loading not included), with the network in each memory format (the train config's "
-        "`channels_last`; the bundles ship `true`).", "",
-        format_training_table(json.load(open(path))).rstrip(), "",
-    ])
+        "`channels_last`; the bundles ship `true`).",
+    ]
+    if before:
+        lines.append(f"Before: the same measurement at commit {before['commit']} (`docs/results/{TRAINING_BEFORE_JSON}`; "
+                     f"{before.get('how', '')}).")
+    return "\n".join(lines + ["", format_training_table(json.load(open(path)), before).rstrip(), ""])
 
 
 DEVICE_CHECK_JSON = "device_check.json"  # make device-check's report, copied in from the GPU machine's $OUT
