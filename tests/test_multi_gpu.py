@@ -110,12 +110,21 @@ def start_weights(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def distributed_training(tiny_dataset, start_weights, tmp_path_factory) -> dict:
     """2-process training, 2 epochs, every rank logging (``--log_all_ranks True``) to its own file."""
-    root = str(tmp_path_factory.mktemp("trained_ddp"))
+    root, log_dir = str(tmp_path_factory.mktemp("trained_ddp")), str(tmp_path_factory.mktemp("torchrun_train_logs"))
     _, logs = run_torchrun(
-        TRAIN, str(tmp_path_factory.mktemp("torchrun_train_logs")), bundle_root=root, dataset_dir=tiny_dataset,
+        TRAIN, log_dir, bundle_root=root, dataset_dir=tiny_dataset,
         epochs=2, finetune=True, pretrained_file=start_weights, log_all_ranks=True, **OVERRIDES,
     )
-    return {"root": root, "logs": logs}
+    errors = {f: open(f).read() for f in glob.glob(os.path.join(log_dir, "*", "attempt_0", "*", "stderr.log"))}
+    return {"root": root, "logs": logs, "stderr": errors}
+
+
+def test_channels_last_training_gives_ddp_gradients_with_its_weights_strides(distributed_training):
+    """The bundles train in channels_last (the backbone's weights; ``jnet.networks.on_device``): DDP's reducer warns
+    when a gradient's strides differ from its bucket's (it did for the head's 3x1x2x2 weights in channels_last)."""
+    assert len(distributed_training["stderr"]) == NPROC
+    for path, text in distributed_training["stderr"].items():
+        assert "Grad strides do not match bucket view strides" not in text, path
 
 
 @pytest.fixture(scope="module")

@@ -3,3 +3,4 @@ from .jnet import JNet
 from .upscaling_head import UpscalingHead, UpscalingLevel
 from .switchable import DEFAULT_SIZES, SizeSwitchedBatchNorm2d, SwitchableJNet
 from .operating_point import operating_size, time_sizes
+from .placement import on_device
