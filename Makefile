@@ -45,7 +45,8 @@ demo: install
 	$(PY) -m jnet demo --work_dir demo_output
 
 # The suite in TEST_WORKERS processes (pytest-xdist; each test module stays in one process, so its module fixtures -
-# a MONAI Label server, a trained bundle - are built once): 23 min in one process on 2 cores, 16 min in two
+# a MONAI Label server, a torchrun training - are built once; session fixtures once per process): 23 min in one
+# process on 2 cores, 16 min in two
 TEST_WORKERS ?= 2
 test: install test-envs
 	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadscope tests

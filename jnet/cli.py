@@ -76,13 +76,14 @@ def eval_metrics(epochs: int = 20, num_train: int = 16, seed: int = 0, out_file:
     measure_eval_metrics(out_file=out_file, epochs=epochs, num_train=num_train, seed=seed, small=small)
 
 
-def bench(out_dir: str = "bench_output", budget_s: float = 0.5, volume_depth: int = 400, end_to_end_volumes: int = 24, training_budget_s: float = 2.0) -> None:
+def bench(out_dir: str = "bench_output", budget_s: float = 0.5, volume_depth: int = 400, end_to_end_volumes: int = 24, training_budget_s: float = 2.0, training_before_repo: str | None = None) -> None:
     """Inference benchmark of every bundle (parameters, MACs, CPU eager/ONNX Runtime speed, memory, Jetson
     estimates): writes OUT_DIR/bench.json and OUT_DIR/bench.md and prints the table; then the peak RSS of one
     512 x 512 x VOLUME_DEPTH x 2 volume in the bundle and the runner (:func:`bench_memory`; 0: left out), written to
     OUT_DIR/volume_memory.json and .md; and END_TO_END_VOLUMES synthetic volumes through the bundle and the runner
     (:func:`bench_end_to_end`; 0: left out), OUT_DIR/end_to_end.json and .md; then every bundle's training step
-    (:func:`bench_training`, TRAINING_BUDGET_S per figure; 0: left out), OUT_DIR/training.json and .md."""
+    (:func:`bench_training`, TRAINING_BUDGET_S per figure; 0: left out; TRAINING_BEFORE_REPO: a checkout of an earlier
+    commit measured in the same rounds), OUT_DIR/training.json and .md."""
     from jnet.tools.bench.bundles import bench_bundles
     from jnet.tools.bench.table import render_bench_table
     from jnet.tools.reports import write_report
@@ -94,17 +95,18 @@ def bench(out_dir: str = "bench_output", budget_s: float = 0.5, volume_depth: in
     if end_to_end_volumes:
         bench_end_to_end(out_dir, end_to_end_volumes)
     if training_budget_s:
-        bench_training(out_dir, training_budget_s)
+        bench_training(out_dir, training_budget_s, training_before_repo)
 
 
-def bench_training(out_dir: str = "bench_training", budget_s: float = 2.0) -> None:
+def bench_training(out_dir: str = "bench_training", budget_s: float = 2.0, before_repo: str | None = None) -> None:
     """Training slices/s of every per-size bundle: its own train.json network, loss and optimizer on one batch
     (forward, multi-stage loss, backward, step), contiguous and channels_last; writes OUT_DIR/training.json and .md
-    and prints the table."""
+    and prints the table. BEFORE_REPO: a checkout of an earlier commit (``git worktree add /tmp/before <commit>``)
+    whose steps run in the same rounds, for the table's before/after columns."""
     from jnet.tools.bench.training import bench_training as run, format_training_table
     from jnet.tools.reports import write_report
 
-    report = run(budget_s=budget_s)
+    report = run(budget_s=budget_s, before_repo=before_repo)
     write_report(out_dir, "training", report, format_training_table(report))
 
 

@@ -64,6 +64,8 @@ def test_level_targets_from_the_index_map_equal_the_one_hot_map_resized(intermed
     assert len(targets) == len(expected)
     for got, want in zip(targets, expected):
         assert got.shape == want.shape and torch.equal(got, want)
+    integers = MultiStageLoss(num_classes=3, intermediate_targets=intermediate)._one_hot_targets(indices.long(), levels)
+    assert all(torch.equal(a, b) for a, b in zip(integers, expected))  # integer class indices: the same targets
     channels = (torch.rand(2, 3, full, full) > 0.5).float()  # multi-channel (BraTS) targets: the strided pick too
     assert all(torch.equal(a, F.interpolate(channels, size=size, mode="nearest-exact")) for a, size in zip(level_targets(channels, levels[1:]), levels[1:]))
 

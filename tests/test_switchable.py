@@ -166,7 +166,7 @@ def test_one_training_on_every_size_then_evaluation_at_two_sizes_then_inference_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     printed = result.stdout + result.stderr
     assert "input_size auto: 16x16, none reaches 1e+09 images/s: the smallest" in printed
-    assert "(images/s at batch 32: 16x16 " in printed and "128x128 not timed (a smaller size was too slow)" in printed
+    assert "(images/s at the inferer's slices per call: 16x16 " in printed and "128x128 not timed (a smaller size was too slow)" in printed
     images = glob.glob(os.path.join(tiny_dataset, "imagesTs", "*.nii.gz"))
     assert len(glob.glob(os.path.join(out, "**", "*.nii.gz"), recursive=True)) == len(images) > 0
     result = run_bundle(bundle, ["configs/train.json", "configs/evaluate.json"], bundle_root=root, dataset_dir=tiny_dataset,

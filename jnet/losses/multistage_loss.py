@@ -20,9 +20,11 @@ def _nearest(target: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     picked by a strided view (output pixel ``i`` reads input pixel ``f * i + f // 2`` of the factor ``f``: the
     ``nearest-exact`` rule ``floor((i + 0.5) * f)``), which costs nothing to build."""
     height, width = target.shape[2], target.shape[3]
-    if height % size[0] or width % size[1]:
-        return F.interpolate(target, size=size, mode="nearest-exact")
+    if height % size[0] or width % size[1]:  # interpolate takes floating point (class indices may be integers)
+        return F.interpolate(target if target.is_floating_point() else target.float(), size=size, mode="nearest-exact")
     fy, fx = height // size[0], width // size[1]
+    if fy == fx == 1:
+        return target
     return target[:, :, fy // 2 :: fy, fx // 2 :: fx]
 
 
@@ -113,8 +115,6 @@ class MultiStageLoss(DeepSupervisionLoss):
         """The one-hot targets of every level from a class-index map: each nearest level picked from the index map
         and one-hot encoded at its own size (nearest resampling commutes with one-hot encoding, so these are the
         values of :func:`level_targets` on the full-resolution one-hot map); soft levels pool that map."""
-        full = one_hot_channels(indices, self.num_classes)
         if self.intermediate_targets == "soft" and len(sizes) > 2:
-            return level_targets(full, sizes, "soft")
-        return [full if tuple(size) == tuple(indices.shape[2:]) else one_hot_channels(_nearest(indices, tuple(size)), self.num_classes)
-                for size in sizes]
+            return level_targets(one_hot_channels(indices, self.num_classes), sizes, "soft")
+        return [one_hot_channels(_nearest(indices, tuple(size)), self.num_classes) for size in sizes]

@@ -9,16 +9,19 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from jnet.inferers.slice_batch import slices_per_call
+
 __all__ = ["operating_size", "time_sizes"]
 
 logger = logging.getLogger(__name__)
 
 
 def time_sizes(
-    network: nn.Module, sizes: Sequence[int], in_channels: int, batch_size: int, device: str | torch.device, budget_s: float = 1.0,
+    network: nn.Module, sizes: Sequence[int], in_channels: int, batch_size: int | None, device: str | torch.device, budget_s: float = 1.0,
     stop_below: float | None = None,
 ) -> dict[int, float]:
-    """Eval-mode images/s of ``network`` at each input size, smallest first, on ``batch_size`` random slices: each
+    """Eval-mode images/s of ``network`` at each input size, smallest first, on ``batch_size`` random slices (None:
+    the bundles' inferer batch for that size and device, :func:`jnet.inferers.slices_per_call`): each
     size one untimed call (allocation, the head's kernels) and timed calls for its share of ``budget_s`` (at least
     one): about ``budget_s`` in all, plus the untimed calls. With ``stop_below``, a size slower than that ends the
     timing (a larger input is slower still); the sizes not reached are not in the result."""
@@ -30,7 +33,8 @@ def time_sizes(
     try:
         with torch.inference_mode():
             for size in sorted(sizes):
-                x = torch.randn(batch_size, in_channels, size, size, device=device)
+                batch = batch_size or slices_per_call(size, device)
+                x = torch.randn(batch, in_channels, size, size, device=device)
                 network(x)
                 synchronize()  # the warm-up's queued work stays out of the timed window
                 calls, start = 0, time.perf_counter()
@@ -38,7 +42,7 @@ def time_sizes(
                     network(x)
                     calls += 1
                 synchronize()
-                rates[size] = calls * batch_size / (time.perf_counter() - start)
+                rates[size] = calls * batch / (time.perf_counter() - start)
                 if stop_below is not None and rates[size] < stop_below:
                     break
     finally:
@@ -51,14 +55,14 @@ def operating_size(
     network: nn.Module,
     in_channels: int,
     min_images_per_s: float | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
     budget_s: float = 1.0,
 ) -> int:
     """
     The input size a :class:`~jnet.networks.SwitchableJNet` runs at: ``input_size`` itself (checked against the
-    network's sizes), or for ``"auto"`` the largest size whose measured throughput (:func:`time_sizes`, at the
-    inferer's ``batch_size``, smallest first, stopping at the first size too slow; about ``budget_s`` seconds plus one
+    network's sizes), or for ``"auto"`` the largest size whose measured throughput (:func:`time_sizes`, at
+    ``batch_size`` slices per call - by default the inferer's for each size and device -, smallest first, stopping at the first size too slow; about ``budget_s`` seconds plus one
     untimed call per size, longer where one batch of the largest size takes longer) reaches
     ``min_images_per_s``, else the smallest; the choice and the figures are printed (and logged).
     """
@@ -81,7 +85,8 @@ def operating_size(
     if untimed:
         figures += f"; {', '.join(f'{s}x{s}' for s in untimed)} not timed (a smaller size was too slow)"
     verdict = f"the largest reaching {min_images_per_s:g} images/s" if fast_enough else f"none reaches {min_images_per_s:g} images/s: the smallest"
-    message = f"input_size auto: {chosen}x{chosen}, {verdict} on {torch.device(device).type} (images/s at batch {batch_size}: {figures})"
+    batches = f"batch {batch_size}" if batch_size else "the inferer's slices per call"
+    message = f"input_size auto: {chosen}x{chosen}, {verdict} on {torch.device(device).type} (images/s at {batches}: {figures})"
     print(message, flush=True)
     logger.info(message)
     return chosen

@@ -49,7 +49,7 @@ def bench_networks(
             "peak_memory_mb_b32": None if peak is None else peak / 2**20,
         }
     share = budget_s / ROUNDS
-    eager = fastest_of_rounds({n: lambda net=net: eager_speed(net, input_shape, BATCH, share, True, inferer_batch) for n, net in networks.items()}, ROUNDS)
+    eager = fastest_of_rounds({n: lambda net=net: eager_speed(net, input_shape, BATCH, share, channels_last=True, inferer_batch=inferer_batch) for n, net in networks.items()}, ROUNDS)
     with tempfile.TemporaryDirectory() as tmp:
         paths = {n: export_onnx(net, (1, *input_shape), os.path.join(tmp, f"{i}.onnx")) for i, (n, net) in enumerate(networks.items())}
         for name, path in paths.items():  # the latency model reads the exported graph (jnet/tools/bench/jetson.py)

@@ -114,7 +114,7 @@ def render_bench_table(report: dict) -> str:
     for name, variants in report["bundles"].items():
         lines += [_bench_row(name, variant, result) for variant, result in variants.items()]
     if any("inferer_batch" in variants["head"] for variants in report["bundles"].values()):
-        lines += ["", "Issue 19's eager targets (head networks): per-image throughput at the inferer's batch (the bundle's "
+        lines += ["", "Eager targets (head networks): per-image throughput at the inferer's batch (the bundle's "
                   "slices per call) at least that at batch 1, and eager batch 32 within 1.5x of ONNX Runtime batch 32:", "",
                   "| bundle | inferer batch | eager b1 img/s | eager at inferer batch img/s | inferer batch / b1 | ORT b32 / eager b32 |",
                   "|---|---|---|---|---|---|"]

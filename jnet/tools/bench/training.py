@@ -8,8 +8,11 @@ Data loading and augmentation are not part of it (``CacheDataset`` holds the vol
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
 from collections.abc import Callable
 
 import torch
@@ -22,6 +25,7 @@ from jnet.tools.bench.speed import time_calls
 __all__ = ["training_step", "bench_training", "format_training_table", "MEMORY_FORMATS"]
 
 MEMORY_FORMATS = {"contiguous": False, "channels_last": True}  # the train config's ``channels_last`` per column
+ROUNDS = 3  # rounds alternating the memory formats (and commits), as the inference bench alternates its networks
 
 
 def training_step(bundle_dir: str, channels_last: bool, seed: int = 0) -> tuple[Callable[[], float], int, torch.nn.Module]:
@@ -52,37 +56,87 @@ def training_step(bundle_dir: str, channels_last: bool, seed: int = 0) -> tuple[
     return step, batch, network
 
 
-def bench_training(bundles_dir: str = "bundles", configs_dir: str = "configs", budget_s: float = 1.0) -> dict:
-    """Slices/s of every per-size bundle's training step in each memory format (fastest step of about ``budget_s``
-    seconds each, after one warm-up step)."""
+def _per_size_steps(bundles_dir: str, configs_dir: str) -> dict[str, tuple[int, dict[str, tuple[Callable[[], float], int]]]]:
+    """Every per-size bundle's input size and its training step in each memory format."""
+    steps = {}
+    for spec in bundle_specs(configs_dir):
+        if spec.switchable:  # its steps cycle through the sizes: each size's step is the per-size bundle's
+            continue
+        bundle = os.path.join(bundles_dir, spec.name)
+        steps[spec.name] = (spec.input_size, {name: training_step(bundle, channels_last)[:2] for name, channels_last in MEMORY_FORMATS.items()})
+    return steps
+
+
+def _measure_round(steps: dict, budget_s: float) -> dict[str, dict[str, float]]:
+    """One round: each bundle's slices/s in each memory format, the formats one after the other."""
+    return {name: {fmt: batch / time_calls(step, budget_s) for fmt, (step, batch) in formats.items()}
+            for name, (_, formats) in steps.items()}
+
+
+def _keep_fastest(best: dict[str, dict[str, float]], figures: dict[str, dict[str, float]]) -> None:
+    for name, entry in figures.items():
+        kept = best.setdefault(name, {})
+        for fmt, value in entry.items():
+            kept[fmt] = max(kept.get(fmt, 0.0), value)
+
+
+def _before_round(before_repo: str, budget_s: float) -> dict[str, dict[str, float]]:
+    """One round measured at an earlier checkout: this file's steps in a subprocess whose ``jnet`` (and bundles,
+    configs) are that checkout's, so the earlier network, loss and optimizer run."""
+    script = (f"import runpy, sys; sys.argv = ['training', {os.path.join(before_repo, 'bundles')!r}, "
+              f"{os.path.join(before_repo, 'configs')!r}, {budget_s!r}]; runpy.run_path({os.path.abspath(__file__)!r}, run_name='__main__')")
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(before_repo)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=before_repo, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"training bench at {before_repo}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _commit(repo: str) -> str:
+    done = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or os.path.basename(os.path.abspath(repo))
+
+
+def bench_training(bundles_dir: str = "bundles", configs_dir: str = "configs", budget_s: float = 1.0, before_repo: str | None = None, rounds: int = ROUNDS) -> dict:
+    """Slices/s of every per-size bundle's training step in each memory format: the fastest step of ``rounds`` rounds
+    (about ``budget_s`` seconds per figure in all, the formats alternating in each round), so both see the same
+    machine conditions. ``before_repo``: a checkout of an earlier commit (``git worktree add /tmp/before <commit>``),
+    whose steps are measured in the same rounds, between this code's (``report['before']``): a before/after ratio
+    that machine load, which comes and goes, cannot make."""
     torch.set_num_threads(os.cpu_count() or 1)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), MONAI {monai.__version__}",
         "step": "the bundle's train.json network + loss + optimizer: forward, multi-stage loss, backward, optimizer step "
-        "(jnet/tools/bench/training.py); fastest step",
+        f"(jnet/tools/bench/training.py); fastest step of {rounds} rounds alternating the memory formats"
+        + (" and the two commits" if before_repo else ""),
         "budget_s": budget_s,
         "bundles": {},
     }
-    for spec in bundle_specs(configs_dir):
-        if spec.switchable:  # its steps cycle through the sizes: each size's step is the per-size bundle's
-            continue
-        bundle = os.path.join(bundles_dir, spec.name)
-        entry = {}
-        for name, channels_last in MEMORY_FORMATS.items():
-            step, batch, _ = training_step(bundle, channels_last)
-            entry[name] = batch / time_calls(step, budget_s)
-        entry["batch"] = batch
-        entry["input_size"] = spec.input_size
-        report["bundles"][spec.name] = entry
-        print(f"{spec.name}: training {entry['contiguous']:.0f} / {entry['channels_last']:.0f} slices/s")
+    steps = _per_size_steps(bundles_dir, configs_dir)
+    best: dict[str, dict[str, float]] = {}
+    before: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        _keep_fastest(best, _measure_round(steps, budget_s / rounds))
+        if before_repo:
+            _keep_fastest(before, _before_round(before_repo, budget_s / rounds))
+    for name, (input_size, formats) in steps.items():
+        entry = {**best[name], "batch": formats["channels_last"][1], "input_size": input_size}
+        report["bundles"][name] = entry
+        print(f"{name}: training {entry['contiguous']:.0f} / {entry['channels_last']:.0f} slices/s")
+    if before_repo:
+        report["before"] = {"commit": _commit(before_repo), "bundles": before,
+                            "how": f"`python -m jnet bench_training --before_repo <a git worktree of it>`: measured in "
+                                   f"the same {rounds} rounds, jnet/tools/bench/training.py's step in a subprocess running that checkout's "
+                                   "code and bundles"}
     return report
 
 
-def format_training_table(report: dict, before: dict | None = None) -> str:
-    """The Markdown table of :func:`bench_training`'s report; with ``before`` (the same measurement at an earlier
-    commit, its ``commit`` named) also that commit's figure (the faster of its two columns: there the train config
-    had no ``channels_last``, so both ran the same contiguous step) and the shipped step's speed-up over it."""
+def format_training_table(report: dict) -> str:
+    """The Markdown table of :func:`bench_training`'s report; with its ``before`` (the same rounds at an earlier
+    commit) also that commit's figure (the faster of its two columns: a train config without ``channels_last`` runs
+    the same contiguous step in both) and the shipped step's speed-up over it."""
+    before = report.get("before")
     lines = [f"Machine: {report['machine']}. Step: {report['step']}.", ""]
     header = "| bundle | slices per step | slices/s, contiguous | slices/s, channels_last | channels_last / contiguous |"
     if before:
@@ -100,3 +154,8 @@ def format_training_table(report: dict, before: dict | None = None) -> str:
                 row += " - | - |"
         lines.append(row)
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # one round for :func:`_before_round`: BUNDLES_DIR CONFIGS_DIR BUDGET_S, JSON on the last line
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(json.dumps(_measure_round(_per_size_steps(sys.argv[1], sys.argv[2]), float(sys.argv[3]))))

@@ -506,7 +506,6 @@ BENCH_JSON = "bench.json"
 VOLUME_MEMORY_JSON = "volume_memory.json"
 END_TO_END_JSON = "end_to_end.json"
 TRAINING_JSON = "training.json"
-TRAINING_BEFORE_JSON = "training_before.json"  # the training bench at an earlier commit (kept by hand: no command re-makes it)
 
 
 def render_results_page(results_dir: str) -> str:
@@ -531,8 +530,8 @@ def training_section(results_dir: str) -> str:
     path = os.path.join(results_dir, TRAINING_JSON)
     if not os.path.isfile(path):
         return ""
-    before_path = os.path.join(results_dir, TRAINING_BEFORE_JSON)
-    before = json.load(open(before_path)) if os.path.isfile(before_path) else None
+    report = json.load(open(path))
+    before = report.get("before")
     lines = [
         "", "## Training speed (`python -m jnet bench`, or alone `python -m jnet bench_training`)", "",
         "Slices per second of each bundle's own training step on one batch (its `configs/train.json` network, loss "
@@ -540,9 +539,8 @@ def training_section(results_dir: str) -> str:
         "`channels_last`; the bundles ship `true`).",
     ]
     if before:
-        lines.append(f"Before: the same measurement at commit {before['commit']} (`docs/results/{TRAINING_BEFORE_JSON}`; "
-                     f"{before.get('how', '')}).")
-    return "\n".join(lines + ["", format_training_table(json.load(open(path)), before).rstrip(), ""])
+        lines.append(f"Before: the same measurement at commit {before['commit']} ({before['how']}).")
+    return "\n".join(lines + ["", format_training_table(report).rstrip(), ""])
 
 
 DEVICE_CHECK_JSON = "device_check.json"  # make device-check's report, copied in from the GPU machine's $OUT
