@@ -118,10 +118,10 @@ def test_the_any_bundle_readme_table_reads_only_its_own_sweep_runs(tmp_path):
     assert any_size_table(spec, str(tmp_path / "configs")).startswith("Not measured")
     results = tmp_path / "docs" / "results"
     results.mkdir(parents=True)
-    command = "cd bundles/prostate_mri_lowres_any && python -m monai.bundle run --config_file configs/train.json --seed 0"
+    command = "cd bundles/prostate_mri_lowres_any && python -m monai.bundle run --config_file configs/train.json --epochs 70 --seed 0"
     runs = {"any@16#0": {"jaccard": [0.2, 0.4], "train_s": 70.2, "command": command},
             "any@16#1": {"jaccard": [0.4, 0.6], "train_s": 71.0, "command": command},
-            "head@16#0": {"jaccard": [0.3, 0.5]}, "head@16#1": {"jaccard": [0.1, 0.3]}}
+            "head@16#0": {"jaccard": [0.3, 0.5], "train_s": 50.0}, "head@16#1": {"jaccard": [0.1, 0.3], "train_s": 60.0}}
     speed = {"any@16": {"eager": {"images_per_s": 990.4}}, "head@16": {"eager": {"images_per_s": 1001.0}}}
     config = {"variants": ["head", "any"], "train_volumes": 12, "held_out_volumes": 4, "synthetic": True, "dataset": "prostate",
               "epochs": 40, "machine": "x86_64, 2 cores"}
@@ -132,3 +132,16 @@ def test_the_any_bundle_readme_table_reads_only_its_own_sweep_runs(tmp_path):
     # jaccard lists are per foreground class: the run's mean foreground Jaccard is their mean
     assert "| 16x16 | 0.400 (2 seeds) | 0.300 (2 seeds) | +0.100 (2) | 990 | 1001 |" in table
     assert "`docs/results/sweep_any.json`" in table and "sweep_brats_any" not in table and "70, 71 s" in table
+    assert "40 epochs per per-size network and 70 for this one" in table and "the per-size head runs 55 s on average" in table
+
+
+def test_an_overlay_sets_ids_and_puts_a_list_in_front_of_another():
+    from jnet.bundles.render import merge_overlay
+
+    config = {"operating_size": 32, "validate": {"handlers": [{"_target_": "StatsHandler"}], "inferer": {"batch": 4}}}
+    merged = merge_overlay(config, {"validate#inferer": {"batch": 8}, "+validate#handlers": [{"_target_": "First"}], "new_key": 1}, "overlay.json")
+    assert [h["_target_"] for h in merged["validate"]["handlers"]] == ["First", "StatsHandler"]
+    assert merged["validate"]["inferer"] == {"batch": 8} and list(merged) == ["operating_size", "new_key", "validate"]
+    assert [h["_target_"] for h in config["validate"]["handlers"]] == ["StatsHandler"]  # the template is left as it was
+    with pytest.raises(ValueError, match=r"overlay.json: \+validate#inferer names no list"):
+        merge_overlay(config, {"+validate#inferer": [{}]}, "overlay.json")

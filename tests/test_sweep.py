@@ -184,6 +184,22 @@ def _speed(images_per_s: float) -> dict:
     return {runtime: {"images_per_s": images_per_s} for runtime in ("eager", "onnxruntime")}
 
 
+def test_every_any_size_ablation_changes_its_own_keys_of_the_any_bundle():
+    from jnet.tools.sweep.train import bundle_for, epochs_factor
+
+    bundle = bundle_for("prostate", 16, True)
+    shipped = run_parser(bundle, (), {})
+    changed = {}
+    for name, variant in VARIANTS.items():
+        if variant.any_size and name != "any":
+            parser = run_parser(bundle, variant.config_files, {})
+            changed[name] = sorted(k for k in set(parser.get()) | set(shipped.get()) if parser.get(k) != shipped.get(k))
+    assert changed == {"any_uniform": ["any_schedule"], "any_shared_stats": ["per_size_stats"], "any_norm": ["per_size_norm", "per_size_stats"]}
+    assert shipped.get_parsed_content("any_schedule") == [16, 32, 64, 16, 32, 128, 16, 64, 32, 16]
+    assert run_parser(bundle, VARIANTS["any_uniform"].config_files, {}).get_parsed_content("any_schedule") == [16, 32, 64, 128]
+    assert epochs_factor("prostate", VARIANTS["any"]) == 1.75 and epochs_factor("prostate", VARIANTS["head"]) == 1.0
+
+
 def test_the_any_size_variant_trains_once_per_seed_and_is_scored_at_every_size(tiny_dataset, tmp_path):
     work = str(tmp_path / "sweep")
     results = run_sweep(work_dir=work, dataset_dir=tiny_dataset, resolutions=(16, 64), variants=("head", "any"), seeds=1, epochs=1,
@@ -194,6 +210,8 @@ def test_the_any_size_variant_trains_once_per_seed_and_is_scored_at_every_size(t
     assert at_16["trained_once_for"] == [16, 64] and at_64["command"].endswith("(scored with --input_size 64)")
     assert (at_16["scored_input_size"], at_64["scored_input_size"], results["runs"]["head@16#0"]["scored_input_size"]) == (16, 64, 16)
     assert at_16["command"].startswith("cd bundles/prostate_mri_lowres_any && ") and "--config_file \"['configs/train.json']\" " in at_16["command"]
+    # the any network trains its bundle's epochs per per-size epoch (175 / 100): 1.75 x 1 epoch -> 2
+    assert " --epochs 2 " in at_16["command"] and " --epochs 1 " in results["runs"]["head@16#0"]["command"]
     assert at_16["per_volume"] != at_64["per_volume"] or at_16["jaccard"] == at_64["jaccard"] == [0.0, 0.0]
     assert results["speed"]["any@64"]["added_parameters"] == 180 == results["speed"]["head@16"]["added_parameters"]
     assert "| 64x64 | any |" in open(os.path.join(work, "sweep.md")).read()

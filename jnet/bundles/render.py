@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 
 import jnet
@@ -54,10 +55,19 @@ def _fill(template: dict, values: dict, source: str, profile: str) -> dict:
 
 def merge_overlay(config: dict, overlay: dict, source: str, after: str = "operating_size") -> dict:
     """``config`` with ``overlay``'s keys set: a key ``a#b`` sets ``b`` inside ``config["a"]`` (MONAI's id path;
-    ``a`` must exist), a plain key replaces the value in place or, when new, is inserted after the key ``after``
-    (else appended)."""
+    ``a`` must exist), a key ``+a#b`` puts its list in front of the list at ``a#b``, a plain key replaces the value in
+    place or, when new, is inserted after the key ``after`` (else appended)."""
     merged, new = dict(config), {}
     for key, value in overlay.items():
+        if key.startswith("+"):  # "+a#b": the overlay's list goes in front of the list at a#b (handlers run in order)
+            *parents, last = key[1:].split("#")
+            node = merged[parents[0]] = copy.deepcopy(merged.get(parents[0])) if parents else merged
+            for part in parents[1:]:
+                node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict) or not isinstance(node.get(last), list) or not isinstance(value, list):
+                raise ValueError(f"{source}: {key} names no list of the config it overlays, or its value is not a list.")
+            node[last] = value + node[last]
+            continue
         *parents, last = key.split("#")
         if not parents:
             if key in merged:
@@ -198,8 +208,10 @@ def _description(spec: BundleSpec) -> str:
         return (
             f"J-Net, resolution-switchable: one ELU-Net backbone and one {spec.head_levels}-level upscaling head serve "
             f"{sizes_text(spec.sizes)} inputs from the same weights (a size r runs the head's last log2({out}/r) levels), "
-            f"trained on every size in one run with a multi-stage loss against the {out}x{out} ground truth, predicting "
-            f"at {out}x{out}; {r}x{r} by default, another with --input_size (or auto --min_images_per_s N). "
+            f"trained on every size in one run (iterations per size in proportion to the head levels it runs; one set of "
+            f"BatchNorm statistics per size, recomputed from the weights before each save) with a multi-stage loss "
+            f"against the {out}x{out} ground truth, predicting at {out}x{out}; {r}x{r} by default, another with "
+            f"--input_size (or auto --min_images_per_s N). "
         )
     return (
         f"J-Net: an ELU-Net backbone on a {r}x{r} input with a {spec.head_levels}-level upscaling head, "
@@ -245,14 +257,18 @@ def any_size_table(spec: BundleSpec, configs_dir: str) -> str:
                 + f" {rate(f'any@{r}')} | {rate(f'head@{r}')} |"
             )
         trainings = sorted({round(v["train_s"]) for v in ours.values()})
+        ran = [re.search(r"--epochs (\d+)", v["command"]) for v in ours.values()]  # what the commands trained
+        epochs = sorted({int(match.group(1)) if match else config["epochs"] for match in ran})
+        head_s = [v["train_s"] for k, v in runs.items() if k.startswith("head@")]
         data = {"anatomy": "real-anatomy volumes (Colin27 T1 with AAL labels, deformed per case; `python -m jnet synthetic --dataset anatomy`)"}.get(
             config["dataset"], "synthetic volumes" if config.get("synthetic") else "volumes")
         tables.append("\n".join(rows) + (
             f"\n\nSource: `{ANY_SIZE_SWEEPS}/{file}` of the jnet-lowres repository (`python -m jnet sweep`, variants "
             f"{', '.join(config['variants'])}): {config['train_volumes']} training and {config['held_out_volumes']} held-out "
-            f"{data} ({config['dataset']}), {config['epochs']} epochs, one training of this network per seed "
-            f"({', '.join(str(t) for t in trainings)} s); {config['machine']}. Images/s: PyTorch eager, batch 32, "
-            "network only, that machine."
+            f"{data} ({config['dataset']}), {config['epochs']} epochs per per-size network and "
+            f"{', '.join(map(str, epochs))} for this one: one training per seed ({', '.join(str(t) for t in trainings)} s"
+            + (f"; the per-size head runs {_mean(head_s):.0f} s on average" if head_s else "")
+            + f"); {config['machine']}. Images/s: PyTorch eager, batch 32, network only, that machine."
         ))
     if not tables:
         return (f"Not measured: no sweep of `{ANY_SIZE_SWEEPS}/` in the jnet-lowres repository has `any` runs of this bundle "
@@ -332,8 +348,11 @@ def _readme_fields(spec: BundleSpec, templates: str, configs_dir: str) -> dict:
         return {**common, "input_desc": f"{r}x{r}", "operating_points": "", "ablations": ablations, "trt_plan": "`models/model.pt.plan`",
                 "kit_sizes": ""}
     with open(os.path.join(templates, ANY_SIZE_OVERLAYS, "operating_points.md")) as f:
+        training, per_size = (load_json(os.path.join(templates, *path)) for path in ((ANY_SIZE_OVERLAYS, "train.json"), ("train.json",)))
         section = f.read().format(**common, all_levels=spec.head_levels, sizes=sizes_text(spec.sizes), size_list=", ".join(map(str, spec.sizes)),
-                                  table=any_size_table(spec, configs_dir))
+                                  table=any_size_table(spec, configs_dir), batches=training["size_statistics_batches"],
+                                  any_epochs=training["epochs"], epochs=per_size["epochs"],
+                                  epochs_factor=f"{training['epochs'] / per_size['epochs']:g}")
     others = [s for s in spec.sizes if s != r]
     kit = (
         f"\nThe kit holds one ONNX file per size from the one `models/model.pt`: `model.onnx` at {r}x{r} and "

@@ -1,1 +1,1 @@
-from .prepare_batch import PrepareBatchAnySize, PrepareBatchHighRes, downsample_batch
+from .prepare_batch import PrepareBatchAnySize, PrepareBatchHighRes, downsample_batch, level_weighted_cycle

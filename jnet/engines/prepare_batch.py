@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Mapping
 
 import torch
@@ -9,7 +11,7 @@ from monai.engines import PrepareBatch, default_prepare_batch
 
 from jnet.losses.auxiliary import TrainingTargets
 
-__all__ = ["PrepareBatchHighRes", "PrepareBatchAnySize", "downsample_batch"]
+__all__ = ["PrepareBatchHighRes", "PrepareBatchAnySize", "downsample_batch", "level_weighted_cycle"]
 
 LOWRES_TORCH_MODES = {"area": "area", "nearest": "nearest", "nearest-exact": "nearest-exact", "bilinear": "bilinear"}
 
@@ -23,6 +25,25 @@ def downsample_batch(images: torch.Tensor, size: int, mode: str = "area") -> tor
         return images
     align = {"align_corners": False} if mode == "bilinear" else {}
     return torch.nn.functional.interpolate(images, size=(size, size), mode=LOWRES_TORCH_MODES[mode], **align)
+
+
+def level_weighted_cycle(sizes: tuple[int, ...] | list[int], output_size: int = 256) -> list[int]:
+    """The iteration cycle of one :class:`PrepareBatchAnySize` training in which each input size ``r`` gets as many
+    iterations as the head levels it runs, ``log2(output_size / r)`` (16, 32, 64, 128 -> 4 : 3 : 2 : 1 of every 10),
+    spread out (smooth weighted round robin: each turn the size furthest behind its share, the smaller first on a
+    tie): for the default sizes 16, 32, 64, 16, 32, 128, 16, 64, 32, 16. The smaller sizes run more levels and cost
+    less per iteration; a 128x128 iteration costs about as much as ten at 16x16."""
+    weights = {int(s): int(round(math.log2(output_size / int(s)))) for s in sorted(sizes)}
+    if any(w < 1 for w in weights.values()):
+        raise ValueError(f"every input size must be smaller than output_size ({output_size}), got {sorted(sizes)}.")
+    total, credit, cycle = sum(weights.values()), dict.fromkeys(weights, 0), []
+    for _ in range(total):
+        for size, weight in weights.items():
+            credit[size] += weight
+        chosen = max(weights, key=lambda size: (credit[size], -size))
+        credit[chosen] -= total
+        cycle.append(chosen)
+    return cycle
 
 
 class PrepareBatchHighRes(PrepareBatch):
@@ -61,18 +82,24 @@ class PrepareBatchAnySize(PrepareBatch):
     downsamples them to the next size of ``sizes`` in turn (:func:`downsample_batch`), so every size gets the same
     number of iterations. The label stays at full resolution, for the multi-stage loss of the levels that size uses.
 
+    With ``keep_batches`` it keeps the latest that many full-resolution image batches in :attr:`recent` (detached),
+    from which :class:`jnet.handlers.SizeStatisticsCalibration` computes the per-size BatchNorm statistics.
+
     Args:
         sizes: the input sides to cycle through, in order.
         mode: the downsampling, as the bundle's ``lowres_mode``.
+        keep_batches: how many of the latest batches to keep (0: none).
     """
 
-    def __init__(self, sizes: tuple[int, ...] | list[int], mode: str = "area") -> None:
+    def __init__(self, sizes: tuple[int, ...] | list[int], mode: str = "area", keep_batches: int = 0) -> None:
         if not sizes:
             raise ValueError("sizes must name at least one input size.")
         downsample_batch(torch.zeros(1, 1, 4, 4), 4, mode)  # refuses an unknown mode here, not at the first iteration
         self.sizes = tuple(int(s) for s in sizes)
         self.mode = mode
         self.calls = 0
+        self.keep_batches = int(keep_batches)
+        self.recent: deque[torch.Tensor] = deque(maxlen=max(self.keep_batches, 1))
 
     def __call__(
         self, batchdata: Mapping[str, torch.Tensor], device: str | torch.device | None = None, non_blocking: bool = False, **kwargs
@@ -81,4 +108,6 @@ class PrepareBatchAnySize(PrepareBatch):
         size = self.sizes[self.calls % len(self.sizes)]
         self.calls += 1
         image = image.as_tensor() if hasattr(image, "as_tensor") else image
+        if self.keep_batches:
+            self.recent.append(image.detach())
         return downsample_batch(image, size, self.mode), label

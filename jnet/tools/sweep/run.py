@@ -20,7 +20,7 @@ from jnet.tools.synthetic.defaults import synthetic_dataset
 
 from .data import NUM_FOLDS, load_sweep_data
 from .report import write_reports
-from .train import SETTINGS, VARIANTS, Variant, bundle_for, bundle_run_command, run_overrides, run_parser, score_volumes, train_run
+from .train import SETTINGS, VARIANTS, Variant, bundle_for, bundle_run_command, epochs_factor, run_overrides, run_parser, score_volumes, train_run
 
 __all__ = ["run_sweep", "DEFAULT_VARIANTS"]
 
@@ -142,20 +142,20 @@ def run_sweep(
     for variant, r, seed in tqdm(plan, desc="sweep runs"):
         key = f"{variant.name}@{r}#{seed}"
         files, bundle_dir = setting_files + variant.config_files, bundle_for(dataset, r, variant.any_size)
-        teacher_file = _teacher_file(variant, results, work_dir)
-        command = f"cd bundles/{os.path.basename(bundle_dir)} && " + bundle_run_command(bundle_dir, files, run_overrides(config, seed, teacher_file=teacher_file))
+        teacher_file, factor = _teacher_file(variant, results, work_dir), epochs_factor(dataset, variant)
+        command = f"cd bundles/{os.path.basename(bundle_dir)} && " + bundle_run_command(bundle_dir, files, run_overrides(config, seed, teacher_file=teacher_file, factor=factor))
         scored = [f"{variant.name}@{size}#{seed}" for size in config["resolutions"]] if variant.any_size else [key]
         if all(k in results["runs"] for k in scored):  # trained before: its command is derived from the config again
             for k in scored:
                 results["runs"][k]["command"] = command
             continue
         run_dir = os.path.join(work_dir, "runs", key.replace("#", "_seed"))
-        parser = run_parser(bundle_dir, files, run_overrides(config, seed, run_dir, teacher_file))
+        parser = run_parser(bundle_dir, files, run_overrides(config, seed, run_dir, teacher_file, factor))
         network, seconds = train_run(parser, data, key, PROGRESS_EVERY_S)
         for scored_key in scored:  # the any-size network: the same weights at every input size
             size = int(scored_key.split("@")[1].split("#")[0])
             # the any variant: always parsed at the size scored (its bundle's own input_size is its default, not r)
-            at_size = run_parser(bundle_dir, files, {**run_overrides(config, seed, run_dir, teacher_file), "input_size": size}) if variant.any_size else parser
+            at_size = run_parser(bundle_dir, files, {**run_overrides(config, seed, run_dir, teacher_file, factor), "input_size": size}) if variant.any_size else parser
             results["runs"][scored_key] = {
                 **score_volumes(network, at_size, data),
                 "scored_input_size": int(at_size.get_parsed_content("operating_size")),  # what the network was fed

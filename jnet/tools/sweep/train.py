@@ -105,12 +105,15 @@ VARIANTS = {
         Variant("head_paper", (_ablation("head_paper"),), "the paper's recipe at once: random initialisation, output-"
                 "end skips, BCE per level with equal weights, soft intermediate targets, nearest-neighbour input"),
         Variant("any", (), "the `_any` bundles' `train.json`: one resolution-switchable network for every input size, "
-                "trained once on all of them (each iteration the next of 16, 32, 64, 128), each size running the head's "
-                "last levels", any_size=True),
-        Variant("any_weighted", (_ablation("any_weighted"),), "`any` with more iterations at the smaller sizes: of "
-                "every 10, 4 at 16x16, 3 at 32, 2 at 64, 1 at 128 (one per head level the size uses)", any_size=True),
-        Variant("any_norm", (_ablation("per_size_norm"),), "`any` with one BatchNorm per input size in the backbone "
-                "(Resolution Switchable Networks)", any_size=True),
+                "trained once on all of them (each iteration one size, as many iterations per size as the head levels "
+                "it runs: 4 : 3 : 2 : 1 at 16 / 32 / 64 / 128), one set of BatchNorm statistics per size recomputed "
+                "from the current weights before each validation and save, for 1.75x the per-size epochs", any_size=True),
+        Variant("any_uniform", (_ablation("uniform_sizes"),), "`any` with the sizes cycled one iteration each",
+                any_size=True),
+        Variant("any_shared_stats", (_ablation("shared_stats"),), "`any` with one set of BatchNorm statistics for every "
+                "size (the running averages of training)", any_size=True),
+        Variant("any_norm", (_ablation("per_size_norm"),), "`any` with one whole BatchNorm per input size (statistics "
+                "and affine transform, as Resolution Switchable Networks) instead of per-size statistics", any_size=True),
         Variant("reference", (_ablation("reference"),), "the backbone on the 256x256 input (no downsampling, no head)",
                 input_size=256),
     )
@@ -132,10 +135,20 @@ def bundle_for(dataset: str, input_size: int, any_size: bool = False) -> str:
     return repo_bundle(f"{BUNDLE_PREFIX[dataset]}_{'any' if any_size else min(input_size, 128)}")
 
 
-def run_overrides(config: dict, seed: int, run_dir: str | None = None, teacher_file: str | None = None) -> dict:
+def epochs_factor(dataset: str, variant: Variant) -> float:
+    """How many epochs ``variant`` trains per epoch of a per-size run: for an any-size variant its ``_any`` bundle's
+    ``epochs`` over the per-size bundle's (its one training serves every size), else 1."""
+    if not variant.any_size:
+        return 1.0
+    return float(bundle_parser(bundle_for(dataset, 16, True))["epochs"]) / float(bundle_parser(bundle_for(dataset, 16))["epochs"])
+
+
+def run_overrides(config: dict, seed: int, run_dir: str | None = None, teacher_file: str | None = None, factor: float = 1.0) -> dict:
     """The command-line overrides of one run (``--key value`` of its ``monai.bundle run`` command); ``teacher_file``:
-    the distillation teacher's weights (a :attr:`Variant.teacher` variant)."""
-    overrides = {"dataset_dir": config["dataset_dir"], "num_folds": config["num_folds"], "epochs": config["epochs"],
+    the distillation teacher's weights (a :attr:`Variant.teacher` variant); ``factor``: its :func:`epochs_factor`
+    (the sweep's ``epochs`` are a per-size run's)."""
+    epochs = int(round(config["epochs"] * factor))
+    overrides = {"dataset_dir": config["dataset_dir"], "num_folds": config["num_folds"], "epochs": epochs,
                  "val_interval": config["val_interval"], "seed": seed, "num_workers": 0}
     if config.get("dataset_layout"):
         overrides["dataset_layout"] = config["dataset_layout"]
