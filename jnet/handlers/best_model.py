@@ -12,6 +12,7 @@ from torch import nn
 from jnet.provenance import command_overrides, datalist_summary, sha256_file, training_record_path, versions, write_record
 
 from .atomic import atomic_save, is_main_process
+from .engine_state import is_new_best, unwrap_parallel
 
 __all__ = ["BestModelSaver"]
 
@@ -62,9 +63,9 @@ class BestModelSaver:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if getattr(engine.state, "best_metric_epoch", -1) != engine.state.epoch or not is_main_process():
+        if not is_new_best(engine) or not is_main_process():
             return
-        network = self.network.module if hasattr(self.network, "module") else self.network
+        network = unwrap_parallel(self.network)
         atomic_save(network.state_dict(), self.filepath)
         if self.provenance is not None:
             write_record(training_record_path(self.filepath), self._record(engine))

@@ -13,6 +13,7 @@ from jnet.checkpoints import mismatch_detail
 from jnet.errors import InputError
 
 from .atomic import atomic_save, is_main_process
+from .engine_state import unwrap_parallel
 
 __all__ = ["ResumeCheckpoint"]
 
@@ -76,9 +77,6 @@ class ResumeCheckpoint:
             engine.add_event_handler(Events.STARTED, self.load)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
 
-    def _unwrap(self, obj):
-        return obj.module if isinstance(obj, torch.nn.Module) and hasattr(obj, "module") else obj
-
     @staticmethod
     def _scaler(engine: Engine) -> torch.amp.GradScaler | None:
         return getattr(engine, "scaler", None) if getattr(engine, "amp", False) else None
@@ -96,7 +94,7 @@ class ResumeCheckpoint:
     def save(self, engine: Engine) -> None:
         if not is_main_process():
             return
-        checkpoint = {key: self._unwrap(obj).state_dict() for key, obj in self.save_dict.items()}
+        checkpoint = {key: unwrap_parallel(obj).state_dict() for key, obj in self.save_dict.items()}
         checkpoint[TRAINER_KEY] = engine.state_dict()
         scaler = self._scaler(engine)
         if scaler is not None:
@@ -124,7 +122,7 @@ class ResumeCheckpoint:
             raise InputError(f"{self.filepath}: not a readable checkpoint ({first}).") from e
         try:
             for key, obj in self.save_dict.items():
-                self._unwrap(obj).load_state_dict(checkpoint[key])
+                unwrap_parallel(obj).load_state_dict(checkpoint[key])
             trainer_state = dict(checkpoint[TRAINER_KEY])
             int(trainer_state["iteration"]), int(trainer_state["epoch_length"])
             _check_scaler_state(checkpoint.get(SCALER_KEY))

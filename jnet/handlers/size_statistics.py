@@ -11,6 +11,8 @@ from torch import nn
 from jnet.engines.prepare_batch import PrepareBatchAnySize, downsample_batch
 from jnet.networks.switchable import SizeStatisticsBatchNorm2d
 
+from .engine_state import is_new_best, unwrap_parallel
+
 __all__ = ["SizeStatisticsCalibration", "calibrate_size_statistics"]
 
 
@@ -58,7 +60,7 @@ class SizeStatisticsCalibration:
     def __init__(self, network: nn.Module, prepare_batch: PrepareBatchAnySize, validation_size: int, mode: str = "area") -> None:
         if not prepare_batch.keep_batches:
             raise ValueError("SizeStatisticsCalibration needs the trainer's PrepareBatchAnySize to keep batches (keep_batches >= 1).")
-        self.network = network.module if hasattr(network, "module") else network
+        self.network = unwrap_parallel(network)
         self.prepare_batch = prepare_batch
         self.validation_size = int(validation_size)
         self.mode = mode
@@ -72,6 +74,6 @@ class SizeStatisticsCalibration:
         calibrate_size_statistics(self.network, list(self.prepare_batch.recent), [self.validation_size], self.mode)
 
     def after_validation(self, engine: Engine) -> None:
-        if getattr(engine.state, "best_metric_epoch", -1) == engine.state.epoch:  # the weights BestModelSaver writes next
+        if is_new_best(engine):  # the weights BestModelSaver writes next
             others = [size for size in self.sizes if size != self.validation_size]
             calibrate_size_statistics(self.network, list(self.prepare_batch.recent), others, self.mode)

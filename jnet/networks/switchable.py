@@ -3,7 +3,7 @@
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Optional, Union
 
 import torch
@@ -123,34 +123,37 @@ def _norm_sides(backbone: nn.Module, sizes: Sequence[int]) -> dict[nn.Module, li
     return sides
 
 
+def _replace_modules(module: nn.Module, replace: Callable[[nn.Module], Optional[nn.Module]]) -> None:
+    """Swap every child of ``module``, at any depth, for ``replace(child)`` where that is not ``None``; descend into the
+    others."""
+    for name, child in module.named_children():
+        swapped = replace(child)
+        if swapped is not None:
+            setattr(module, name, swapped)
+        else:
+            _replace_modules(child, replace)
+
+
 def _switch_statistics(module: nn.Module, sides: dict[nn.Module, list[int]]) -> None:
     """Replace every ``BatchNorm2d`` inside ``module`` by a :class:`SizeStatisticsBatchNorm2d` starting from it."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, SizeStatisticsBatchNorm2d(child, sides[child]))
-        else:
-            _switch_statistics(child, sides)
+    _replace_modules(module, lambda m: SizeStatisticsBatchNorm2d(m, sides[m]) if isinstance(m, nn.BatchNorm2d) else None)
 
 
 def _switch_norms(module: nn.Module, num_sizes: int) -> None:
     """Replace every ``BatchNorm2d`` inside ``module`` by a :class:`SizeSwitchedBatchNorm2d` starting from it."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, SizeSwitchedBatchNorm2d(child.num_features, num_sizes, child))
-        else:
-            _switch_norms(child, num_sizes)
+    _replace_modules(module, lambda m: SizeSwitchedBatchNorm2d(m.num_features, num_sizes, m) if isinstance(m, nn.BatchNorm2d) else None)
 
 
 def _collapse_norms(module: nn.Module, index: int) -> None:
     """Replace every :class:`SizeSwitchedBatchNorm2d` / :class:`SizeStatisticsBatchNorm2d` inside ``module`` by its
     plain norm for size ``index``."""
-    for name, child in module.named_children():
-        if isinstance(child, SizeSwitchedBatchNorm2d):
-            setattr(module, name, child.norms[index])
-        elif isinstance(child, SizeStatisticsBatchNorm2d):
-            setattr(module, name, child.at_index(index))
-        else:
-            _collapse_norms(child, index)
+
+    def plain(m: nn.Module) -> Optional[nn.Module]:
+        if isinstance(m, SizeSwitchedBatchNorm2d):
+            return m.norms[index]
+        return m.at_index(index) if isinstance(m, SizeStatisticsBatchNorm2d) else None
+
+    _replace_modules(module, plain)
 
 
 class SwitchableJNet(JNet):

@@ -20,7 +20,7 @@ import torch
 import monai
 from jnet.bundles.matrix import bundle_specs
 from jnet.bundles.parse import bundle_parser
-from jnet.tools.bench.speed import time_calls
+from jnet.tools.bench.speed import fastest_of_rounds, time_calls
 
 __all__ = ["training_step", "bench_training", "format_training_table", "MEMORY_FORMATS"]
 
@@ -73,11 +73,17 @@ def _measure_round(steps: dict, budget_s: float) -> dict[str, dict[str, float]]:
             for name, (_, formats) in steps.items()}
 
 
-def _keep_fastest(best: dict[str, dict[str, float]], figures: dict[str, dict[str, float]]) -> None:
-    for name, entry in figures.items():
-        kept = best.setdefault(name, {})
-        for fmt, value in entry.items():
-            kept[fmt] = max(kept.get(fmt, 0.0), value)
+def _flat(figures: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``{bundle: {format: slices/s}}`` as ``{"bundle/format": slices/s}`` for :func:`fastest_of_rounds`."""
+    return {f"{name}/{fmt}": value for name, entry in figures.items() for fmt, value in entry.items()}
+
+
+def _nested(figures: dict[str, float]) -> dict[str, dict[str, float]]:
+    nested: dict[str, dict[str, float]] = {}
+    for key, value in figures.items():
+        name, fmt = key.rsplit("/", 1)
+        nested.setdefault(name, {})[fmt] = value
+    return nested
 
 
 def _before_round(before_repo: str, budget_s: float) -> dict[str, dict[str, float]]:
@@ -114,12 +120,11 @@ def bench_training(bundles_dir: str = "bundles", configs_dir: str = "configs", b
         "bundles": {},
     }
     steps = _per_size_steps(bundles_dir, configs_dir)
-    best: dict[str, dict[str, float]] = {}
-    before: dict[str, dict[str, float]] = {}
-    for _ in range(rounds):
-        _keep_fastest(best, _measure_round(steps, budget_s / rounds))
-        if before_repo:
-            _keep_fastest(before, _before_round(before_repo, budget_s / rounds))
+    measures = {"now": lambda: _flat(_measure_round(steps, budget_s / rounds))}
+    if before_repo:
+        measures["before"] = lambda: _flat(_before_round(before_repo, budget_s / rounds))
+    fastest = {name: _nested(figures) for name, figures in fastest_of_rounds(measures, rounds).items()}
+    best, before = fastest["now"], fastest.get("before", {})
     for name, (input_size, formats) in steps.items():
         entry = {**best[name], "batch": formats["channels_last"][1], "input_size": input_size}
         report["bundles"][name] = entry
