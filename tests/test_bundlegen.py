@@ -49,7 +49,7 @@ def test_every_dataset_profile_fills_the_same_neutral_slots():
         assert set(config) == slots - {"input_size", "output_size", "head_levels"}, dataset
     prostate = json.load(open(os.path.join(REPO, "configs", "datasets", "prostate.json")))["config"]
     assert prostate["grid_transform"]["grid"] == "resize" and prostate["post_activation"]["activation"] == "softmax"
-    assert prostate["loss"]["loss"]["_target_"] == "DiceCELoss"
+    assert prostate["loss"]["loss"]["_target_"] == "jnet.losses.SoftmaxDiceCELoss"  # MONAI's DiceCELoss(softmax=True) values, fused
 
 
 def test_a_profile_key_that_fills_no_slot_is_refused(tmp_path):

@@ -174,3 +174,81 @@ def test_prepare_batch_hands_the_loss_the_highres_image():
     assert torch.equal(targets.label, batch["label"]) and torch.equal(targets.highres, batch["image_highres"])
     with pytest.raises(KeyError, match="highres_key"):
         PrepareBatchHighRes("image_highres")({"image": batch["image"], "label": batch["label"]}, "cpu")
+
+
+# ---- the fused per-level losses: MONAI's values and gradients, from a closed-form backward ----
+
+
+def _values_and_gradients(loss, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = logits.detach().clone().requires_grad_()
+    value = loss(x, target)
+    (value * 3.0).backward()  # an upstream gradient other than 1 reaches the backward
+    return value.detach(), x.grad
+
+
+def _targets(kind: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    if kind == "one_hot":
+        return F.one_hot(torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=generator), shape[1]).movedim(-1, 1).float()
+    if kind == "soft":  # area-averaged one-hot, as the soft intermediate targets
+        return F.adaptive_avg_pool2d(_targets("one_hot", (shape[0], shape[1], shape[2] * 2, shape[3] * 2), generator), shape[2:])
+    return (torch.rand(shape, generator=generator) > 0.7).float()  # overlapping regions, some channels empty
+
+
+@pytest.mark.parametrize("kind", ["one_hot", "soft"])
+@pytest.mark.parametrize("lambdas", [(1.0, 1.0), (0.3, 2.0)])
+def test_softmax_dice_ce_equals_monai_dice_ce_values_and_gradients(kind, lambdas):
+    from monai.losses import DiceCELoss
+
+    from jnet.losses import SoftmaxDiceCELoss
+
+    generator = torch.Generator().manual_seed(7)
+    logits = torch.randn(3, 3, 32, 24, generator=generator) * 3
+    target = _targets(kind, tuple(logits.shape), generator)
+    target[0, 0] += target[0, 2]  # class 2 absent from one sample: the smoothing terms decide its Dice
+    target[0, 2] = 0.0
+    expected = _values_and_gradients(DiceCELoss(softmax=True, lambda_dice=lambdas[0], lambda_ce=lambdas[1]), logits, target)
+    fused = _values_and_gradients(SoftmaxDiceCELoss(*lambdas), logits, target)
+    assert fused[0].item() == pytest.approx(expected[0].item(), rel=1e-6)
+    assert expected[1].abs().max() > 0
+    assert torch.allclose(fused[1], expected[1], rtol=1e-4, atol=1e-6 * expected[1].abs().max().item()), (fused[1] - expected[1]).abs().max()
+
+
+@pytest.mark.parametrize("lambdas", [(1.0, 1.0), (0.3, 2.0)])
+def test_dice_bce_equals_monai_dice_plus_bce_gradients(lambdas):
+    from monai.losses import DiceLoss
+
+    from jnet.losses import DiceBCELoss
+
+    generator = torch.Generator().manual_seed(8)
+    logits = torch.randn(2, 3, 32, 24, generator=generator) * 3
+    target = _targets("regions", tuple(logits.shape), generator)
+    target[1, 2] = 0.0  # an empty region channel
+    dice, bce = DiceLoss(sigmoid=True), torch.nn.BCEWithLogitsLoss()
+    expected = _values_and_gradients(lambda x, t: lambdas[0] * dice(x, t) + lambdas[1] * bce(x, t), logits, target)
+    fused = _values_and_gradients(DiceBCELoss(*lambdas), logits, target)
+    assert fused[0].item() == pytest.approx(expected[0].item(), rel=1e-6)
+    assert torch.allclose(fused[1], expected[1], rtol=1e-4, atol=1e-6 * expected[1].abs().max().item()), (fused[1] - expected[1]).abs().max()
+
+
+@pytest.mark.parametrize("kind", ["one_hot", "soft", "regions"])
+def test_fused_dice_losses_backward_is_the_derivative_of_the_forward(kind):
+    """``torch.autograd.gradcheck`` (float64, finite differences): the closed-form backward is the forward's derivative,
+    also where the backward runs twice on one graph."""
+    from jnet.losses.fused_dice import sigmoid_dice_bce, softmax_dice_ce
+
+    generator = torch.Generator().manual_seed(9)
+    logits = torch.randn(2, 3, 6, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    target = _targets(kind, (2, 3, 6, 5), generator).double()
+    loss = sigmoid_dice_bce if kind == "regions" else softmax_dice_ce
+    assert torch.autograd.gradcheck(lambda x: loss(x, target, 0.7, 1.3), (logits,))
+
+
+def test_fused_dice_losses_refuse_mismatched_shapes():
+    from jnet.losses.fused_dice import sigmoid_dice_bce, softmax_dice_ce
+
+    with pytest.raises(ValueError, match="same shape"):
+        softmax_dice_ce(torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="C>1"):
+        softmax_dice_ce(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="same shape"):
+        sigmoid_dice_bce(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 2))

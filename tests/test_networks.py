@@ -110,26 +110,45 @@ def test_folded_head_gradients_equal_the_plain_layers():
 
 
 @pytest.mark.parametrize("batch,size", [(1, (3, 5)), (4, (16, 12))])
-def test_the_class_batched_training_matmuls_equal_the_exported_form_values_and_gradients(batch, size):
-    """Training runs :func:`_apply_folded_by_class` (C large matmuls), the exported graph :func:`_apply_folded`
-    (B x C small ones, faster in ONNX Runtime): the same function."""
+def test_the_training_levels_equal_the_exported_form_values_and_gradients(batch, size):
+    """Training runs :class:`FoldedLevel` (written in place, hand-written backward), the exported graph
+    :func:`_apply_folded` (autograd through matmuls, concatenations and a pixel shuffle): the same function."""
     from jnet.networks import upscaling_head
 
     torch.manual_seed(4)
     head = UpscalingHead(3, 3, init="default")
     x = torch.randn(batch, 3, *size, requires_grad=True)
     results = []
-    for apply in (upscaling_head._apply_folded, upscaling_head._apply_folded_by_class):
+    for apply in (upscaling_head._apply_folded, upscaling_head.FoldedLevel.apply):
         head.zero_grad()
         x.grad = None
         patches = upscaling_head._patches(x)
         outputs = [apply(patches, kernel, 2 << k) for k, kernel in enumerate(head.folded())]
         sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outputs).backward()
         results.append((outputs, [x.grad.clone()] + [p.grad.clone() for p in head.parameters()]))
-    (exported, exported_grads), (by_class, by_class_grads) = results
-    for a, b in zip(exported + exported_grads, by_class + by_class_grads):
+    (exported, exported_grads), (trained, trained_grads) = results
+    assert all(p.abs().sum() > 0 for p in trained_grads)  # every parameter and the input get a gradient
+    for a, b in zip(exported + exported_grads, trained + trained_grads):
         assert a.shape == b.shape  # float rounding of sums over many pixels: relative to the largest entry
         assert (a - b).abs().max() <= 1e-5 * a.abs().max() + 1e-6, (a - b).abs().max()
+
+
+@pytest.mark.parametrize("size", [(3, 3), (4, 6)])
+def test_folded_level_backward_is_the_derivative_of_its_forward(size):
+    """``torch.autograd.gradcheck`` (float64, finite differences) of :class:`FoldedLevel` in both inputs, with a large
+    region written one phase row at a time (``WRITE_CHUNK`` lowered) and without."""
+    from jnet.networks import upscaling_head
+
+    torch.manual_seed(5)
+    patches = torch.randn(2, 2, *size, 10, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(9, 2, 10, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, k: upscaling_head.FoldedLevel.apply(p, k, 4), (patches, kernel))
+    chunk = upscaling_head.WRITE_CHUNK
+    upscaling_head.WRITE_CHUNK = 8
+    try:
+        assert torch.autograd.gradcheck(lambda p, k: upscaling_head.FoldedLevel.apply(p, k, 4), (patches, kernel))
+    finally:
+        upscaling_head.WRITE_CHUNK = chunk
 
 
 def test_cached_kernels_follow_parameter_changes():
@@ -196,3 +215,21 @@ def test_torchscript_and_eval_output_agree(skip):
     x = torch.randn(2, 2, 16, 16)
     with torch.no_grad():
         assert torch.allclose(scripted(x), net(x), atol=1e-5)
+
+
+def test_training_step_under_autocast_reaches_every_parameter():
+    """``--amp True`` trains under autocast, where the backbone's logits come out in half precision and the head's
+    kernels may not: CPU autocast (bfloat16) stands in for CUDA's here - the head's hand-written levels and the fused
+    loss take the mixed dtypes and every parameter gets a finite gradient."""
+    from jnet.losses import MultiStageLoss
+
+    torch.manual_seed(0)
+    network = JNet(elunet_for_input(1, 3, 16, features=4), 3, 4, output_size=256)
+    images, labels = torch.randn(2, 1, 16, 16), torch.randint(0, 3, (2, 1, 256, 256)).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = network(images)
+        loss = MultiStageLoss(num_classes=3)(outputs, labels)
+    assert outputs[0].dtype == torch.bfloat16 and [o.shape[-1] for o in outputs] == [256, 128, 64, 32, 16]
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in network.parameters())

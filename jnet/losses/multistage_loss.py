@@ -7,8 +7,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
-from monai.losses import DeepSupervisionLoss, DiceCELoss
+from monai.losses import DeepSupervisionLoss
 from torch.nn.modules.loss import _Loss
+
+from .dice_ce import SoftmaxDiceCELoss
 
 __all__ = ["MultiStageLoss", "level_targets", "one_hot_channels"]
 
@@ -71,7 +73,8 @@ class MultiStageLoss(DeepSupervisionLoss):
     (BraTS-style overlapping regions), at the highest resolution.
 
     Args:
-        loss: the per-level loss, taking one-hot/multi-channel targets (default ``DiceCELoss(softmax=True)``).
+        loss: the per-level loss, taking one-hot/multi-channel targets (default :class:`SoftmaxDiceCELoss`: the values
+            of MONAI's ``DiceCELoss(softmax=True)``).
         num_classes: convert class-index targets to this many one-hot channels; ``None`` if already channels.
         weights: one weight per level, highest resolution first; default equal weights (1.0 each).
         intermediate_targets: ``"nearest"`` or ``"soft"``, see :func:`level_targets`.
@@ -85,7 +88,7 @@ class MultiStageLoss(DeepSupervisionLoss):
         intermediate_targets: str = "nearest",
     ) -> None:
         super().__init__(
-            loss if loss is not None else DiceCELoss(softmax=True),
+            loss if loss is not None else SoftmaxDiceCELoss(),
             weight_mode="same",
             weights=None if weights is None else [float(w) for w in weights],
         )

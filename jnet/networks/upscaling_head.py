@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UpscalingHead", "UpscalingLevel", "classwise_up"]
+__all__ = ["UpscalingHead", "UpscalingLevel", "FoldedLevel", "classwise_up"]
 
 HEAD_INITS = ("bilinear", "default")
 
@@ -185,9 +185,12 @@ class UpscalingHead(nn.Module):
                 return [_apply_folded(patches, kernels[-1], 1 << used)]
             return [self._write_folded(patches, kernels[-1], 1 << used)]
         outputs = [logits]
-        exporting = torch.jit.is_scripting() or torch.jit.is_tracing()
-        for k, kernel in enumerate(kernels):
-            outputs.append(_apply_folded(patches, kernel, 2 << k) if exporting else _apply_folded_by_class(patches, kernel, 2 << k))
+        if torch.jit.is_scripting() or torch.jit.is_tracing():  # (TorchScript compiles only this branch)
+            for k, kernel in enumerate(kernels):
+                outputs.append(_apply_folded(patches, kernel, 2 << k))
+        else:
+            for k, kernel in enumerate(kernels):
+                outputs.append(self._apply_trained(patches, kernel, 2 << k))
         outputs.reverse()
         return outputs
 
@@ -201,6 +204,12 @@ class UpscalingHead(nn.Module):
     def _write_folded(self, patches: torch.Tensor, kernel: torch.Tensor, factor: int) -> torch.Tensor:
         """:func:`_apply_folded` for eager inference: the same values written straight into one output tensor."""
         return _write_folded(patches, kernel, factor)
+
+    @torch.jit.unused
+    def _apply_trained(self, patches: torch.Tensor, kernel: torch.Tensor, factor: int) -> torch.Tensor:
+        """:func:`_apply_folded` for eager training: :class:`FoldedLevel` (written in place, hand-written backward), the
+        kernel in the patches' dtype (under autocast the backbone's logits may be half precision, the kernels not)."""
+        return FoldedLevel.apply(patches, kernel.to(patches.dtype), factor)
 
     @torch.jit.unused
     def _cached_folded(self, levels: Optional[int] = None) -> list[torch.Tensor]:  # noqa: UP007 (TorchScript)
@@ -244,27 +253,6 @@ def _apply_folded(patches: torch.Tensor, kernel: torch.Tensor, factor: int) -> t
     return phases.permute(0, 1, 2, 4, 3, 5).reshape(-1, classes, height * factor, width * factor)
 
 
-def _apply_folded_by_class(patches: torch.Tensor, kernel: torch.Tensor, factor: int) -> torch.Tensor:
-    """:func:`_apply_folded` for eager training: the same values, with the matmuls batched over the classes only
-    (the batch folded into their rows) - C large products rather than the B x C small ones that PyTorch's CPU
-    ``bmm`` and its backward loop over one by one (1.4x faster forward + backward for a 16x16 input and 4 levels,
-    tests/test_networks.py checks the values). The exported graph keeps :func:`_apply_folded`, which ONNX Runtime
-    runs faster."""
-    classes, height, width = int(patches.shape[1]), int(patches.shape[2]), int(patches.shape[3])
-    spans = _spans(height), _spans(width)
-    by_class = patches.transpose(0, 1)  # (C, B, H, W, 10)
-    rows = []
-    for r, (top, bottom) in enumerate(spans[0]):
-        row = []
-        for c, (left, right) in enumerate(spans[1]):
-            window = by_class[:, :, top:bottom, left:right].reshape(classes, -1, 10)
-            phases = torch.matmul(window, kernel[3 * r + c])
-            row.append(phases.view(classes, -1, bottom - top, right - left, factor * factor))
-        rows.append(torch.cat(row, dim=3))
-    phases = torch.cat(rows, dim=2).view(classes, -1, height, width, factor, factor)
-    return phases.permute(1, 0, 2, 4, 3, 5).reshape(-1, classes, height * factor, width * factor)
-
-
 WRITE_CHUNK = 1 << 18  # elements: a region's phases above this are written one phase row at a time
 
 
@@ -289,6 +277,47 @@ def _write_folded(patches: torch.Tensor, kernel: torch.Tensor, factor: int) -> t
             for a in range(factor):
                 target[:, :, :, a] = torch.matmul(window, phases[:, :, a]).view(batch, classes, rows, cols, factor)
     return out.view(batch, classes, height * factor, width * factor)
+
+
+class FoldedLevel(torch.autograd.Function):
+    """One folded head level (:func:`_apply_folded`'s values) for eager training: the forward writes the phases straight
+    into the output (:func:`_write_folded`), the backward reads the output's gradient region by region, one class-batched
+    matmul for the kernel's gradient and one for the patches'. Autograd through :func:`_apply_folded` instead keeps
+    the per-region phases, two concatenations and the pixel shuffle - four output-sized copies each way, which made
+    the head (180 parameters) the costliest part of a 16x16 training step. ``tests/test_networks.py`` checks values and
+    gradients against the plain layers and with ``torch.autograd.gradcheck``.
+
+    Shapes: ``patches`` ``(B, C, H, W, 10)`` (:func:`_patches`), ``kernel`` ``(9, C, 10, factor**2)`` ->
+    ``(B, C, H * factor, W * factor)``.
+    """
+
+    @staticmethod
+    def forward(ctx, patches: torch.Tensor, kernel: torch.Tensor, factor: int) -> torch.Tensor:  # noqa: D102
+        ctx.save_for_backward(patches, kernel)
+        ctx.factor = factor
+        return _write_folded(patches, kernel, factor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # noqa: D102
+        patches, kernel = ctx.saved_tensors
+        need_patches, need_kernel = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        factor, classes = ctx.factor, int(patches.shape[1])
+        height, width = int(patches.shape[2]), int(patches.shape[3])
+        by_phase = grad.reshape(patches.shape[0], classes, height, factor, width, factor)
+        by_class = patches.transpose(0, 1)  # (C, B, H, W, 10)
+        grad_patches = torch.empty_like(patches) if need_patches else None
+        grad_kernel = torch.empty_like(kernel) if need_kernel else None
+        for r, (top, bottom) in enumerate(_spans(height)):
+            for c, (left, right) in enumerate(_spans(width)):
+                # the region's output gradient by class: (C, B * rows * cols, factor**2), phases in kernel order
+                region = by_phase[:, :, top:bottom, :, left:right].permute(1, 0, 2, 4, 3, 5).reshape(classes, -1, factor * factor)
+                if grad_kernel is not None:
+                    window = by_class[:, :, top:bottom, left:right].reshape(classes, -1, 10)
+                    torch.matmul(window.transpose(1, 2), region, out=grad_kernel[3 * r + c])
+                if grad_patches is not None:
+                    taps = torch.matmul(region, kernel[3 * r + c].transpose(1, 2))  # (C, B * rows * cols, 10)
+                    grad_patches[:, :, top:bottom, left:right] = taps.view(classes, -1, bottom - top, right - left, 10).transpose(0, 1)
+        return grad_patches, grad_kernel, None
 
 
 def classwise_up(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
