@@ -22,30 +22,38 @@ import torch.nn.functional as F
 __all__ = ["softmax_dice_ce", "sigmoid_dice_bce"]
 
 
+def _dot_per_channel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(spatial dims)`` as ``(B, C, 1, ...)``, as batched BLAS dot products: no map-sized temporary."""
+    batch, channels = a.shape[0], a.shape[1]
+    dots = torch.bmm(a.reshape(batch * channels, 1, -1), b.reshape(batch * channels, -1, 1))
+    return dots.view(batch, channels, *([1] * (a.dim() - 2)))
+
+
 def _dice_terms(probs: torch.Tensor, target: torch.Tensor, smooth_nr: float, smooth_dr: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample and channel (kept as ``(B, C, 1, ...)``): the Dice numerator ``2 I + s_nr`` and denominator
     ``G + P + s_dr`` of MONAI's ``DiceLoss`` (``squared_pred=False``, ``jaccard=False``, ``batch=False``)."""
     dims = tuple(range(2, probs.dim()))
-    numerator = 2.0 * (probs * target).sum(dims, keepdim=True) + smooth_nr
+    numerator = 2.0 * _dot_per_channel(probs, target) + smooth_nr
     denominator = target.sum(dims, keepdim=True) + probs.sum(dims, keepdim=True) + smooth_dr
     return numerator, denominator
 
 
 def _dice_gradient(target: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, weight: float) -> torch.Tensor:
-    """``weight * d(mean Dice loss) / d(probabilities)``, a map of the target's shape."""
+    """``weight * d(mean Dice loss) / d(probabilities)``: a new map of the target's shape (the only one the backward
+    makes; every later step is in place - each new map-sized tensor costs fresh pages from the kernel)."""
     scale = weight / (numerator.shape[0] * numerator.shape[1])
-    return (numerator / denominator.square() * scale) - target * (2.0 * scale / denominator)
+    return (target * (-2.0 * scale / denominator)).add_(numerator / denominator.square() * scale)
 
 
 class _SoftmaxDiceCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, lambda_dice, lambda_ce, smooth_nr, smooth_dr):  # noqa: D102
         log_probs = torch.log_softmax(logits, dim=1)
-        probs = log_probs.exp()
+        pixels = logits.numel() // logits.shape[1]
+        cross_entropy = -_dot_per_channel(target, log_probs).sum() / pixels
+        probs = log_probs.exp_()
         numerator, denominator = _dice_terms(probs, target, smooth_nr, smooth_dr)
         dice = (1.0 - numerator / denominator).mean()
-        pixels = logits.numel() // logits.shape[1]
-        cross_entropy = -(target * log_probs).sum() / pixels
         ctx.save_for_backward(probs, target, numerator, denominator)
         ctx.weights = (lambda_dice, lambda_ce / pixels)
         return lambda_dice * dice + lambda_ce * cross_entropy
@@ -54,10 +62,11 @@ class _SoftmaxDiceCE(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: D102
         probs, target, numerator, denominator = ctx.saved_tensors
         dice_weight, ce_weight = ctx.weights
-        grad_probs = _dice_gradient(target, numerator, denominator, dice_weight)
-        # softmax backward of the Dice part, plus the cross-entropy's p * sum_c t - t, in as few passes as possible
-        grad_probs -= (probs * grad_probs).sum(dim=1, keepdim=True) - ce_weight * target.sum(dim=1, keepdim=True)
-        grad_logits = (probs * grad_probs).sub_(target, alpha=ce_weight)
+        # Dice through the softmax: p * (g - sum_c p g); cross-entropy: p * sum_c t - t. Together:
+        # p g - p * (sum_c p g - w sum_c t) - w t, built in the one new map
+        grad_logits = _dice_gradient(target, numerator, denominator, dice_weight).mul_(probs)
+        per_pixel = grad_logits.sum(dim=1, keepdim=True).sub_(target.sum(dim=1, keepdim=True), alpha=ce_weight)
+        grad_logits.addcmul_(probs, per_pixel, value=-1.0).sub_(target, alpha=ce_weight)
         return grad_logits.mul_(grad), None, None, None, None, None
 
 
@@ -76,8 +85,9 @@ class _SigmoidDiceBCE(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: D102
         probs, target, numerator, denominator = ctx.saved_tensors
         dice_weight, bce_weight = ctx.weights
-        grad_logits = _dice_gradient(target, numerator, denominator, dice_weight).mul_(probs).mul_(1.0 - probs)
-        grad_logits += (probs - target).mul_(bce_weight)
+        # Dice through the sigmoid: g * s * (1 - s); binary cross-entropy: w * (s - t); in the one new map
+        grad_logits = _dice_gradient(target, numerator, denominator, dice_weight).mul_(probs)
+        grad_logits.addcmul_(grad_logits, probs, value=-1.0).add_(probs, alpha=bce_weight).sub_(target, alpha=bce_weight)
         return grad_logits.mul_(grad), None, None, None, None, None
 
 
