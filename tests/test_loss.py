@@ -252,3 +252,51 @@ def test_fused_dice_losses_refuse_mismatched_shapes():
         softmax_dice_ce(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
     with pytest.raises(ValueError, match="same shape"):
         sigmoid_dice_bce(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 2))
+
+
+class _MonaiDiceBCE(torch.nn.Module):
+    """The BraTS per-level loss as MONAI and PyTorch compute it (what :class:`DiceBCELoss` computed before it was fused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from monai.losses import DiceLoss
+
+        self.dice, self.bce = DiceLoss(sigmoid=True), torch.nn.BCEWithLogitsLoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.dice(logits, target) + self.bce(logits, target)
+
+
+@pytest.mark.parametrize("bundle", ["prostate_mri_lowres_16", "brats_mri_lowres_32"])
+def test_the_bundle_training_step_equals_autograd_through_the_plain_layers_and_monai_losses(bundle):
+    """One training step of the bundle's own ``network`` and ``loss`` (train.json): its loss value and every
+    parameter's gradient equal those of the definition - the head's plain layers level by level and MONAI's losses,
+    differentiated by autograd - to float tolerance."""
+    import os
+
+    from jnet.bundles.parse import bundle_parser
+
+    parser = bundle_parser(os.path.join(os.path.dirname(__file__), "..", "bundles", bundle))
+    parser["device"] = "$torch.device('cpu')"
+    torch.manual_seed(3)
+    network, loss = parser.get_parsed_content("network"), parser.get_parsed_content("loss")
+    network.train()
+    size, classes, channels = (int(parser[k]) for k in ("input_size", "num_classes", "in_channels"))
+    images = torch.randn(4, channels, size, size)
+    if loss.num_classes is None:  # BraTS' overlapping regions
+        labels = (torch.rand(4, classes, 256, 256) > 0.7).float()
+        reference_loss = MultiStageLoss(_MonaiDiceBCE(), None, loss.weights, loss.intermediate_targets)
+    else:
+        labels = torch.randint(0, classes, (4, 1, 256, 256)).float()
+        reference_loss = MultiStageLoss(DiceCELoss(softmax=True), classes, loss.weights, loss.intermediate_targets)
+    results = []
+    for forward, criterion in ((network, loss), (lambda x: network.head.reference_forward(network.backbone(x)), reference_loss)):
+        network.zero_grad()
+        value = criterion(forward(images), labels)
+        value.backward()
+        results.append((value.detach(), [p.grad.clone() for p in network.parameters()]))
+    (value, grads), (expected, expected_grads) = results
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    for grad, reference in zip(grads, expected_grads):
+        assert reference.abs().max() > 0
+        assert (grad - reference).abs().max() <= 1e-4 * reference.abs().max() + 1e-7, (grad - reference).abs().max()
