@@ -45,26 +45,36 @@ def _dice_gradient(target: torch.Tensor, numerator: torch.Tensor, denominator: t
     return (target * (-2.0 * scale / denominator)).add_(numerator / denominator.square() * scale)
 
 
+def _dice_and_save(ctx, probs: torch.Tensor, target: torch.Tensor, smooth_nr: float, smooth_dr: float, weights: tuple[float, float]) -> torch.Tensor:
+    """The mean Dice loss; saves what a backward needs (probabilities, target, Dice terms) and the two terms' weights."""
+    numerator, denominator = _dice_terms(probs, target, smooth_nr, smooth_dr)
+    ctx.save_for_backward(probs, target, numerator, denominator)
+    ctx.weights = weights
+    return (1.0 - numerator / denominator).mean()
+
+
+def _saved_dice_gradient(ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """From what :func:`_dice_and_save` kept: the probabilities ``q``, the target, the new map ``q * dDice/dq`` and the
+    other term's weight."""
+    probs, target, numerator, denominator = ctx.saved_tensors
+    dice_weight, other_weight = ctx.weights
+    return probs, target, _dice_gradient(target, numerator, denominator, dice_weight).mul_(probs), other_weight
+
+
 class _SoftmaxDiceCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, lambda_dice, lambda_ce, smooth_nr, smooth_dr):  # noqa: D102
         log_probs = torch.log_softmax(logits, dim=1)
         pixels = logits.numel() // logits.shape[1]
         cross_entropy = -_dot_per_channel(target, log_probs).sum() / pixels
-        probs = log_probs.exp_()
-        numerator, denominator = _dice_terms(probs, target, smooth_nr, smooth_dr)
-        dice = (1.0 - numerator / denominator).mean()
-        ctx.save_for_backward(probs, target, numerator, denominator)
-        ctx.weights = (lambda_dice, lambda_ce / pixels)
+        dice = _dice_and_save(ctx, log_probs.exp_(), target, smooth_nr, smooth_dr, (lambda_dice, lambda_ce / pixels))
         return lambda_dice * dice + lambda_ce * cross_entropy
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        probs, target, numerator, denominator = ctx.saved_tensors
-        dice_weight, ce_weight = ctx.weights
         # Dice through the softmax: p * (g - sum_c p g); cross-entropy: p * sum_c t - t. Together:
         # p g - p * (sum_c p g - w sum_c t) - w t, built in the one new map
-        grad_logits = _dice_gradient(target, numerator, denominator, dice_weight).mul_(probs)
+        probs, target, grad_logits, ce_weight = _saved_dice_gradient(ctx)
         per_pixel = grad_logits.sum(dim=1, keepdim=True).sub_(target.sum(dim=1, keepdim=True), alpha=ce_weight)
         grad_logits.addcmul_(probs, per_pixel, value=-1.0).sub_(target, alpha=ce_weight)
         return grad_logits.mul_(grad), None, None, None, None, None
@@ -73,20 +83,13 @@ class _SoftmaxDiceCE(torch.autograd.Function):
 class _SigmoidDiceBCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, lambda_dice, lambda_bce, smooth_nr, smooth_dr):  # noqa: D102
-        probs = torch.sigmoid(logits)
-        numerator, denominator = _dice_terms(probs, target, smooth_nr, smooth_dr)
-        dice = (1.0 - numerator / denominator).mean()
-        bce = F.binary_cross_entropy_with_logits(logits, target)
-        ctx.save_for_backward(probs, target, numerator, denominator)
-        ctx.weights = (lambda_dice, lambda_bce / logits.numel())
-        return lambda_dice * dice + lambda_bce * bce
+        dice = _dice_and_save(ctx, torch.sigmoid(logits), target, smooth_nr, smooth_dr, (lambda_dice, lambda_bce / logits.numel()))
+        return lambda_dice * dice + lambda_bce * F.binary_cross_entropy_with_logits(logits, target)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        probs, target, numerator, denominator = ctx.saved_tensors
-        dice_weight, bce_weight = ctx.weights
         # Dice through the sigmoid: g * s * (1 - s); binary cross-entropy: w * (s - t); in the one new map
-        grad_logits = _dice_gradient(target, numerator, denominator, dice_weight).mul_(probs)
+        probs, target, grad_logits, bce_weight = _saved_dice_gradient(ctx)
         grad_logits.addcmul_(grad_logits, probs, value=-1.0).add_(probs, alpha=bce_weight).sub_(target, alpha=bce_weight)
         return grad_logits.mul_(grad), None, None, None, None, None
 
