@@ -176,7 +176,7 @@ def test_prepare_batch_hands_the_loss_the_highres_image():
         PrepareBatchHighRes("image_highres")({"image": batch["image"], "label": batch["label"]}, "cpu")
 
 
-# ---- the fused per-level losses: MONAI's values and gradients, from a closed-form backward ----
+# ---- the fused per-level loss: MONAI's values and gradients, from a closed-form backward ----
 
 
 def _values_and_gradients(loss, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,9 +189,8 @@ def _values_and_gradients(loss, logits: torch.Tensor, target: torch.Tensor) -> t
 def _targets(kind: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     if kind == "one_hot":
         return F.one_hot(torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=generator), shape[1]).movedim(-1, 1).float()
-    if kind == "soft":  # area-averaged one-hot, as the soft intermediate targets
-        return F.adaptive_avg_pool2d(_targets("one_hot", (shape[0], shape[1], shape[2] * 2, shape[3] * 2), generator), shape[2:])
-    return (torch.rand(shape, generator=generator) > 0.7).float()  # overlapping regions, some channels empty
+    # soft: area-averaged one-hot, as the soft intermediate targets
+    return F.adaptive_avg_pool2d(_targets("one_hot", (shape[0], shape[1], shape[2] * 2, shape[3] * 2), generator), shape[2:])
 
 
 @pytest.mark.parametrize("kind", ["one_hot", "soft"])
@@ -213,49 +212,29 @@ def test_softmax_dice_ce_equals_monai_dice_ce_values_and_gradients(kind, lambdas
     assert torch.allclose(fused[1], expected[1], rtol=1e-4, atol=1e-6 * expected[1].abs().max().item()), (fused[1] - expected[1]).abs().max()
 
 
-@pytest.mark.parametrize("lambdas", [(1.0, 1.0), (0.3, 2.0)])
-def test_dice_bce_equals_monai_dice_plus_bce_gradients(lambdas):
-    from monai.losses import DiceLoss
-
-    from jnet.losses import DiceBCELoss
-
-    generator = torch.Generator().manual_seed(8)
-    logits = torch.randn(2, 3, 32, 24, generator=generator) * 3
-    target = _targets("regions", tuple(logits.shape), generator)
-    target[1, 2] = 0.0  # an empty region channel
-    dice, bce = DiceLoss(sigmoid=True), torch.nn.BCEWithLogitsLoss()
-    expected = _values_and_gradients(lambda x, t: lambdas[0] * dice(x, t) + lambdas[1] * bce(x, t), logits, target)
-    fused = _values_and_gradients(DiceBCELoss(*lambdas), logits, target)
-    assert fused[0].item() == pytest.approx(expected[0].item(), rel=1e-6)
-    assert torch.allclose(fused[1], expected[1], rtol=1e-4, atol=1e-6 * expected[1].abs().max().item()), (fused[1] - expected[1]).abs().max()
-
-
-@pytest.mark.parametrize("kind", ["one_hot", "soft", "regions"])
-def test_fused_dice_losses_backward_is_the_derivative_of_the_forward(kind):
+@pytest.mark.parametrize("kind", ["one_hot", "soft"])
+def test_softmax_dice_ce_backward_is_the_derivative_of_the_forward(kind):
     """``torch.autograd.gradcheck`` (float64, finite differences): the closed-form backward is the forward's derivative,
     also where the backward runs twice on one graph."""
-    from jnet.losses.fused_dice import sigmoid_dice_bce, softmax_dice_ce
+    from jnet.losses.dice_ce import softmax_dice_ce
 
     generator = torch.Generator().manual_seed(9)
     logits = torch.randn(2, 3, 6, 5, generator=generator, dtype=torch.float64, requires_grad=True)
     target = _targets(kind, (2, 3, 6, 5), generator).double()
-    loss = sigmoid_dice_bce if kind == "regions" else softmax_dice_ce
-    assert torch.autograd.gradcheck(lambda x: loss(x, target, 0.7, 1.3), (logits,))
+    assert torch.autograd.gradcheck(lambda x: softmax_dice_ce(x, target, 0.7, 1.3), (logits,))
 
 
-def test_fused_dice_losses_refuse_mismatched_shapes():
-    from jnet.losses.fused_dice import sigmoid_dice_bce, softmax_dice_ce
+def test_softmax_dice_ce_refuses_mismatched_shapes():
+    from jnet.losses.dice_ce import softmax_dice_ce
 
     with pytest.raises(ValueError, match="same shape"):
         softmax_dice_ce(torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4))
     with pytest.raises(ValueError, match="C>1"):
         softmax_dice_ce(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
-    with pytest.raises(ValueError, match="same shape"):
-        sigmoid_dice_bce(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 2))
 
 
 class _MonaiDiceBCE(torch.nn.Module):
-    """The BraTS per-level loss as MONAI and PyTorch compute it (what :class:`DiceBCELoss` computed before it was fused)."""
+    """The BraTS per-level loss written out from MONAI's and PyTorch's losses (what :class:`DiceBCELoss` computes)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
+from monai.losses import DiceLoss
 from torch.nn.modules.loss import _Loss
-
-from .fused_dice import sigmoid_dice_bce
 
 __all__ = ["DiceBCELoss"]
 
@@ -18,8 +17,7 @@ class DiceBCELoss(_Loss):
     MONAI's ``DiceCELoss(sigmoid=True)`` applies a SOFTMAX cross-entropy across the channels whenever there is more
     than one: for overlapping regions that makes the channels compete and gives no push towards "no region" where
     every target channel is 0 - measured here as whole-tumour over-segmentation on BraTS. This loss keeps each
-    channel binary. Computed by :func:`~jnet.losses.fused_dice.sigmoid_dice_bce` (the same values as MONAI's
-    ``DiceLoss(sigmoid=True)`` plus PyTorch's ``BCEWithLogitsLoss``, with a closed-form backward).
+    channel binary.
 
     Args:
         lambda_dice: weight of the Dice term.
@@ -28,8 +26,10 @@ class DiceBCELoss(_Loss):
 
     def __init__(self, lambda_dice: float = 1.0, lambda_bce: float = 1.0) -> None:
         super().__init__()
+        self.dice = DiceLoss(sigmoid=True)
+        self.bce = torch.nn.BCEWithLogitsLoss()
         self.lambda_dice = lambda_dice
         self.lambda_bce = lambda_bce
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002
-        return sigmoid_dice_bce(input, target, self.lambda_dice, self.lambda_bce)
+        return self.lambda_dice * self.dice(input, target) + self.lambda_bce * self.bce(input, target.float())
