@@ -309,36 +309,15 @@ class FoldedLevel(torch.autograd.Function):
         grad_kernel = torch.empty_like(kernel) if need_kernel else None
         for r, (top, bottom) in enumerate(_spans(height)):
             for c, (left, right) in enumerate(_spans(width)):
-                window = by_class[:, :, top:bottom, left:right].reshape(classes, -1, 10)
-                kernel_grad = grad_kernel[3 * r + c] if grad_kernel is not None else None
-                taps = _region_backward(by_phase[:, :, top:bottom, :, left:right], window, kernel[3 * r + c], kernel_grad, grad_patches is not None)
+                # the region's output gradient by class: (C, B * rows * cols, factor**2), phases in kernel order
+                region = by_phase[:, :, top:bottom, :, left:right].permute(1, 0, 2, 4, 3, 5).reshape(classes, -1, factor * factor)
+                if grad_kernel is not None:
+                    window = by_class[:, :, top:bottom, left:right].reshape(classes, -1, 10)
+                    torch.matmul(window.transpose(1, 2), region, out=grad_kernel[3 * r + c])
                 if grad_patches is not None:
+                    taps = torch.matmul(region, kernel[3 * r + c].transpose(1, 2))  # (C, B * rows * cols, 10)
                     grad_patches[:, :, top:bottom, left:right] = taps.view(classes, -1, bottom - top, right - left, 10).transpose(0, 1)
         return grad_patches, grad_kernel, None
-
-
-def _region_backward(region: torch.Tensor, window: torch.Tensor, kernel: torch.Tensor, kernel_grad: torch.Tensor | None,
-                     need_taps: bool) -> torch.Tensor | None:
-    """One region of :class:`FoldedLevel`'s backward. ``region``: its output gradient ``(B, C, rows, f, cols, f)``;
-    ``window``: its patches by class ``(C, B * rows * cols, 10)``; ``kernel`` ``(C, 10, f * f)``. Writes the kernel's
-    gradient into ``kernel_grad`` and returns the patches' ``(C, B * rows * cols, 10)`` (when ``need_taps``). A large
-    region is read one phase row at a time, as :func:`_write_folded` writes it: no temporary of the output's size."""
-    classes, factor = int(region.shape[1]), int(region.shape[3])
-    by_class = region.permute(1, 0, 2, 4, 3, 5)  # (C, B, rows, cols, f, f): phases in kernel order
-    if region.numel() <= WRITE_CHUNK:
-        phases = by_class.reshape(classes, -1, factor * factor)
-        if kernel_grad is not None:
-            torch.matmul(window.transpose(1, 2), phases, out=kernel_grad)
-        return torch.matmul(phases, kernel.transpose(1, 2)) if need_taps else None
-    taps = torch.zeros_like(window) if need_taps else None
-    for a in range(factor):
-        row = by_class[:, :, :, :, a].reshape(classes, -1, factor)  # (C, B * rows * cols, f): phase row a
-        columns = slice(a * factor, (a + 1) * factor)
-        if kernel_grad is not None:
-            kernel_grad[:, :, columns] = torch.matmul(window.transpose(1, 2), row)
-        if taps is not None:
-            taps.baddbmm_(row, kernel[:, :, columns].transpose(1, 2))
-    return taps
 
 
 def classwise_up(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
