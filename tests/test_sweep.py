@@ -197,7 +197,7 @@ def test_every_any_size_ablation_changes_its_own_keys_of_the_any_bundle():
     assert changed == {"any_uniform": ["any_schedule"], "any_shared_stats": ["per_size_stats"], "any_norm": ["per_size_norm", "per_size_stats"]}
     assert shipped.get_parsed_content("any_schedule") == [16, 32, 64, 16, 32, 128, 16, 64, 32, 16]
     assert run_parser(bundle, VARIANTS["any_uniform"].config_files, {}).get_parsed_content("any_schedule") == [16, 32, 64, 128]
-    assert epochs_factor("prostate", VARIANTS["any"]) == 1.75 and epochs_factor("prostate", VARIANTS["head"]) == 1.0
+    assert epochs_factor("prostate", VARIANTS["any"]) == 2.0 and epochs_factor("prostate", VARIANTS["head"]) == 1.0
 
 
 def test_the_any_size_variant_trains_once_per_seed_and_is_scored_at_every_size(tiny_dataset, tmp_path):
@@ -210,11 +210,27 @@ def test_the_any_size_variant_trains_once_per_seed_and_is_scored_at_every_size(t
     assert at_16["trained_once_for"] == [16, 64] and at_64["command"].endswith("(scored with --input_size 64)")
     assert (at_16["scored_input_size"], at_64["scored_input_size"], results["runs"]["head@16#0"]["scored_input_size"]) == (16, 64, 16)
     assert at_16["command"].startswith("cd bundles/prostate_mri_lowres_any && ") and "--config_file \"['configs/train.json']\" " in at_16["command"]
-    # the any network trains its bundle's epochs per per-size epoch (175 / 100): 1.75 x 1 epoch -> 2
+    # the any network trains its bundle's epochs per per-size epoch (200 / 100): 2 x 1 epoch -> 2
     assert " --epochs 2 " in at_16["command"] and " --epochs 1 " in results["runs"]["head@16#0"]["command"]
     assert at_16["per_volume"] != at_64["per_volume"] or at_16["jaccard"] == at_64["jaccard"] == [0.0, 0.0]
     assert results["speed"]["any@64"]["added_parameters"] == 180 == results["speed"]["head@16"]["added_parameters"]
     assert "| 64x64 | any |" in open(os.path.join(work, "sweep.md")).read()
+    # resumed, nothing retrained: every command derived again, the scored size kept after an any run's command
+    again = run_sweep(work_dir=work, dataset_dir=tiny_dataset, resolutions=(16, 64), variants=("head", "any"), seeds=1, epochs=1,
+                      val_interval=1, batch_size=2, features=4, reference=False, speed_budget_s=0.05)
+    assert {k: r["command"] for k, r in again["runs"].items()} == {k: r["command"] for k, r in results["runs"].items()}
+    assert again["runs"]["any@64#0"]["train_s"] == at_64["train_s"]
+
+
+def test_an_any_bundles_eval_metrics_source_gives_the_command_then_the_size_scored():
+    """The ``_any`` bundle's ``eval_metrics`` come from the published sweep's any runs at its default size: the bundle
+    command in backticks (as typed), the size it was scored at after it."""
+    from jnet.tools.sweep.publish import _eval_metrics_source
+
+    sweep = json.load(open(os.path.join(REPO, "docs", "results", "sweep_any.json")))
+    source = _eval_metrics_source(sweep, "prostate_mri_lowres_any")
+    assert source.startswith("`cd bundles/prostate_mri_lowres_any && python -m monai.bundle run ")
+    assert "--num_workers 0` (scored with --input_size 32) (mean over seeds 0, 1, 2)" in source
 
 
 def test_targets_need_every_paired_seed_and_a_margin_larger_than_the_spread_of_the_differences():

@@ -362,6 +362,7 @@ def _eval_metrics_source(sweep: dict, name: str, configs_dir: str = "configs") -
     seeds = sweep["summary"][key]["seeds"]
     command = sweep["runs"][f"{key}#0"]["command"].replace("--seed 0", "--seed <seed>" if seeds > 1 else "--seed 0")
     command = command.replace(f"--dataset_dir {config['dataset_dir']}", "--dataset_dir <DATA>")  # no machine's path
+    command, scored, size = command.partition(" (scored with ")  # an any-size run: the size it was scored at, after the command
     if config["synthetic"]:
         generator = config["synthetic_generator"]
         data = (f"<DATA> = `python -m jnet synthetic --dataset {config['dataset']} --num_train {generator['num_train']} "
@@ -370,7 +371,8 @@ def _eval_metrics_source(sweep: dict, name: str, configs_dir: str = "configs") -
     else:
         data = f"<DATA> = the dataset folder `{os.path.basename(os.path.normpath(config['dataset_dir']))}`; "
     return (
-        f"`{command}` ({'mean over seeds ' + ', '.join(str(i) for i in range(seeds)) if seeds > 1 else 'seed 0'}): "
+        f"`{command}`{(' (scored with ' + size) if scored else ''} "
+        f"({'mean over seeds ' + ', '.join(str(i) for i in range(seeds)) if seeds > 1 else 'seed 0'}): "
         f"models/model.pt (best validation Dice) scored on the {config['held_out_volumes']} held-out volumes of fold 0 "
         f"at 256x256; run by `{_sweep_command(config)}` (docs/results.md); {data}{config['machine']}."
     )

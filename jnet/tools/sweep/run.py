@@ -60,6 +60,11 @@ def _teacher_file(variant: Variant, results: dict, work_dir: str) -> str | None:
     return os.path.abspath(os.path.join(work_dir, results["runs"][REFERENCE_KEY]["model_file"]))
 
 
+def _scored_at(key: str) -> str:
+    """What an any-size run's command adds for the size it was scored at (its key ``variant@size#seed``)."""
+    return f" (scored with --input_size {key.split('@')[1].split('#')[0]})"
+
+
 def run_sweep(
     work_dir: str = "sweep_output",
     dataset: str = "prostate",
@@ -147,7 +152,7 @@ def run_sweep(
         scored = [f"{variant.name}@{size}#{seed}" for size in config["resolutions"]] if variant.any_size else [key]
         if all(k in results["runs"] for k in scored):  # trained before: its command is derived from the config again
             for k in scored:
-                results["runs"][k]["command"] = command
+                results["runs"][k]["command"] = command + (_scored_at(k) if variant.any_size else "")
             continue
         run_dir = os.path.join(work_dir, "runs", key.replace("#", "_seed"))
         parser = run_parser(bundle_dir, files, run_overrides(config, seed, run_dir, teacher_file, factor))
@@ -161,7 +166,7 @@ def run_sweep(
                 "scored_input_size": int(at_size.get_parsed_content("operating_size")),  # what the network was fed
                 "train_s": seconds,
                 "model_file": os.path.relpath(parser.get_parsed_content("model_file"), work_dir),
-                "command": command + (f" (scored with --input_size {size})" if variant.any_size else ""),
+                "command": command + (_scored_at(scored_key) if variant.any_size else ""),
                 **({"trained_once_for": list(config["resolutions"])} if variant.any_size else {}),
             }
         results["wall_s"] = wall_before + time.perf_counter() - started

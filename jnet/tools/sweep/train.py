@@ -107,7 +107,7 @@ VARIANTS = {
         Variant("any", (), "the `_any` bundles' `train.json`: one resolution-switchable network for every input size, "
                 "trained once on all of them (each iteration one size, as many iterations per size as the head levels "
                 "it runs: 4 : 3 : 2 : 1 at 16 / 32 / 64 / 128), one set of BatchNorm statistics per size recomputed "
-                "from the current weights before each validation and save, for 1.75x the per-size epochs", any_size=True),
+                "from the current weights before each validation and save, for 2x the per-size epochs", any_size=True),
         Variant("any_uniform", (_ablation("uniform_sizes"),), "`any` with the sizes cycled one iteration each",
                 any_size=True),
         Variant("any_shared_stats", (_ablation("shared_stats"),), "`any` with one set of BatchNorm statistics for every "
