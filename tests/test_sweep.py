@@ -194,7 +194,10 @@ def test_every_any_size_ablation_changes_its_own_keys_of_the_any_bundle():
         if variant.any_size and name != "any":
             parser = run_parser(bundle, variant.config_files, {})
             changed[name] = sorted(k for k in set(parser.get()) | set(shipped.get()) if parser.get(k) != shipped.get(k))
-    assert changed == {"any_uniform": ["any_schedule"], "any_shared_stats": ["per_size_stats"], "any_norm": ["per_size_norm", "per_size_stats"]}
+    assert changed == {"any_uniform": ["any_schedule"], "any_shared_stats": ["per_size_stats"], "any_norm": ["per_size_norm", "per_size_stats"],
+                       "any_more_64": ["any_schedule", "model_name"]}
+    more_64 = run_parser(bundle, VARIANTS["any_more_64"].config_files, {}).get_parsed_content("any_schedule")
+    assert [more_64.count(size) for size in (16, 32, 64, 128)] == [8, 6, 5, 1]
     assert shipped.get_parsed_content("any_schedule") == [16, 32, 64, 16, 32, 128, 16, 64, 32, 16]
     assert run_parser(bundle, VARIANTS["any_uniform"].config_files, {}).get_parsed_content("any_schedule") == [16, 32, 64, 128]
     assert epochs_factor("prostate", VARIANTS["any"]) == 2.0 and epochs_factor("prostate", VARIANTS["head"]) == 1.0

@@ -160,6 +160,20 @@ def test_the_sizes_take_turns_in_proportion_to_the_head_levels_they_run():
         level_weighted_cycle([256])
 
 
+def test_a_weighted_cycle_gives_each_size_its_share_spread_out():
+    """The ablation ``more_64.json``'s schedule: the counts as asked, no size twice in a row, and the one shipped
+    schedule is this function with the level weights."""
+    from jnet.engines import level_weighted_cycle, weighted_cycle
+
+    cycle = weighted_cycle({128: 1, 16: 8, 64: 5, 32: 6})
+    assert [cycle.count(size) for size in SIZES] == [8, 6, 5, 1]
+    assert all(a != b for a, b in zip(cycle, cycle[1:]))
+    assert weighted_cycle({16: 4, 32: 3, 64: 2, 128: 1}) == level_weighted_cycle(SIZES)
+    for bad in ({}, {16: 0, 32: 1}):
+        with pytest.raises(ValueError, match="whole weight >= 1"):
+            weighted_cycle(bad)
+
+
 def test_one_training_on_every_size_then_evaluation_at_two_sizes_then_inference_at_auto(tiny_dataset, tmp_path):
     """Typed as a user would, in the prostate_mri_lowres_any bundle: train once (configs/train.json), evaluate the one
     models/model.pt at 16x16 and at 64x64 (--input_size picks the operating point), segment with --input_size auto

@@ -11,7 +11,7 @@ from monai.engines import PrepareBatch, default_prepare_batch
 
 from jnet.losses.auxiliary import TrainingTargets
 
-__all__ = ["PrepareBatchHighRes", "PrepareBatchAnySize", "downsample_batch", "level_weighted_cycle"]
+__all__ = ["PrepareBatchHighRes", "PrepareBatchAnySize", "downsample_batch", "level_weighted_cycle", "weighted_cycle"]
 
 LOWRES_TORCH_MODES = {"area": "area", "nearest": "nearest", "nearest-exact": "nearest-exact", "bilinear": "bilinear"}
 
@@ -27,15 +27,14 @@ def downsample_batch(images: torch.Tensor, size: int, mode: str = "area") -> tor
     return torch.nn.functional.interpolate(images, size=(size, size), mode=LOWRES_TORCH_MODES[mode], **align)
 
 
-def level_weighted_cycle(sizes: tuple[int, ...] | list[int], output_size: int = 256) -> list[int]:
-    """The iteration cycle of one :class:`PrepareBatchAnySize` training in which each input size ``r`` gets as many
-    iterations as the head levels it runs, ``log2(output_size / r)`` (16, 32, 64, 128 -> 4 : 3 : 2 : 1 of every 10),
-    spread out (smooth weighted round robin: each turn the size furthest behind its share, the smaller first on a
-    tie): for the default sizes 16, 32, 64, 16, 32, 128, 16, 64, 32, 16. The smaller sizes run more levels and cost
-    less per iteration; a 128x128 iteration costs about as much as ten at 16x16."""
-    weights = {int(s): int(round(math.log2(output_size / int(s)))) for s in sorted(sizes)}
-    if any(w < 1 for w in weights.values()):
-        raise ValueError(f"every input size must be smaller than output_size ({output_size}), got {sorted(sizes)}.")
+def weighted_cycle(weights: Mapping[int, int]) -> list[int]:
+    """The iteration cycle of one :class:`PrepareBatchAnySize` training with ``weights[r]`` iterations at input size
+    ``r`` in every ``sum(weights)``, spread out (smooth weighted round robin: each turn the size furthest behind its
+    share, the smaller first on a tie). ``{16: 4, 32: 3, 64: 2, 128: 1}`` gives 16, 32, 64, 16, 32, 128, 16, 64, 32,
+    16."""
+    weights = {int(size): int(weight) for size, weight in sorted(weights.items())}
+    if not weights or any(w < 1 for w in weights.values()):
+        raise ValueError(f"every input size needs a whole weight >= 1, got {weights}.")
     total, credit, cycle = sum(weights.values()), dict.fromkeys(weights, 0), []
     for _ in range(total):
         for size, weight in weights.items():
@@ -44,6 +43,17 @@ def level_weighted_cycle(sizes: tuple[int, ...] | list[int], output_size: int = 
         credit[chosen] -= total
         cycle.append(chosen)
     return cycle
+
+
+def level_weighted_cycle(sizes: tuple[int, ...] | list[int], output_size: int = 256) -> list[int]:
+    """:func:`weighted_cycle` in which each input size ``r`` gets as many iterations as the head levels it runs,
+    ``log2(output_size / r)`` (16, 32, 64, 128 -> 4 : 3 : 2 : 1 of every 10): for the default sizes 16, 32, 64, 16,
+    32, 128, 16, 64, 32, 16. The smaller sizes run more levels and cost less per iteration; a 128x128 iteration
+    costs about as much as ten at 16x16."""
+    weights = {int(s): int(round(math.log2(output_size / int(s)))) for s in sizes}
+    if any(w < 1 for w in weights.values()):
+        raise ValueError(f"every input size must be smaller than output_size ({output_size}), got {sorted(sizes)}.")
+    return weighted_cycle(weights)
 
 
 class PrepareBatchHighRes(PrepareBatch):

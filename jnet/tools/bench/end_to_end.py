@@ -3,7 +3,8 @@ End to end, as a user runs it (issue 19): the same synthetic test volumes segmen
 ``python -m monai.bundle run --config_file configs/inference.json`` (PyTorch eager, its own defaults) and by the
 exported kit's standalone runner (ONNX Runtime), each one process from start-up to the last mask: wall time,
 volumes/s and peak RSS (the kernel's ``ru_maxrss`` of the process, :func:`~jnet.tools.bench.volume_memory.measured_run`),
-and whether both wrote the same masks.
+and whether both wrote the same masks; and what each program's imports alone take in a fresh interpreter (the part of
+its wall time no volume changes).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 
 import nibabel as nib
@@ -22,6 +25,11 @@ from .volume_memory import machine_description, measured_run, seeded_bundle_and_
 __all__ = ["EndToEnd", "bench_end_to_end", "format_end_to_end_table", "write_end_to_end_report"]
 
 BUNDLE = "prostate_mri_lowres_32"
+# what each program imports before its first volume: `monai.bundle run` imports monai.bundle (and with it all of
+# MONAI: monai/__init__ loads every submodule) and the inference config's imports; the runner its own modules
+# (numpy, nibabel) and ONNX Runtime
+BUNDLE_IMPORTS = "import monai.bundle, torch, jnet"
+RUNNER_IMPORTS = "import onnxruntime, jnet.deploy.runner.cli"
 
 
 @dataclass
@@ -35,11 +43,31 @@ class EndToEnd:
     runner_peak_mb: float
     masks_equal: float  # the share of voxels on which the two programs' masks agree, over all volumes
     machine: str = ""
+    bundle_imports_s: float | None = None  # BUNDLE_IMPORTS in a fresh interpreter, fastest of 3
+    runner_imports_s: float | None = None  # RUNNER_IMPORTS likewise, from the kit's own copy of jnet (its folder first on sys.path)
 
     @property
     def wall_ratio(self) -> float:
         """The bundle's wall time over the runner's (issue 19's target: at most 1.5)."""
         return self.bundle_wall_s / self.runner_wall_s
+
+    @property
+    def after_imports_ratio(self) -> float | None:
+        """The bundle's wall time over the runner's, each without its imports (None: not measured)."""
+        if self.bundle_imports_s is None or self.runner_imports_s is None:
+            return None
+        return (self.bundle_wall_s - self.bundle_imports_s) / (self.runner_wall_s - self.runner_imports_s)
+
+
+def import_seconds(statement: str, cwd: str, repeats: int = 3) -> float:
+    """Wall seconds of ``python -c statement`` in a fresh interpreter started in ``cwd`` (first on its ``sys.path``,
+    as a program's own folder is), the fastest of ``repeats``: the start-up a program pays before it reads anything."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", statement], check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def bench_end_to_end(out_dir: str, num_volumes: int = 24, bundle: str = BUNDLE, num_slices: tuple[int, int] = (15, 20)) -> EndToEnd:
@@ -66,20 +94,30 @@ def bench_end_to_end(out_dir: str, num_volumes: int = 24, bundle: str = BUNDLE, 
         a = np.asarray(nib.load(os.path.join(bundle_out, name)).dataobj)
         b = np.asarray(nib.load(os.path.join(runner_out, name)).dataobj)
         agree, total = agree + int((a == b).sum()), total + a.size
+    bundle_imports = import_seconds(BUNDLE_IMPORTS, bundle_dir)  # where monai.bundle run starts
+    runner_imports = import_seconds(RUNNER_IMPORTS, os.path.join(kit, "jnet_runner"))  # the kit's own jnet first
     return EndToEnd(bundle, len(volumes), slices, round(bundle_wall, 2), round(runner_wall, 2), round(bundle_peak, 1), round(runner_peak, 1),
-                    round(agree / total, 6), machine_description())
+                    round(agree / total, 6), machine_description(), round(bundle_imports, 2), round(runner_imports, 2))
 
 
 def format_end_to_end_table(result: EndToEnd) -> str:
     """The markdown table of :func:`bench_end_to_end`."""
     r = result
+
+    def imports(seconds: float | None, wall_s: float) -> str:
+        return "-" if seconds is None else f"{seconds:.1f} s | {wall_s - seconds:.1f} s"
+
     lines = [
-        "| program | volumes (slices) | wall time | volumes/s | peak RSS |",
-        "|---|---|---|---|---|",
-        f"| `monai.bundle run inference.json` ({r.bundle}) | {r.volumes} ({r.slices}) | {r.bundle_wall_s:.1f} s | {r.volumes / r.bundle_wall_s:.2f} | {r.bundle_peak_mb:.0f} MB |",
-        f"| standalone runner (ONNX Runtime) | {r.volumes} ({r.slices}) | {r.runner_wall_s:.1f} s | {r.volumes / r.runner_wall_s:.2f} | {r.runner_peak_mb:.0f} MB |",
+        "| program | volumes (slices) | wall time | volumes/s | peak RSS | its imports alone | wall time less imports |",
+        "|---|---|---|---|---|---|---|",
+        f"| `monai.bundle run inference.json` ({r.bundle}) | {r.volumes} ({r.slices}) | {r.bundle_wall_s:.1f} s | {r.volumes / r.bundle_wall_s:.2f} | {r.bundle_peak_mb:.0f} MB | {imports(r.bundle_imports_s, r.bundle_wall_s)} |",
+        f"| standalone runner (ONNX Runtime) | {r.volumes} ({r.slices}) | {r.runner_wall_s:.1f} s | {r.volumes / r.runner_wall_s:.2f} | {r.runner_peak_mb:.0f} MB | {imports(r.runner_imports_s, r.runner_wall_s)} |",
     ]
-    return "\n".join(lines) + (f"\n\nBundle / runner wall time: {r.wall_ratio:.2f}x (start-up included); the masks agree on "
+    after = r.after_imports_ratio
+    after_text = "" if after is None else (
+        f"; without each program's imports ({BUNDLE_IMPORTS!r} and {RUNNER_IMPORTS!r} in a fresh interpreter, fastest of 3) "
+        f"{after:.2f}x")
+    return "\n".join(lines) + (f"\n\nBundle / runner wall time: {r.wall_ratio:.2f}x (start-up included){after_text}; the masks agree on "
                                f"{100 * r.masks_equal:.2f} % of the voxels. Machine: {r.machine}.\n")
 
 

@@ -79,8 +79,10 @@ def fastest_of_rounds(measures: dict[str, Callable[[], dict[str, float]]], round
 
 def matmul_limit_gmacs(size: int = 2048, budget_s: float = 2.0) -> float:
     """This CPU's fp32 matrix-multiply limit, G multiply-accumulates per second: the fastest ``size`` x ``size`` x
-    ``size`` MatMul through ONNX Runtime (all cores) - the yardstick every bench figure is shown against (PyTorch's
-    own GEMM is slower on some CPUs: about 73 vs 171 G MAC/s on this AMD one)."""
+    ``size`` MatMul through ONNX Runtime (all cores) - the yardstick every bench figure is shown against, measured in the
+    same process as the figures (a shared or throttled host gives a lower limit, and then lower figures with it; on
+    the 2-core AMD VM of docs/results.md it measured 65 to 94 G MAC/s from one call to the next, PyTorch's own GEMM
+    76)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 

@@ -110,6 +110,8 @@ VARIANTS = {
                 "from the current weights before each validation and save, for 2x the per-size epochs", any_size=True),
         Variant("any_uniform", (_ablation("uniform_sizes"),), "`any` with the sizes cycled one iteration each",
                 any_size=True),
+        Variant("any_more_64", (_ablation("more_64"),), "`any` with 8 : 6 : 5 : 1 iterations at 16 / 32 / 64 / 128 "
+                "(a quarter of them at 64x64 instead of a fifth, half as many at 128x128)", any_size=True),
         Variant("any_shared_stats", (_ablation("shared_stats"),), "`any` with one set of BatchNorm statistics for every "
                 "size (the running averages of training)", any_size=True),
         Variant("any_norm", (_ablation("per_size_norm"),), "`any` with one whole BatchNorm per input size (statistics "
