@@ -224,6 +224,43 @@ def test_softmax_dice_ce_backward_is_the_derivative_of_the_forward(kind):
     assert torch.autograd.gradcheck(lambda x: softmax_dice_ce(x, target, 0.7, 1.3), (logits,))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_softmax_dice_ce_under_autocast_sums_in_float32(dtype):
+    """``--amp True``: the network hands the loss float16 (CUDA's default) or bfloat16 logits. At 256x256 a per-channel
+    sum passes float16's largest value (65,504): a confident all-background slice gave inf / NaN when the sums ran in
+    float16. The loss equals MONAI's float32 loss on the same logits, its gradient too, and comes back float32."""
+    from monai.losses import DiceCELoss
+
+    from jnet.losses import SoftmaxDiceCELoss
+
+    logits = torch.zeros(2, 3, 256, 256)
+    logits[:, 0] = 5.0  # every pixel confidently background
+    target = torch.zeros_like(logits)
+    target[:, 0] = 1.0
+    target[1, :, 100:140, 100:140] = torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1)  # one sample with a foreground patch
+    low = logits.to(dtype)
+    expected = _values_and_gradients(DiceCELoss(softmax=True), low.float(), target)
+    x = low.detach().clone().requires_grad_()
+    with torch.autocast("cpu", dtype=dtype):
+        value = SoftmaxDiceCELoss()(x, target)
+    (value * 3.0).backward()
+    assert value.dtype == torch.float32 and torch.isfinite(value) and torch.isfinite(x.grad).all()
+    assert value.item() == pytest.approx(expected[0].item(), rel=1e-5)  # a whole-map BLAS dot was 3e-4 off
+    assert x.grad.dtype == dtype and torch.allclose(x.grad.float(), expected[1].to(dtype).float(), rtol=1e-2, atol=1e-9)
+
+
+def test_softmax_dice_ce_gives_no_silent_second_derivative():
+    """The closed-form backward keeps no graph: asking for a second derivative raises instead of returning a wrong one."""
+    from jnet.losses.dice_ce import softmax_dice_ce
+
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    target = F.one_hot(torch.randint(0, 3, (1, 4, 4)), 3).movedim(-1, 1).float()
+    upstream = torch.ones((), requires_grad=True)  # a gradient that itself has a graph (a gradient penalty's)
+    (grad,) = torch.autograd.grad(softmax_dice_ce(logits, target), logits, grad_outputs=upstream, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()
+
+
 def test_softmax_dice_ce_refuses_mismatched_shapes():
     from jnet.losses.dice_ce import softmax_dice_ce
 

@@ -217,19 +217,23 @@ def test_torchscript_and_eval_output_agree(skip):
         assert torch.allclose(scripted(x), net(x), atol=1e-5)
 
 
-def test_training_step_under_autocast_reaches_every_parameter():
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_training_step_under_autocast_reaches_every_parameter(dtype):
     """``--amp True`` trains under autocast, where the backbone's logits come out in half precision and the head's
-    kernels may not: CPU autocast (bfloat16) stands in for CUDA's here - the head's hand-written levels and the fused
-    loss take the mixed dtypes and every parameter gets a finite gradient."""
+    kernels may not: CPU autocast stands in for CUDA's here (float16, CUDA's default, and bfloat16) - the head's
+    hand-written levels and the fused loss take the mixed dtypes, the loss is the float32 loss of those logits (its
+    256x256 sums overflow float16), and every parameter gets a finite gradient."""
     from jnet.losses import MultiStageLoss
 
     torch.manual_seed(0)
     network = JNet(elunet_for_input(1, 3, 16, features=4), 3, 4, output_size=256)
     images, labels = torch.randn(2, 1, 16, 16), torch.randint(0, 3, (2, 1, 256, 256)).float()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         outputs = network(images)
         loss = MultiStageLoss(num_classes=3)(outputs, labels)
-    assert outputs[0].dtype == torch.bfloat16 and [o.shape[-1] for o in outputs] == [256, 128, 64, 32, 16]
+    assert outputs[0].dtype == dtype and [o.shape[-1] for o in outputs] == [256, 128, 64, 32, 16]
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(MultiStageLoss(num_classes=3)([o.float() for o in outputs], labels).item(), rel=1e-5)
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in network.parameters())

@@ -169,7 +169,7 @@ def test_a_weighted_cycle_gives_each_size_its_share_spread_out():
     assert [cycle.count(size) for size in SIZES] == [8, 6, 5, 1]
     assert all(a != b for a, b in zip(cycle, cycle[1:]))
     assert weighted_cycle({16: 4, 32: 3, 64: 2, 128: 1}) == level_weighted_cycle(SIZES)
-    for bad in ({}, {16: 0, 32: 1}):
+    for bad in ({}, {16: 0, 32: 1}, {16: 2.5, 32: 1}):
         with pytest.raises(ValueError, match="whole weight >= 1"):
             weighted_cycle(bad)
 

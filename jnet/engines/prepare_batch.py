@@ -30,11 +30,11 @@ def downsample_batch(images: torch.Tensor, size: int, mode: str = "area") -> tor
 def weighted_cycle(weights: Mapping[int, int]) -> list[int]:
     """The iteration cycle of one :class:`PrepareBatchAnySize` training with ``weights[r]`` iterations at input size
     ``r`` in every ``sum(weights)``, spread out (smooth weighted round robin: each turn the size furthest behind its
-    share, the smaller first on a tie). ``{16: 4, 32: 3, 64: 2, 128: 1}`` gives 16, 32, 64, 16, 32, 128, 16, 64, 32,
-    16."""
+    share, the smaller first on a tie; across the end of one cycle and the start of the next a size may come twice).
+    ``{16: 4, 32: 3, 64: 2, 128: 1}`` gives 16, 32, 64, 16, 32, 128, 16, 64, 32, 16."""
+    if not weights or any(int(w) != w or w < 1 for w in weights.values()):
+        raise ValueError(f"every input size needs a whole weight >= 1, got {dict(weights)}.")
     weights = {int(size): int(weight) for size, weight in sorted(weights.items())}
-    if not weights or any(w < 1 for w in weights.values()):
-        raise ValueError(f"every input size needs a whole weight >= 1, got {weights}.")
     total, credit, cycle = sum(weights.values()), dict.fromkeys(weights, 0), []
     for _ in range(total):
         for size, weight in weights.items():

@@ -16,16 +16,31 @@ from the closed form:
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch.nn.modules.loss import _Loss
 
 __all__ = ["SoftmaxDiceCELoss", "softmax_dice_ce"]
 
 
+DOT_CHUNK = 1024  # the longest run one BLAS dot accumulates; the partial sums are then added by torch.sum
+
+
+def _chunk_length(n: int, longest: int = DOT_CHUNK) -> int:
+    """The largest divisor of ``n`` that is at most ``longest``."""
+    return next(length for length in range(min(n, longest), 0, -1) if n % length == 0)
+
+
 def _dot_per_channel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(a * b).sum(spatial dims)`` as ``(B, C, 1, ...)``, as batched BLAS dot products: no map-sized temporary."""
+    """``(a * b).sum(spatial dims)`` as ``(B, C, 1, ...)``, as batched BLAS dot products over runs of at most
+    :data:`DOT_CHUNK` pixels, their partial sums added by ``torch.sum``: no map-sized temporary, and float32
+    accuracy - one BLAS dot over a whole 256x256 map accumulates rounding errors, up to 3e-4 of the loss on a
+    uniform slice (tests/test_loss.py)."""
     batch, channels = a.shape[0], a.shape[1]
-    dots = torch.bmm(a.reshape(batch * channels, 1, -1), b.reshape(batch * channels, -1, 1))
-    return dots.view(batch, channels, *([1] * (a.dim() - 2)))
+    pixels = a[0, 0].numel()
+    length = _chunk_length(pixels)
+    runs = batch * channels * (pixels // length)
+    dots = torch.bmm(a.reshape(runs, 1, length), b.reshape(runs, length, 1))
+    return dots.view(batch, channels, -1).sum(2).view(batch, channels, *([1] * (a.dim() - 2)))
 
 
 def _dice_terms(probs: torch.Tensor, target: torch.Tensor, smooth_nr: float, smooth_dr: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,6 +72,7 @@ class _SoftmaxDiceCE(torch.autograd.Function):
         return lambda_dice * (1.0 - numerator / denominator).mean() + lambda_ce * cross_entropy
 
     @staticmethod
+    @once_differentiable  # the saved probabilities carry no graph: a second derivative raises, not a wrong value
     def backward(ctx, grad):  # noqa: D102
         probs, target, numerator, denominator = ctx.saved_tensors
         dice_weight, ce_weight = ctx.weights
@@ -72,10 +88,13 @@ def softmax_dice_ce(logits: torch.Tensor, target: torch.Tensor, lambda_dice: flo
                     smooth_nr: float = 1e-5, smooth_dr: float = 1e-5) -> torch.Tensor:
     """MONAI's ``DiceCELoss(softmax=True, lambda_dice=..., lambda_ce=...)`` (its other arguments at their defaults) on
     ``(B, C, ...)`` logits, ``C > 1``, and ``(B, C, ...)`` one-hot or probability targets, with a hand-written
-    backward (see the module docstring)."""
+    backward (see the module docstring). Always in float32 at least (float64 stays float64), autocast or not: its per-channel sums run over every
+    pixel (65,536 at 256x256, past float16's largest value) - as MONAI's loss keeps its sums in float32 under autocast."""
     if logits.shape != target.shape or logits.shape[1] < 2:
         raise ValueError(f"softmax_dice_ce takes (B, C>1, ...) logits and targets of the same shape, got {tuple(logits.shape)} and {tuple(target.shape)}.")
-    return _SoftmaxDiceCE.apply(logits, target.to(logits.dtype), lambda_dice, lambda_ce, smooth_nr, smooth_dr)
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # float16/bfloat16 up, float64 kept
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        return _SoftmaxDiceCE.apply(logits.to(dtype), target.to(dtype), lambda_dice, lambda_ce, smooth_nr, smooth_dr)
 
 
 class SoftmaxDiceCELoss(_Loss):

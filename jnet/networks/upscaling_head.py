@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["UpscalingHead", "UpscalingLevel", "FoldedLevel", "classwise_up"]
 
@@ -298,6 +299,7 @@ class FoldedLevel(torch.autograd.Function):
         return _write_folded(patches, kernel, factor)
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiable: a second derivative raises, not a wrong value
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # noqa: D102
         patches, kernel = ctx.saved_tensors
         need_patches, need_kernel = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
