@@ -306,8 +306,9 @@ def test_end_to_end_runs_both_programs_on_the_same_volumes_and_writes_the_table(
     assert sorted(os.listdir(tmp_path / "bundle_masks")) == sorted(os.listdir(tmp_path / "runner_masks")) != []
     assert result.masks_equal >= 0.999
     # the imports alone, in fresh interpreters: all of MONAI (and torch) against ONNX Runtime and numpy/nibabel
-    assert 0 < result.runner_imports_s < result.bundle_imports_s < result.bundle_wall_s
-    assert result.after_imports_ratio < result.wall_ratio  # MONAI's import is a larger share of the bundle's time
+    # (no ratio of timings asserted: the wall times are single runs, the imports the fastest of 3, all under the load
+    # of whatever else runs - a test of their order would fail by accident)
+    assert 0 < result.runner_imports_s < result.bundle_imports_s
     table = write_end_to_end_report(result, str(tmp_path))
     assert f"| {result.bundle_imports_s:.1f} s | {result.bundle_wall_s - result.bundle_imports_s:.1f} s |" in table
     assert f"without each program's imports" in table and f"{result.after_imports_ratio:.2f}x" in table

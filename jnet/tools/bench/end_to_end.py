@@ -53,8 +53,9 @@ class EndToEnd:
 
     @property
     def after_imports_ratio(self) -> float | None:
-        """The bundle's wall time over the runner's, each without its imports (None: not measured)."""
-        if self.bundle_imports_s is None or self.runner_imports_s is None:
+        """The bundle's wall time over the runner's, each without its imports (None: not measured, or the runner's
+        imports timed at least its whole run - a tiny run on a loaded machine)."""
+        if self.bundle_imports_s is None or self.runner_imports_s is None or self.runner_wall_s <= self.runner_imports_s:
             return None
         return (self.bundle_wall_s - self.bundle_imports_s) / (self.runner_wall_s - self.runner_imports_s)
 
