@@ -15,6 +15,8 @@ from the closed form:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.loss import _Loss
@@ -25,6 +27,7 @@ __all__ = ["SoftmaxDiceCELoss", "softmax_dice_ce"]
 DOT_CHUNK = 1024  # the longest run one BLAS dot accumulates; the partial sums are then added by torch.sum
 
 
+@lru_cache(maxsize=64)  # a few map sizes per training, asked at every step
 def _chunk_length(n: int, longest: int = DOT_CHUNK) -> int:
     """The largest divisor of ``n`` that is at most ``longest``."""
     return next(length for length in range(min(n, longest), 0, -1) if n % length == 0)

@@ -14,12 +14,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 
 import nibabel as nib
 import numpy as np
 
+from .speed import time_calls
 from .volume_memory import machine_description, measured_run, seeded_bundle_and_kit
 
 __all__ = ["EndToEnd", "bench_end_to_end", "format_end_to_end_table", "write_end_to_end_report"]
@@ -62,13 +62,11 @@ class EndToEnd:
 
 def import_seconds(statement: str, cwd: str, repeats: int = 3) -> float:
     """Wall seconds of ``python -c statement`` in a fresh interpreter started in ``cwd`` (first on its ``sys.path``,
-    as a program's own folder is), the fastest of ``repeats``: the start-up a program pays before it reads anything."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", statement], check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        best = min(best, time.perf_counter() - start)
-    return best
+    as a program's own folder is), the fastest of ``repeats`` after a warm-up (:func:`time_calls`): the start-up a
+    program pays before it reads anything."""
+    command = [sys.executable, "-c", statement]
+    return time_calls(lambda: subprocess.run(command, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                      budget_s=0.0, min_runs=repeats, max_runs=repeats)
 
 
 def bench_end_to_end(out_dir: str, num_volumes: int = 24, bundle: str = BUNDLE, num_slices: tuple[int, int] = (15, 20)) -> EndToEnd:
