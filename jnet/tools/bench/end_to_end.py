@@ -104,7 +104,7 @@ def format_end_to_end_table(result: EndToEnd) -> str:
     r = result
 
     def imports(seconds: float | None, wall_s: float) -> str:
-        return "-" if seconds is None else f"{seconds:.1f} s | {wall_s - seconds:.1f} s"
+        return "- | -" if seconds is None else f"{seconds:.1f} s | {wall_s - seconds:.1f} s"
 
     lines = [
         "| program | volumes (slices) | wall time | volumes/s | peak RSS | its imports alone | wall time less imports |",
