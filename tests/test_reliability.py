@@ -867,3 +867,27 @@ def test_project_verbs_refuse_bad_input_with_one_clear_line(prostate_base, tmp_p
     line = _error_line(_verb("unpack", str(not_a_zip), "--out_dir", str(tmp_path / "received")))
     assert line.startswith(f"ERROR: {not_a_zip}: ")
     assert not os.path.exists(str(tmp_path / "received")) or not os.listdir(str(tmp_path / "received"))
+
+
+@pytest.mark.parametrize("max_epochs, interval, validated", [(1, 2, [1]), (5, 2, [2, 4, 5]), (6, 2, [2, 4, 6]), (3, 1, [1, 2, 3])])
+def test_validation_every_interval_and_after_the_last_epoch(max_epochs, interval, validated):
+    """The bundles' IntervalAndLastValidation: every ``interval`` epochs as MONAI's ValidationHandler, and once more
+    after the last epoch when the interval does not divide it (``--epochs 1`` of the _any bundles, which validate
+    every 2nd epoch, still validates and so saves a model)."""
+    from ignite.engine import Engine
+
+    from jnet.handlers import IntervalAndLastValidation
+
+    class Recorder:  # stands in for the evaluator: only its run(epoch) is called
+        def __init__(self):
+            self.epochs = []
+
+        def run(self, epoch):
+            self.epochs.append(epoch)
+
+    trainer, recorder = Engine(lambda engine, batch: None), Recorder()
+    handler = IntervalAndLastValidation(interval=interval)
+    handler.validator = recorder
+    handler.attach(trainer)
+    trainer.run([0, 1], max_epochs=max_epochs)
+    assert recorder.epochs == validated

@@ -185,6 +185,7 @@ def _speed(images_per_s: float) -> dict:
 
 
 def test_every_any_size_ablation_changes_its_own_keys_of_the_any_bundle():
+    from jnet.bundles.parse import bundle_parser
     from jnet.tools.sweep.train import bundle_for, epochs_factor
 
     bundle = bundle_for("prostate", 16, True)
@@ -201,6 +202,9 @@ def test_every_any_size_ablation_changes_its_own_keys_of_the_any_bundle():
     assert shipped.get_parsed_content("any_schedule") == [16, 32, 64, 16, 32, 128, 16, 64, 32, 16]
     assert run_parser(bundle, VARIANTS["any_uniform"].config_files, {}).get_parsed_content("any_schedule") == [16, 32, 64, 128]
     assert epochs_factor("prostate", VARIANTS["any"]) == 2.0 and epochs_factor("prostate", VARIANTS["head"]) == 1.0
+    # the bundle validates as many times as a per-size bundle, as the sweep's any runs do (run_overrides)
+    per_size = bundle_parser(bundle_for("prostate", 16))
+    assert shipped["epochs"] / shipped["val_interval"] == per_size["epochs"] / per_size["val_interval"] == 100
 
 
 def test_the_any_size_variant_trains_once_per_seed_and_is_scored_at_every_size(tiny_dataset, tmp_path):
@@ -215,6 +219,8 @@ def test_the_any_size_variant_trains_once_per_seed_and_is_scored_at_every_size(t
     assert at_16["command"].startswith("cd bundles/prostate_mri_lowres_any && ") and "--config_file \"['configs/train.json']\" " in at_16["command"]
     # the any network trains its bundle's epochs per per-size epoch (200 / 100): 2 x 1 epoch -> 2
     assert " --epochs 2 " in at_16["command"] and " --epochs 1 " in results["runs"]["head@16#0"]["command"]
+    # ... and validates as many times as a per-size run (every 2 x 1 epochs), as its bundle does (200 epochs, every 2nd)
+    assert " --val_interval 2 " in at_16["command"] and " --val_interval 1 " in results["runs"]["head@16#0"]["command"]
     assert at_16["per_volume"] != at_64["per_volume"] or at_16["jaccard"] == at_64["jaccard"] == [0.0, 0.0]
     assert results["speed"]["any@64"]["added_parameters"] == 180 == results["speed"]["head@16"]["added_parameters"]
     assert "| 64x64 | any |" in open(os.path.join(work, "sweep.md")).read()

@@ -351,7 +351,7 @@ def _readme_fields(spec: BundleSpec, templates: str, configs_dir: str) -> dict:
         training, per_size = (load_json(os.path.join(templates, *path)) for path in ((ANY_SIZE_OVERLAYS, "train.json"), ("train.json",)))
         section = f.read().format(**common, all_levels=spec.head_levels, sizes=sizes_text(spec.sizes), size_list=", ".join(map(str, spec.sizes)),
                                   table=any_size_table(spec, configs_dir), batches=training["size_statistics_batches"],
-                                  any_epochs=training["epochs"], epochs=per_size["epochs"],
+                                  any_epochs=training["epochs"], epochs=per_size["epochs"], val_interval=training["val_interval"],
                                   epochs_factor=f"{training['epochs'] / per_size['epochs']:g}")
     others = [s for s in spec.sizes if s != r]
     kit = (

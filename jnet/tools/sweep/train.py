@@ -148,10 +148,11 @@ def epochs_factor(dataset: str, variant: Variant) -> float:
 def run_overrides(config: dict, seed: int, run_dir: str | None = None, teacher_file: str | None = None, factor: float = 1.0) -> dict:
     """The command-line overrides of one run (``--key value`` of its ``monai.bundle run`` command); ``teacher_file``:
     the distillation teacher's weights (a :attr:`Variant.teacher` variant); ``factor``: its :func:`epochs_factor`
-    (the sweep's ``epochs`` are a per-size run's)."""
+    (the sweep's ``epochs`` and ``val_interval`` are a per-size run's: an any-size run validates as many times as
+    a per-size run, every ``factor x val_interval`` epochs, as its bundle does - 200 epochs, every 2nd)."""
     epochs = int(round(config["epochs"] * factor))
     overrides = {"dataset_dir": config["dataset_dir"], "num_folds": config["num_folds"], "epochs": epochs,
-                 "val_interval": config["val_interval"], "seed": seed, "num_workers": 0}
+                 "val_interval": max(1, int(round(config["val_interval"] * factor))), "seed": seed, "num_workers": 0}
     if config.get("dataset_layout"):
         overrides["dataset_layout"] = config["dataset_layout"]
     for name in ("batch_size", "features"):
