@@ -75,11 +75,13 @@ def _any_size_checks(sweep: dict) -> list[tuple[str, bool, str]]:
     head_runs = [run["train_s"] for k, run in runs.items() if k.startswith("head@")]
     if trainings and head_runs:
         ratio = float(np.mean(list(trainings.values()))) / float(np.mean(head_runs))
+        per_size = {r: [run["train_s"] for k, run in runs.items() if k.startswith(f"head@{r}#")] for r in sizes}
         checks.append((
             "the one training costs at most 1.5x the wall time of one per-size head run",
             ratio <= 1.5,
             f"{np.mean(list(trainings.values())):.0f} s per any training vs {np.mean(head_runs):.0f} s per head run "
-            f"(mean over its {len(head_runs)} runs at {', '.join(str(s) for s in sizes)}): {ratio:.2f}x",
+            f"(mean over its {len(head_runs)} runs at {', '.join(str(s) for s in sizes)}; by size "
+            f"{' / '.join(f'{np.mean(t):.0f}' if t else '-' for t in per_size.values())} s): {ratio:.2f}x",
         ))
     for r in sizes:
         ours, theirs = speed.get(f"any@{r}"), speed.get(f"head@{r}")
