@@ -297,19 +297,23 @@ def test_torchscript_serves_every_size_as_the_eager_network(per_size_norm):
         scripted(torch.randn(1, 2, 48, 48))
 
 
-def test_calibration_gives_each_size_the_statistics_of_its_own_batches():
+@pytest.mark.parametrize("per_size", ["stats", True])
+def test_calibration_gives_each_size_the_statistics_of_its_own_batches(per_size):
     """Each size's running statistics become the cumulative average of its batch statistics over the given batches
-    (what a plain BatchNorm with ``momentum=None`` keeps), with the weights and the training mode untouched."""
+    (what a plain BatchNorm with ``momentum=None`` keeps), with the weights and the training mode untouched - per-size
+    statistics with a shared affine (``"stats"``) and whole per-size BatchNorms (``True``, ``per_size_norm``) alike."""
     from jnet.engines import downsample_batch
     from jnet.handlers import calibrate_size_statistics
+    from jnet.handlers.size_statistics import size_norms
 
-    network = _network("stats").eval()
+    network = _network(per_size).eval()
+    assert len(size_norms(network)) > 0
     batches = [torch.randn(4, 2, 256, 256, generator=torch.Generator().manual_seed(k)) for k in range(3)]
     weights = {name: p.clone() for name, p in network.named_parameters()}
     calibrate_size_statistics(network, batches, [16, 64])
     assert not network.training and all(torch.equal(p, weights[name]) for name, p in network.named_parameters())
     for size in SIZES:
-        plain = _network("stats").at_size(size)  # the uncalibrated statistics of that size (same seed)
+        plain = _network(per_size).at_size(size)  # the uncalibrated statistics of that size (same seed)
         if size in (16, 64):
             for module in plain.modules():
                 if isinstance(module, torch.nn.BatchNorm2d):
@@ -325,7 +329,7 @@ def test_calibration_gives_each_size_the_statistics_of_its_own_batches():
         for norm, reference in zip(got, expected):
             torch.testing.assert_close(norm.running_mean, reference.running_mean, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(norm.running_var, reference.running_var, rtol=1e-5, atol=1e-6)
-    assert [m.momentum for m in network.modules() if isinstance(m, SizeStatisticsBatchNorm2d)][0] == 0.1  # restored
+    assert {norm.momentum for norm in size_norms(network)} == {0.1}  # restored
 
 
 def test_the_calibration_handler_sets_the_validation_size_first_and_every_size_for_a_new_best():
@@ -362,7 +366,8 @@ def test_the_calibration_handler_sets_the_validation_size_first_and_every_size_f
 
 
 def test_the_any_bundles_calibrate_before_the_best_model_is_saved():
-    """The generated train.json lists the calibration before BestModelSaver, enabled by per_size_stats only."""
+    """The generated train.json lists the calibration before BestModelSaver, enabled wherever statistics are per size
+    (per_size_stats, the default, or per_size_norm), disabled for shared statistics."""
     import os
 
     from conftest import BUNDLES
@@ -372,4 +377,8 @@ def test_the_any_bundles_calibrate_before_the_best_model_is_saved():
         parser = bundle_parser(os.path.join(BUNDLES, bundle))
         targets = [handler["_target_"] for handler in parser["validate#handlers"]]
         assert targets.index("jnet.handlers.SizeStatisticsCalibration") < targets.index("jnet.handlers.BestModelSaver")
-        assert parser["validate#handlers"][0]["_disabled_"] == "$not @per_size_stats"
+        for overrides, enabled in (({}, True), ({"per_size_stats": False}, False), ({"per_size_stats": False, "per_size_norm": True}, True)):
+            for key, value in overrides.items():
+                parser[key] = value
+            assert parser.get_parsed_content("validate#handlers#0#_disabled_") is not enabled
+            assert parser.get_parsed_content("train#trainer#prepare_batch#keep_batches") == (4 if enabled else 0)

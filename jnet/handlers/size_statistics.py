@@ -9,19 +9,32 @@ from ignite.engine import Engine, Events
 from torch import nn
 
 from jnet.engines.prepare_batch import PrepareBatchAnySize, downsample_batch
-from jnet.networks.switchable import SizeStatisticsBatchNorm2d
+from jnet.networks.switchable import SizeStatisticsBatchNorm2d, SizeSwitchedBatchNorm2d
 
 from .engine_state import is_new_best, unwrap_parallel
 
-__all__ = ["SizeStatisticsCalibration", "calibrate_size_statistics"]
+__all__ = ["SizeStatisticsCalibration", "calibrate_size_statistics", "size_norms"]
+
+
+def size_norms(network: nn.Module) -> list[nn.Module]:
+    """The norms of ``network`` whose running statistics belong to one input size: every
+    :class:`SizeStatisticsBatchNorm2d` (``per_size_stats``) and each size's ``BatchNorm2d`` inside a
+    :class:`SizeSwitchedBatchNorm2d` (``per_size_norm``); a forward pass at a size updates only that size's."""
+    norms: list[nn.Module] = []
+    for module in network.modules():
+        if isinstance(module, SizeStatisticsBatchNorm2d):
+            norms.append(module)
+        elif isinstance(module, SizeSwitchedBatchNorm2d):
+            norms.extend(module.norms)
+    return norms
 
 
 def calibrate_size_statistics(network: nn.Module, batches: Sequence[torch.Tensor], sizes: Sequence[int], mode: str = "area") -> None:
-    """Set each size's running statistics in every :class:`SizeStatisticsBatchNorm2d` of ``network`` to the mean of
-    the batch statistics over ``batches`` (full-resolution images, downsampled to the size as in training): train-mode
-    forward passes without gradient, the momentum ``1/k`` at the k-th batch (PyTorch's cumulative average). The
-    weights are untouched; the network's mode is restored."""
-    norms = [m for m in network.modules() if isinstance(m, SizeStatisticsBatchNorm2d)]
+    """Set each size's running statistics in every per-size norm of ``network`` (:func:`size_norms`: per-size
+    statistics or whole per-size BatchNorms) to the mean of the batch statistics over ``batches`` (full-resolution
+    images, downsampled to the size as in training): train-mode forward passes without gradient, the momentum ``1/k``
+    at the k-th batch (PyTorch's cumulative average). The weights are untouched; the network's mode is restored."""
+    norms = size_norms(network)
     if not norms or not batches:
         return
     momenta = [norm.momentum for norm in norms]
@@ -43,8 +56,9 @@ def calibrate_size_statistics(network: nn.Module, batches: Sequence[torch.Tensor
 class SizeStatisticsCalibration:
     """
     The post-training statistics of Universally Slimmable Networks (Yu & Huang, ICCV 2019), for input sizes: a
-    :class:`jnet.networks.SwitchableJNet` with ``per_size_stats`` trains each iteration at one size, so the running
-    statistics of a size trail the weights by the iterations spent at the other sizes. Before each validation this
+    :class:`jnet.networks.SwitchableJNet` with ``per_size_stats`` (or ``per_size_norm``: a whole BatchNorm per size)
+    trains each iteration at one size, so the running statistics of a size trail the weights by the iterations spent at
+    the other sizes. Before each validation this
     handler recomputes the validation size's statistics from the current weights on the trainer's latest batches
     (``PrepareBatchAnySize.recent``), and when the validation's key metric reaches a new best, every other size's
     too - so the weights that ``BestModelSaver`` then writes carry statistics of their own at every size. List it in
