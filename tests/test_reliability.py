@@ -891,3 +891,31 @@ def test_validation_every_interval_and_after_the_last_epoch(max_epochs, interval
     handler.attach(trainer)
     trainer.run([0, 1], max_epochs=max_epochs)
     assert recorder.epochs == validated
+    from jnet.handlers import validation_epochs  # what the learning-curve verb expects in a training's log
+
+    assert validation_epochs(max_epochs, interval) == validated
+
+
+def test_a_validation_interval_below_1_is_refused_before_training():
+    from ignite.engine import Engine
+
+    from jnet.handlers import IntervalAndLastValidation
+
+    for interval in (0, -2):
+        with pytest.raises(ValueError, match=f"val_interval must be at least 1, got {interval}"):
+            IntervalAndLastValidation(interval=interval).attach(Engine(lambda engine, batch: None))
+
+
+def test_every_bundle_validates_with_its_val_interval_and_evaluator():
+    """MONAI's bundle check of the ValidationHandler's references matches its class name exactly, so it skips
+    IntervalAndLastValidation: the same check here, for every bundle."""
+    import glob
+
+    from jnet.bundles.parse import bundle_parser
+
+    bundles = sorted(glob.glob(os.path.join(BUNDLES, "*")))
+    assert len(bundles) == 10
+    for bundle in bundles:
+        (handler,) = [h for h in bundle_parser(bundle)["train#handlers"] if "Validation" in h["_target_"]]
+        assert handler["_target_"] == "jnet.handlers.IntervalAndLastValidation" and handler["epoch_level"] is True, bundle
+        assert handler["interval"] == "@val_interval" and handler["validator"] == "@validate#evaluator", bundle

@@ -45,6 +45,7 @@ import torch
 import monai
 from jnet.bundles.matrix import BundleSpec, bundle_specs
 from jnet.errors import InputError
+from jnet.handlers import validation_epochs
 from jnet.tools.bundle_commands import REPO_BUNDLES, bundle_command, run_bundle_command
 from jnet.tools.eval_metrics import metric_class_names
 from jnet.tools.sweep.data import NUM_FOLDS
@@ -171,7 +172,7 @@ def _measure_bundle(spec: BundleSpec, bundles_dir: str, work_dir: str, settings:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     seconds = run_bundle_command(os.path.join(bundles_dir, spec.name), files, overrides, log, env=env, progress_every_s=30.0)
     curve = parse_validations(open(log).read(), classes)
-    expected = list(range(settings["val_interval"], settings["epochs"] + 1, settings["val_interval"]))
+    expected = validation_epochs(settings["epochs"], settings["val_interval"])  # the bundles' IntervalAndLastValidation
     if [point["epoch"] for point in curve] != expected:
         raise InputError(f"{log}: validations at epochs {[p['epoch'] for p in curve]}, expected {expected}.")
     argv = ([f"OMP_NUM_THREADS={threads}"] if threads else []) + ["python", *bundle_command(files, overrides)[1:]]

@@ -115,7 +115,8 @@ VARIANTS = {
         Variant("any_shared_stats", (_ablation("shared_stats"),), "`any` with one set of BatchNorm statistics for every "
                 "size (the running averages of training)", any_size=True),
         Variant("any_norm", (_ablation("per_size_norm"),), "`any` with one whole BatchNorm per input size (statistics "
-                "and affine transform, as Resolution Switchable Networks) instead of per-size statistics", any_size=True),
+                "and affine transform, as Resolution Switchable Networks; its statistics recomputed as the shipped ones) instead of "
+                "per-size statistics", any_size=True),
         Variant("reference", (_ablation("reference"),), "the backbone on the 256x256 input (no downsampling, no head)",
                 input_size=256),
     )
