@@ -326,7 +326,7 @@ RANK_0_ONLY = {  # merged-config handlers that ranks > 0 leave out, by target, a
     "train#handlers": {"ProgressBar": MAIN_ONLY, "StatsHandler": LOGGER, "TensorBoardStatsHandler": MAIN_ONLY},
     "validate#handlers": {"StatsHandler": LOGGER, "TensorBoardStatsHandler": MAIN_ONLY, "BestModelSaver": MAIN_ONLY},
 }
-EVERY_RANK = {"SizeStatisticsCalibration": "$not @per_size_stats"}  # on by a setting of its own, on every rank (DDP then
+EVERY_RANK = {"SizeStatisticsCalibration": "$not (@per_size_stats or @per_size_norm)"}  # on by a setting of its own, on every rank (DDP then
 # broadcasts rank 0's buffers, the statistics included, at the next training step)
 
 
