@@ -9,28 +9,15 @@ from ignite.engine import Engine, Events
 from torch import nn
 
 from jnet.engines.prepare_batch import PrepareBatchAnySize, downsample_batch
-from jnet.networks.switchable import SizeStatisticsBatchNorm2d, SizeSwitchedBatchNorm2d
+from jnet.networks.switchable import size_norms
 
 from .engine_state import is_new_best, unwrap_parallel
 
-__all__ = ["SizeStatisticsCalibration", "calibrate_size_statistics", "size_norms"]
-
-
-def size_norms(network: nn.Module) -> list[nn.Module]:
-    """The norms of ``network`` whose running statistics belong to one input size: every
-    :class:`SizeStatisticsBatchNorm2d` (``per_size_stats``) and each size's ``BatchNorm2d`` inside a
-    :class:`SizeSwitchedBatchNorm2d` (``per_size_norm``); a forward pass at a size updates only that size's."""
-    norms: list[nn.Module] = []
-    for module in network.modules():
-        if isinstance(module, SizeStatisticsBatchNorm2d):
-            norms.append(module)
-        elif isinstance(module, SizeSwitchedBatchNorm2d):
-            norms.extend(module.norms)
-    return norms
+__all__ = ["SizeStatisticsCalibration", "calibrate_size_statistics"]
 
 
 def calibrate_size_statistics(network: nn.Module, batches: Sequence[torch.Tensor], sizes: Sequence[int], mode: str = "area") -> None:
-    """Set each size's running statistics in every per-size norm of ``network`` (:func:`size_norms`: per-size
+    """Set each size's running statistics in every per-size norm of ``network`` (:func:`jnet.networks.size_norms`: per-size
     statistics or whole per-size BatchNorms) to the mean of the batch statistics over ``batches`` (full-resolution
     images, downsampled to the size as in training): train-mode forward passes without gradient, the momentum ``1/k``
     at the k-th batch (PyTorch's cumulative average). The weights are untouched; the network's mode is restored."""

@@ -12,7 +12,7 @@ from torch import nn
 from .jnet import JNet
 from .upscaling_head import UpscalingHead
 
-__all__ = ["SwitchableJNet", "SizeSwitchedBatchNorm2d", "SizeStatisticsBatchNorm2d", "DEFAULT_SIZES"]
+__all__ = ["SwitchableJNet", "SizeSwitchedBatchNorm2d", "SizeStatisticsBatchNorm2d", "DEFAULT_SIZES", "size_norms"]
 
 DEFAULT_SIZES = (16, 32, 64, 128)
 
@@ -102,6 +102,19 @@ class SizeStatisticsBatchNorm2d(nn.Module):
             norm.running_mean.copy_(self.running_means[index])
             norm.running_var.copy_(self.running_vars[index])
         return norm.to(self.running_means.device)
+
+
+def size_norms(network: nn.Module) -> list[nn.Module]:
+    """The norms of ``network`` whose running statistics belong to one input size: every
+    :class:`SizeStatisticsBatchNorm2d` (``per_size_stats``) and each size's ``BatchNorm2d`` inside a
+    :class:`SizeSwitchedBatchNorm2d` (``per_size_norm``); a forward pass at a size updates only that size's."""
+    norms: list[nn.Module] = []
+    for module in network.modules():
+        if isinstance(module, SizeStatisticsBatchNorm2d):
+            norms.append(module)
+        elif isinstance(module, SizeSwitchedBatchNorm2d):
+            norms.extend(module.norms)
+    return norms
 
 
 def _norm_sides(backbone: nn.Module, sizes: Sequence[int]) -> dict[nn.Module, list[int]]:
