@@ -919,3 +919,11 @@ def test_every_bundle_validates_with_its_val_interval_and_evaluator():
         (handler,) = [h for h in bundle_parser(bundle)["train#handlers"] if "Validation" in h["_target_"]]
         assert handler["_target_"] == "jnet.handlers.IntervalAndLastValidation" and handler["epoch_level"] is True, bundle
         assert handler["interval"] == "@val_interval" and handler["validator"] == "@validate#evaluator", bundle
+
+
+def test_a_validation_interval_of_0_is_one_line_from_the_bundle(prostate_base, tmp_path):
+    """``--val_interval 0`` typed by a user: one ERROR line and exit 1 before any epoch, no model written."""
+    result = run_bundle(BUNDLE_16, ["configs/train.json"], bundle_root=str(tmp_path / "root"), dataset_dir=_copy(prostate_base, tmp_path),
+                        epochs=2, **{**TINY_OVERRIDES, "val_interval": 0})
+    assert result.returncode == 1 and _error_line(result) == "ERROR: --val_interval must be at least 1, got 0."
+    assert not os.path.exists(tmp_path / "root" / "models" / "model.pt")

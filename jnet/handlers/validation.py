@@ -5,6 +5,8 @@ from __future__ import annotations
 from ignite.engine import Engine, Events
 from monai.handlers import ValidationHandler
 
+from jnet.errors import InputError
+
 __all__ = ["IntervalAndLastValidation", "validation_epochs"]
 
 
@@ -39,7 +41,7 @@ class IntervalAndLastValidation(ValidationHandler):
             return
         interval = int(self.interval)
         if interval < 1:
-            raise ValueError(f"val_interval must be at least 1, got {self.interval}.")
+            raise InputError(f"--val_interval must be at least 1, got {self.interval}.")
         engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=lambda e, epoch: is_validation_epoch(epoch, interval, e.state.max_epochs)), self)
         if self.exec_at_start:
             engine.add_event_handler(Events.STARTED, self)
