@@ -7,7 +7,7 @@ import socket
 
 from .errors import InputError
 
-__all__ = ["TORCHRUN_VARIABLES", "require_torchrun", "torchrun_env"]
+__all__ = ["TORCHRUN_VARIABLES", "end_process_group", "require_torchrun", "torchrun_env"]
 
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -26,6 +26,34 @@ def require_torchrun(config_file: str) -> None:
             f"configs/{config_file}: {', '.join(missing)} not set; start it with "
             "`torchrun --nproc_per_node=N -m monai.bundle run ...` (commands in the bundle's docs/README.md)."
         )
+
+
+def end_process_group(network: object) -> None:
+    """
+    A torchrun job's last step (``finalize`` of ``multi_gpu_train.json`` / ``multi_gpu_evaluate.json``): wait for
+    every rank, let the ``DistributedDataParallel`` wrapper ``network`` let go of the process group, then destroy it.
+
+    ``destroy_process_group`` alone leaves the group alive inside the wrapper (its ``reducer``, ``logger`` and
+    ``process_group``), so the group ended during interpreter shut-down, where now and then a gloo rank was aborted
+    by libstdc++ ("terminate called without an active exception", SIGABRT, exit code -6: a failed job although
+    every file was written; seen in full test runs here, torch 2.13). The barrier keeps a rank from leaving while
+    another still saves.
+    ``network.module`` stays usable; the wrapper no longer communicates. Does nothing without a process group.
+
+    Args:
+        network: the job's ``DistributedDataParallel`` (anything else: only the barrier and the destroy).
+    """
+    import gc
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    dist.barrier()
+    for name in ("logger", "reducer", "process_group"):  # what a DistributedDataParallel holds the group by
+        vars(network).pop(name, None)
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def torchrun_env(threads: int) -> dict[str, str]:
