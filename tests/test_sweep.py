@@ -196,9 +196,13 @@ def test_every_any_size_ablation_changes_its_own_keys_of_the_any_bundle():
             parser = run_parser(bundle, variant.config_files, {})
             changed[name] = sorted(k for k in set(parser.get()) | set(shipped.get()) if parser.get(k) != shipped.get(k))
     assert changed == {"any_uniform": ["any_schedule"], "any_shared_stats": ["per_size_stats"], "any_norm": ["per_size_norm", "per_size_stats"],
-                       "any_more_64": ["any_schedule", "model_name"]}
+                       "any_more_64": ["any_schedule", "model_name"], "any_more_128": ["any_schedule", "model_name"],
+                       "any_val128": ["input_size", "model_name"]}
     more_64 = run_parser(bundle, VARIANTS["any_more_64"].config_files, {}).get_parsed_content("any_schedule")
     assert [more_64.count(size) for size in (16, 32, 64, 128)] == [8, 6, 5, 1]
+    more_128 = run_parser(bundle, VARIANTS["any_more_128"].config_files, {}).get_parsed_content("any_schedule")
+    assert [more_128.count(size) for size in (16, 32, 64, 128)] == [4, 3, 2, 2]
+    assert run_parser(bundle, VARIANTS["any_val128"].config_files, {}).get_parsed_content("operating_size") == 128
     assert shipped.get_parsed_content("any_schedule") == [16, 32, 64, 16, 32, 128, 16, 64, 32, 16]
     assert run_parser(bundle, VARIANTS["any_uniform"].config_files, {}).get_parsed_content("any_schedule") == [16, 32, 64, 128]
     assert epochs_factor("prostate", VARIANTS["any"]) == 2.0 and epochs_factor("prostate", VARIANTS["head"]) == 1.0

@@ -117,6 +117,10 @@ VARIANTS = {
         Variant("any_norm", (_ablation("per_size_norm"),), "`any` with one whole BatchNorm per input size (statistics "
                 "and affine transform, as Resolution Switchable Networks; its statistics recomputed as the shipped ones) instead of "
                 "per-size statistics", any_size=True),
+        Variant("any_more_128", (_ablation("more_128"),), "`any` with 4 : 3 : 2 : 2 iterations at 16 / 32 / 64 / 128 "
+                "(twice as many at 128x128: 2 in 11 instead of 1 in 10)", any_size=True),
+        Variant("any_val128", (_ablation("validate_128"),), "`any` with its best epoch chosen by the validation Dice "
+                "at 128x128 instead of the bundle's default size (32x32)", any_size=True),
         Variant("reference", (_ablation("reference"),), "the backbone on the 256x256 input (no downsampling, no head)",
                 input_size=256),
     )
