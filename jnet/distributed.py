@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["TORCHRUN_VARIABLES", "end_process_group", "require_torchrun", "torchrun_env"]
 
@@ -28,7 +32,7 @@ def require_torchrun(config_file: str) -> None:
         )
 
 
-def end_process_group(network: object) -> None:
+def end_process_group(network: torch.nn.Module) -> None:
     """
     A torchrun job's last step (``finalize`` of ``multi_gpu_train.json`` / ``multi_gpu_evaluate.json``): wait for
     every rank, let the ``DistributedDataParallel`` wrapper ``network`` let go of the process group, then destroy it.
@@ -41,17 +45,20 @@ def end_process_group(network: object) -> None:
     ``network.module`` stays usable; the wrapper no longer communicates. Does nothing without a process group.
 
     Args:
-        network: the job's ``DistributedDataParallel`` (anything else: only the barrier and the destroy).
+        network: the job's ``DistributedDataParallel`` (another module is left as it is: only the barrier and
+            the destroy).
     """
     import gc
 
+    import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
         return
     dist.barrier()
-    for name in ("logger", "reducer", "process_group"):  # what a DistributedDataParallel holds the group by
-        vars(network).pop(name, None)
+    if isinstance(network, torch.nn.parallel.DistributedDataParallel):
+        for name in ("logger", "reducer", "process_group"):  # what the wrapper holds the group by
+            vars(network).pop(name, None)
     gc.collect()
     dist.destroy_process_group()
 

@@ -367,7 +367,6 @@ def test_overrides_disable_the_intended_handlers_and_keep_train_initialize(spec)
     assert evaluate["finalize"] == ["$jnet.distributed.end_process_group(@network)"]
 
 
-
 @pytest.mark.parametrize("end", ["destroy_process_group", "end_process_group"])
 def test_the_job_end_destroys_the_process_group_the_wrapper_held(end):
     """A one-process gloo group and a DistributedDataParallel wrapper that has run a training step: after
@@ -391,6 +390,11 @@ def test_the_job_end_destroys_the_process_group_the_wrapper_held(end):
         assert group() is None and not dist.is_initialized()
         assert network.module(torch.ones(1, 1, 5, 5)).shape == (1, 2, 3, 3)
         end_process_group(network)  # without a group: nothing to do
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+        plain = torch.nn.Conv2d(1, 2, 3)
+        plain.logger = "a module's own attribute"
+        end_process_group(plain)  # not a wrapper: the group destroyed, the module left as it is
+        assert not dist.is_initialized() and plain.logger == "a module's own attribute"
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
